@@ -1,0 +1,122 @@
+"""An ``Encoder``: a preset's towers and heads on one explicit device, turning media into unit vectors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.devices import resolve_device
+from engine.errors import InvalidInput, InvalidPreset, UnsupportedModality, WeightsUnavailable
+from engine.models.heads import Head, HeadConfig
+from engine.models.presets import HeadSpec, Preset, get_preset
+from engine.models.factory import build_towers
+from engine.models.towers import Tower
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "bf16")
+
+
+class Encoder:
+    """Encodes images, texts and audio clips into float32 unit vectors of the preset's space."""
+
+    def __init__(self, preset: Preset, towers: dict[str, Tower], heads: dict[str, Head], device: torch.device) -> None:
+        self.preset = preset
+        self.device = device
+        self.towers = {m: t.to(device).eval() for m, t in towers.items()}
+        self.heads = {m: h.to(device).eval() for m, h in heads.items()}
+
+    @property
+    def dim(self) -> int:
+        """Width of the shared space."""
+        return self.preset.dim
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities this encoder has towers for."""
+        return tuple(self.towers)
+
+    def _tower(self, modality: str) -> Tower:
+        if modality not in self.towers:
+            raise UnsupportedModality(f"preset {self.preset.name!r} has no {modality!r} tower; it has {self.modalities}")
+        return self.towers[modality]
+
+    def preprocess(self, modality: str, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """CPU preprocessing of raw inputs into a batch (safe to run in worker processes)."""
+        return self._tower(modality).preprocess(list(inputs))
+
+    def embed(self, modality: str, batch: dict[str, torch.Tensor], precision: str = "fp32") -> np.ndarray:
+        """Run tower and head on a preprocessed batch; returns float32 (n, dim) unit vectors."""
+        if precision not in PRECISIONS:
+            raise InvalidInput(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        tower, head = self._tower(modality), self.heads[modality]
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        autocast = (
+            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            if precision == "bf16" else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            vectors = head(tower.embed(batch))
+        return F.normalize(vectors.float(), dim=-1).cpu().numpy()
+
+    def encode(
+        self, modality: str, inputs: Sequence[Any], batch_size: int = 32, precision: str = "fp32"
+    ) -> np.ndarray:
+        """Encode raw inputs in batches into float32 (n, dim) unit vectors."""
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise InvalidInput(f"encode takes a sequence of {modality} inputs, got {type(inputs).__name__}")
+        self._tower(modality)
+        parts = [
+            self.embed(modality, self.preprocess(modality, inputs[i : i + batch_size]), precision)
+            for i in range(0, len(inputs), batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def _head(spec: HeadSpec, tower: Tower, preset: Preset, modality: str, random_weights: bool) -> Head:
+    if spec.path is not None and (spec.path / "config.json").is_file():
+        head = Head.load(spec.path)
+    elif spec.kind == "identity":
+        head = Head(HeadConfig("identity", tower.out_dim, tower.out_dim))
+    elif random_weights:
+        head = Head(HeadConfig(spec.kind, tower.out_dim, preset.dim, spec.hidden_dim))
+    else:
+        where = str(spec.path) if spec.path else f"(no path in preset {preset.name})"
+        raise WeightsUnavailable(
+            f"{preset.name} {modality} head", [where],
+            "This head is learned: train it with `xmodal train` or pass random weights for speed tests.",
+        )
+    if head.config.in_dim != tower.out_dim or head.config.out_dim != preset.dim:
+        raise InvalidPreset(
+            f"{preset.name} {modality} head maps {head.config.in_dim}->{head.config.out_dim}, "
+            f"but the tower gives {tower.out_dim} and the space is {preset.dim}"
+        )
+    return head
+
+
+def load_encoder(
+    preset: str | Path | Preset,
+    device: str = "cpu",
+    random_weights: bool = False,
+    modalities: Iterable[str] | None = None,
+    seed: int = 0,
+) -> Encoder:
+    """Build an encoder; random weights only when asked or when the preset declares them."""
+    preset = get_preset(preset)
+    wanted = list(modalities or preset.modalities)
+    for m in wanted:
+        if m not in preset.towers:
+            raise UnsupportedModality(f"preset {preset.name!r} has no {m!r} tower")
+    random_weights = random_weights or preset.random_weights
+    dev = resolve_device(device)
+    towers = build_towers(preset, random_weights, wanted, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        heads = {m: _head(preset.heads[m], towers[m], preset, m, random_weights) for m in wanted}
+    log.info("encoder %s on %s (%s weights)", preset.name, dev, "random" if random_weights else "real")
+    return Encoder(preset, towers, heads, dev)

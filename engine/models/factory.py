@@ -1,0 +1,51 @@
+"""Tower factory: build the towers a preset names, sharing one model where two modalities share a source."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from engine.models.presets import Preset, TowerSpec
+from engine.models.towers.base import Tower
+from engine.models.towers.clap_audio import clap_audio_tower
+from engine.models.towers.hf_text import hf_text_tower
+from engine.models.towers.open_clip_towers import open_clip_towers
+from engine.models.towers.small import SmallAudioCNN, SmallImageCNN
+from engine.models.weights import resolve
+
+
+def _small(spec: TowerSpec, random_weights: bool) -> Tower:
+    cls = SmallAudioCNN if spec.kind == "small_audio_cnn" else SmallImageCNN
+    if random_weights:
+        raw = dict(spec.config or {})
+        if "channels" in raw:
+            raw["channels"] = tuple(raw["channels"])
+        return cls(cls.config_type(**raw))
+    return cls.load(resolve(spec.source).path)
+
+
+def _build_one(spec: TowerSpec, modality: str, random_weights: bool, shared: dict) -> Tower:
+    if spec.kind == "open_clip":
+        key = ("open_clip", str(spec.source))
+        if key not in shared:
+            shared[key] = open_clip_towers(spec.source, random_weights)
+        return shared[key][modality]
+    if spec.kind == "hf_text":
+        return hf_text_tower(spec.source, random_weights, spec.sha256, spec.config)
+    if spec.kind == "clap_audio":
+        return clap_audio_tower(spec.source, random_weights, spec.config)
+    return _small(spec, random_weights)
+
+
+def build_towers(
+    preset: Preset, random_weights: bool, modalities: Iterable[str] | None = None, seed: int = 0
+) -> dict[str, Tower]:
+    """Build the preset's towers (seeded when random), one shared model per open_clip source."""
+    shared: dict = {}
+    towers: dict[str, Tower] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for modality in modalities or preset.modalities:
+            towers[modality] = _build_one(preset.towers[modality], modality, random_weights, shared)
+    return towers

@@ -1,0 +1,145 @@
+"""Presets are data: JSON files naming each tower, its weights source and its head checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.errors import InvalidPreset, PresetNotFound
+from engine.models.heads import HEAD_KINDS
+from engine.models.sources import ModelSource, parse_source
+from engine.models.towers.base import MODALITIES
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "presets"
+TOWER_KINDS = ("open_clip", "hf_text", "clap_audio", "small_audio_cnn", "small_image_cnn")
+_TOWER_MODALITIES = {
+    "open_clip": ("image", "text"), "hf_text": ("text",), "clap_audio": ("audio",),
+    "small_audio_cnn": ("audio",), "small_image_cnn": ("image",),
+}
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    """One tower: its kind, weights source, optional pinned sha256 and architecture config (for random builds)."""
+
+    kind: str
+    source: ModelSource
+    sha256: str | None = None
+    config: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One head: its kind, checkpoint directory (absent for identity or untrained heads), hidden width."""
+
+    kind: str
+    path: Path | None = None
+    hidden_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: towers and heads per modality projecting into one space of width ``dim``."""
+
+    name: str
+    dim: int
+    towers: Mapping[str, TowerSpec]
+    heads: Mapping[str, HeadSpec]
+    description: str = ""
+    random_weights: bool = False
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this preset can encode, in canonical order."""
+        return tuple(m for m in MODALITIES if m in self.towers)
+
+
+def preset_dirs() -> list[Path]:
+    """Where presets are looked up: the built-in folder, then ``XMODAL_PRESET_PATH`` entries."""
+    extra = [Path(p).expanduser() for p in os.environ.get("XMODAL_PRESET_PATH", "").split(os.pathsep) if p]
+    return [BUILTIN_DIR, *extra]
+
+
+def _resolve_relative(source: ModelSource, base: Path) -> ModelSource:
+    if source.scheme == "local" and not Path(source.name).expanduser().is_absolute():
+        return ModelSource("local", str((base / source.name).resolve()))
+    return source
+
+
+def _head_path(raw: str | None, base: Path) -> Path | None:
+    if not raw:
+        return None
+    path = Path(os.path.expandvars(raw)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def parse_preset(data: Mapping[str, Any], path: Path | None = None) -> Preset:
+    """Validate a preset mapping (as read from JSON) into a ``Preset``."""
+    base = path.parent if path else Path.cwd()
+    where = str(path or data.get("name", "preset"))
+    try:
+        name, dim = str(data["name"]), int(data["dim"])
+        towers_raw, heads_raw = dict(data["towers"]), dict(data.get("heads", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidPreset(f"{where}: needs name, dim and towers ({exc})") from exc
+    towers: dict[str, TowerSpec] = {}
+    heads: dict[str, HeadSpec] = {}
+    for modality, spec in towers_raw.items():
+        if modality not in MODALITIES:
+            raise InvalidPreset(f"{where}: unknown modality {modality!r}")
+        kind = spec.get("kind")
+        if kind not in TOWER_KINDS or modality not in _TOWER_MODALITIES[kind]:
+            raise InvalidPreset(f"{where}: tower kind {kind!r} cannot serve {modality}")
+        source = _resolve_relative(parse_source(spec.get("source", "")), base)
+        towers[modality] = TowerSpec(kind, source, spec.get("sha256"), spec.get("config"))
+        head = heads_raw.get(modality, {"kind": "identity"})
+        if head.get("kind") not in HEAD_KINDS:
+            raise InvalidPreset(f"{where}: head kind {head.get('kind')!r} for {modality} not in {HEAD_KINDS}")
+        heads[modality] = HeadSpec(head["kind"], _head_path(head.get("path"), base), head.get("hidden_dim"))
+    if not towers:
+        raise InvalidPreset(f"{where}: no towers")
+    return Preset(name, dim, towers, heads, str(data.get("description", "")), bool(data.get("random_weights")), path)
+
+
+def load_preset_file(path: str | Path) -> Preset:
+    """Read one preset JSON file."""
+    path = Path(path).expanduser().resolve()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise PresetNotFound(f"no preset file at {path}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidPreset(f"{path}: not valid JSON ({exc})") from exc
+    return parse_preset(data, path)
+
+
+def list_presets() -> list[Preset]:
+    """Every preset found in ``preset_dirs()``, first occurrence of a name wins."""
+    found: dict[str, Preset] = {}
+    for folder in preset_dirs():
+        for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            preset = load_preset_file(file)
+            found.setdefault(preset.name, preset)
+    return list(found.values())
+
+
+def get_preset(name_or_path: str | Path | Preset) -> Preset:
+    """A preset by name, or from a JSON file path."""
+    if isinstance(name_or_path, Preset):
+        return name_or_path
+    text = str(name_or_path)
+    if text.endswith(".json") or os.sep in text:
+        return load_preset_file(text)
+    for folder in preset_dirs():
+        candidate = folder / f"{text}.json"
+        if candidate.is_file():
+            return load_preset_file(candidate)
+    for preset in list_presets():
+        if preset.name == text:
+            return preset
+    names = ", ".join(p.name for p in list_presets())
+    raise PresetNotFound(f"no preset named {text!r}; known presets: {names}")

@@ -1,0 +1,12 @@
+"""Towers: open_clip image/text, transformers text, CLAP audio, and small trainable CNNs."""
+
+from engine.models.towers.base import MODALITIES, Tower
+from engine.models.towers.clap_audio import ClapAudioTower
+from engine.models.towers.hf_text import HFTextTower
+from engine.models.towers.open_clip_towers import OpenClipImageTower, OpenClipTextTower
+from engine.models.towers.small import SmallAudioCNN, SmallAudioConfig, SmallImageCNN, SmallImageConfig
+
+__all__ = [
+    "MODALITIES", "Tower", "ClapAudioTower", "HFTextTower", "OpenClipImageTower", "OpenClipTextTower",
+    "SmallAudioCNN", "SmallAudioConfig", "SmallImageCNN", "SmallImageConfig",
+]

@@ -1,0 +1,68 @@
+"""Audio tower over transformers CLAP (audio side), with the feature extractor matched to the tower."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+import torch
+from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+from engine.errors import InvalidPreset
+from engine.models.audio import as_clip, center_window, mono_at
+from engine.models.sources import ModelSource
+from engine.models.towers.base import Tower
+from engine.models.weights import resolve
+
+log = logging.getLogger(__name__)
+
+
+def extractor_truncation(config: ClapConfig) -> str:
+    """The extractor mode a tower wants: 4-channel ``fusion`` input for fused towers, 1-channel otherwise."""
+    return "fusion" if config.audio_config.enable_fusion else "rand_trunc"
+
+
+class ClapAudioTower(Tower):
+    """CLAP ``get_audio_features`` (HTSAT + CLAP projection) on 48 kHz log-mel input."""
+
+    modality = "audio"
+
+    def __init__(self, clap: ClapModel, extractor: ClapFeatureExtractor) -> None:
+        super().__init__()
+        want = extractor_truncation(clap.config)
+        if extractor.truncation != want:
+            raise InvalidPreset(
+                f"CLAP extractor truncation {extractor.truncation!r} does not match the tower "
+                f"(enable_fusion={clap.config.audio_config.enable_fusion}); it needs {want!r}"
+            )
+        self.clap = clap
+        self.extractor = extractor
+        self.out_dim = int(clap.config.projection_dim)
+
+    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        rate = self.extractor.sampling_rate
+        # Centre-crop to the model window ourselves: rand_trunc would crop long clips at random.
+        arrays = [center_window(mono_at(as_clip(c), rate), self.extractor.nb_max_samples) for c in inputs]
+        feats = self.extractor(arrays, sampling_rate=rate, return_tensors="pt")
+        return {"input_features": feats["input_features"], "is_longer": feats["is_longer"]}
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.clap.get_audio_features(input_features=batch["input_features"], is_longer=batch["is_longer"])
+        return out.pooler_output if hasattr(out, "pooler_output") else out
+
+
+def clap_audio_tower(source: ModelSource, random_weights: bool, config: Mapping[str, Any] | None = None) -> ClapAudioTower:
+    """Load CLAP from a resolved source, or build the described architecture with random weights when asked."""
+    if random_weights:
+        clap = ClapModel(ClapConfig(**dict(config or {})))
+        extractor = ClapFeatureExtractor(truncation=extractor_truncation(clap.config), padding="repeatpad")
+        log.info("CLAP audio tower %s built with random weights", source)
+    else:
+        path = resolve(source).path
+        clap = ClapModel.from_pretrained(path, local_files_only=True)
+        extractor = ClapFeatureExtractor.from_pretrained(
+            path, local_files_only=True, truncation=extractor_truncation(clap.config)
+        )
+        log.info("CLAP audio tower %s loaded from %s", source, path)
+    return ClapAudioTower(clap.eval(), extractor)
+

@@ -1,0 +1,60 @@
+"""Text tower over a transformers encoder with attention-masked mean pooling (e.g. all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from engine.errors import InvalidPreset
+from engine.models.sources import ModelSource
+from engine.models.towers.base import Tower, as_texts
+from engine.models.weights import resolve, verify_sha256
+
+log = logging.getLogger(__name__)
+
+
+class HFTextTower(Tower):
+    """Mean-pooled last hidden state of a transformers text encoder."""
+
+    modality = "text"
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_length: int = 256) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.out_dim = int(model.config.hidden_size)
+
+    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            as_texts(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return dict(enc)
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def hf_text_tower(
+    source: ModelSource, random_weights: bool, sha256: str | None = None, config: Mapping[str, Any] | None = None
+) -> HFTextTower:
+    """Load the tokenizer and encoder from a resolved directory; random weights only when asked."""
+    path = resolve(source).path
+    if random_weights:
+        cfg = AutoConfig.for_model(**dict(config)) if config else AutoConfig.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_config(cfg)
+    else:
+        if sha256:
+            weights = path / "model.safetensors"
+            if not weights.is_file():
+                raise InvalidPreset(f"{source}: sha256 pinned but {weights} does not exist")
+            verify_sha256(str(source), weights, sha256)
+        model = AutoModel.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    log.info("text tower %s loaded from %s", source, path)
+    return HFTextTower(model.eval(), tokenizer)

@@ -1,0 +1,97 @@
+"""Image and text towers over one open_clip model (any ``open_clip.list_models()`` architecture)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import open_clip
+import torch
+
+from engine.errors import InvalidModelSource
+from engine.models.sources import ModelSource
+from engine.models.towers.base import Tower, as_rgb, as_texts
+from engine.models.weights import resolve
+
+log = logging.getLogger(__name__)
+_CONFIG_DIR = Path(__file__).resolve().parent.parent / "open_clip_configs"
+_registered = False
+
+
+def register_open_clip_configs() -> None:
+    """Register xmodal's own architecture configs (e.g. ``xmodal-tiny-vit``) with open_clip, once."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(_CONFIG_DIR)
+        _registered = True
+
+
+def load_open_clip(source: ModelSource, random_weights: bool) -> tuple[torch.nn.Module, Callable, Callable]:
+    """Build (model, image transform, tokenizer) from a source, with random weights only when asked."""
+    register_open_clip_configs()
+    if source.scheme == "open_clip":
+        if source.name not in open_clip.list_models():
+            raise InvalidModelSource(f"open_clip has no architecture {source.name!r}; see open_clip.list_models()")
+        name, pretrained = source.name, None
+        if not random_weights:
+            pretrained = str(resolve(source).path)
+    elif source.scheme in ("hf", "local"):
+        path = resolve(source).path
+        if not (path / "open_clip_config.json").is_file():
+            raise InvalidModelSource(f"{source} holds no open_clip_config.json; not an open_clip model")
+        name, pretrained = f"local-dir:{path}", None
+    else:
+        raise InvalidModelSource(f"open_clip towers cannot load from {source}")
+    model, _, transform = open_clip.create_model_and_transforms(name, pretrained=pretrained, load_weights=not random_weights)
+    tokenizer = open_clip.get_tokenizer(name)
+    log.info("open_clip %s loaded (%s)", source, "random weights" if random_weights else pretrained or name)
+    return model.eval(), transform, tokenizer
+
+
+def _embed_dim(model: torch.nn.Module, tokenizer: Callable) -> int:
+    with torch.inference_mode():
+        return int(model.encode_text(tokenizer([""])).shape[-1])
+
+
+class OpenClipImageTower(Tower):
+    """open_clip ``encode_image`` behind open_clip's own eval transform."""
+
+    modality = "image"
+
+    def __init__(self, model: torch.nn.Module, transform: Callable, out_dim: int) -> None:
+        super().__init__()
+        self.model = model
+        self.transform = transform
+        self.out_dim = out_dim
+
+    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        return {"pixels": torch.stack([self.transform(as_rgb(im)) for im in inputs])}
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.encode_image(batch["pixels"])
+
+
+class OpenClipTextTower(Tower):
+    """open_clip ``encode_text`` behind open_clip's tokenizer for that architecture."""
+
+    modality = "text"
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Callable, out_dim: int) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.out_dim = out_dim
+
+    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        return {"tokens": self.tokenizer(as_texts(inputs))}
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.encode_text(batch["tokens"])
+
+
+def open_clip_towers(source: ModelSource, random_weights: bool) -> dict[str, Tower]:
+    """Both towers of one open_clip model, sharing its weights."""
+    model, transform, tokenizer = load_open_clip(source, random_weights)
+    dim = _embed_dim(model, tokenizer)
+    return {"image": OpenClipImageTower(model, transform, dim), "text": OpenClipTextTower(model, tokenizer, dim)}
