@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,10 @@ class Encoder:
         if modality not in self.towers:
             raise UnsupportedModality(f"preset {self.preset.name!r} has no {modality!r} tower; it has {self.modalities}")
         return self.towers[modality]
+
+    def preprocessor(self, modality: str) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+        """The modality's picklable preprocessor (no weights), for worker processes."""
+        return self._tower(modality).preprocessor
 
     def preprocess(self, modality: str, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """CPU preprocessing of raw inputs into a batch (safe to run in worker processes)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image
@@ -18,10 +18,11 @@ class Tower(nn.Module):
 
     modality: str = ""
     out_dim: int = 0
+    preprocessor: Callable[[Sequence[Any]], dict[str, torch.Tensor]]
 
     def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        """Turn a list of raw inputs into a batch of CPU tensors."""
-        raise NotImplementedError
+        """Turn a list of raw inputs into a batch of CPU tensors (``self.preprocessor``, picklable)."""
+        return self.preprocessor(inputs)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Features (n, out_dim) for a preprocessed batch already on the tower's device."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
 from engine.errors import InvalidPreset
-from engine.models.audio import as_clip, center_window, mono_at
+from engine.models.preprocess import ClapFeatures
 from engine.models.sources import ModelSource
 from engine.models.towers.base import Tower
 from engine.models.weights import resolve
@@ -37,14 +37,8 @@ class ClapAudioTower(Tower):
             )
         self.clap = clap
         self.extractor = extractor
+        self.preprocessor = ClapFeatures(extractor)
         self.out_dim = int(clap.config.projection_dim)
-
-    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        rate = self.extractor.sampling_rate
-        # Centre-crop to the model window ourselves: rand_trunc would crop long clips at random.
-        arrays = [center_window(mono_at(as_clip(c), rate), self.extractor.nb_max_samples) for c in inputs]
-        feats = self.extractor(arrays, sampling_rate=rate, return_tensors="pt")
-        return {"input_features": feats["input_features"], "is_longer": feats["is_longer"]}
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self.clap.get_audio_features(input_features=batch["input_features"], is_longer=batch["is_longer"])

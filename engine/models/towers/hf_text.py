@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from engine.errors import InvalidPreset
 from engine.models.sources import ModelSource
-from engine.models.towers.base import Tower, as_texts
+from engine.models.preprocess import HFTokens
+from engine.models.towers.base import Tower
 from engine.models.weights import resolve, verify_sha256
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,8 @@ class HFTextTower(Tower):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.preprocessor = HFTokens(tokenizer, max_length)
         self.out_dim = int(model.config.hidden_size)
-
-    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(
-            as_texts(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        return dict(enc)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.model(**batch).last_hidden_state

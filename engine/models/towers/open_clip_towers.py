@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 import open_clip
 import torch
 
 from engine.errors import InvalidModelSource
 from engine.models.sources import ModelSource
-from engine.models.towers.base import Tower, as_rgb, as_texts
+from engine.models.preprocess import ImagePreprocessor, OpenClipTokens
+from engine.models.towers.base import Tower
 from engine.models.weights import resolve
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,8 @@ class OpenClipImageTower(Tower):
         super().__init__()
         self.model = model
         self.transform = transform
+        self.preprocessor = ImagePreprocessor(transform)
         self.out_dim = out_dim
-
-    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        return {"pixels": torch.stack([self.transform(as_rgb(im)) for im in inputs])}
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.encode_image(batch["pixels"])
@@ -81,10 +80,8 @@ class OpenClipTextTower(Tower):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
+        self.preprocessor = OpenClipTokens(tokenizer)
         self.out_dim = out_dim
-
-    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        return {"tokens": self.tokenizer(as_texts(inputs))}
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.encode_text(batch["tokens"])

@@ -10,11 +10,10 @@ import numpy as np
 import open_clip
 import torch
 from torch import nn
-from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
 
-from engine.models.audio import as_clip, center_window, mono_at
+from engine.models.preprocess import ImagePreprocessor, LogMel
 from engine.models.serialize import load_config, load_state, save_module
-from engine.models.towers.base import Tower, as_rgb
+from engine.models.towers.base import Tower
 
 
 def _conv_stack(in_ch: int, channels: Sequence[int]) -> nn.Sequential:
@@ -82,25 +81,13 @@ class SmallAudioCNN(_SmallTower):
     def __init__(self, config: SmallAudioConfig = SmallAudioConfig()) -> None:
         super().__init__(config, in_channels=1)
         self.input_norm = nn.BatchNorm2d(1)
-        self._window = window_function(config.n_fft, "hann")
-        self._mel = mel_filter_bank(
-            num_frequency_bins=config.n_fft // 2 + 1, num_mel_filters=config.n_mels, min_frequency=20.0,
-            max_frequency=config.sample_rate / 2, sampling_rate=config.sample_rate, norm="slaney", mel_scale="slaney",
+        self.preprocessor = LogMel(
+            config.sample_rate, config.n_mels, config.n_fft, config.hop_length, config.clip_seconds
         )
 
     def log_mel(self, samples: np.ndarray) -> np.ndarray:
-        """(n_mels, frames) log-mel in dB of a mono clip at the tower's rate, padded or cropped to the window."""
-        length = int(self.config.clip_seconds * self.config.sample_rate)
-        samples = center_window(samples, length)
-        samples = np.pad(samples, (0, length - len(samples)))
-        return spectrogram(
-            samples, self._window, frame_length=self.config.n_fft, hop_length=self.config.hop_length, power=2.0,
-            mel_filters=self._mel, log_mel="dB", db_range=80.0,
-        )
-
-    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        mels = [self.log_mel(mono_at(as_clip(c), self.config.sample_rate)) for c in inputs]
-        return {"mel": torch.from_numpy(np.stack(mels)).unsqueeze(1)}
+        """(n_mels, frames) log-mel of a mono clip at the tower's rate."""
+        return self.preprocessor.log_mel(samples)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._pool(self.input_norm(batch["mel"]))
@@ -124,9 +111,7 @@ class SmallImageCNN(_SmallTower):
     def __init__(self, config: SmallImageConfig = SmallImageConfig()) -> None:
         super().__init__(config, in_channels=3)
         self.transform = open_clip.image_transform(config.image_size, is_train=False)
-
-    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        return {"pixels": torch.stack([self.transform(as_rgb(im)) for im in inputs])}
+        self.preprocessor = ImagePreprocessor(self.transform)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._pool(batch["pixels"])
