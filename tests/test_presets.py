@@ -4,10 +4,24 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import InvalidPreset, PresetNotFound, UnsupportedModality, WeightsUnavailable
+from engine.errors import (
+    InvalidPreset,
+    PresetNotFound,
+    UnsupportedModality,
+    WeightsUnavailable,
+)
 from engine.models import (
-    AudioClip, Head, HeadConfig, SmallAudioCNN, SmallAudioConfig, SmallImageCNN, SmallImageConfig,
-    get_preset, list_presets, load_encoder, parse_preset, preset_status,
+    Head,
+    HeadConfig,
+    SmallAudioCNN,
+    SmallAudioConfig,
+    SmallImageCNN,
+    SmallImageConfig,
+    get_preset,
+    list_presets,
+    load_encoder,
+    parse_preset,
+    preset_status,
 )
 
 
