@@ -1,0 +1,20 @@
+"""Exceptions raised by the ingest layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class IngestError(Exception):
+    """Base of all ingest errors."""
+
+    exit_code = 6
+
+
+class DecodeError(IngestError):
+    """One file could not be decoded; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
