@@ -18,3 +18,16 @@ class DecodeError(IngestError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class ManifestError(IngestError, ValueError):
+    """A manifest or captions file is malformed; ``path`` and ``line`` (1-based, or None) say where."""
+
+    exit_code = 2
+
+    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {reason}")
