@@ -1,0 +1,144 @@
+"""Decode one file's bytes into media: Pillow images, soundfile audio, UTF-8 text; each failure a ``DecodeError``."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from engine.models import AudioClip
+from ingest.errors import DecodeError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
+TEXT_EXTENSIONS = frozenset({".txt", ".md"})
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | TEXT_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Limits and shapes for decoding: pixel cap, JPEG draft size, audio windowing and length cap."""
+
+    max_image_pixels: int = 89_478_485  # Pillow's default decompression-bomb threshold
+    image_draft_size: int | None = 224  # decode JPEGs at a reduced DCT scale no smaller than this
+    audio_window_s: float = 10.0
+    audio_min_window_s: float = 1.0
+    max_audio_s: float = 3600.0
+
+
+def sniff_modality(head: bytes) -> str | None:
+    """The modality a file's first bytes announce, if they carry a known signature."""
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")):
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio"
+    if head.startswith((b"OggS", b"fLaC", b"ID3")) or (head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC")):
+        return "audio"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG audio frame sync
+        return "audio"
+    return None
+
+
+def modality_of(path: str | Path, head: bytes) -> str | None:
+    """Content signature first (so a wrong extension does not mislead), then the extension."""
+    sniffed = sniff_modality(head)
+    if sniffed:
+        return sniffed
+    ext = Path(path).suffix.lower()
+    if ext in TEXT_EXTENSIONS:
+        return "text"
+    if ext in IMAGE_EXTENSIONS or ext in AUDIO_EXTENSIONS:
+        return "image" if ext in IMAGE_EXTENSIONS else "audio"
+    return None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit and float: rescale to 8 bits
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, path: str | Path, settings: DecodeSettings = DecodeSettings()) -> Image.Image:
+    """An RGB image: EXIF-rotated, first frame of animations, alpha on white, bombs refused."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > settings.max_image_pixels:
+                raise DecodeError(path, f"image is {width}x{height} pixels, over the limit of "
+                                        f"{settings.max_image_pixels} (decompression-bomb guard)")
+            if getattr(image, "is_animated", False):
+                image.seek(0)
+            if settings.image_draft_size and image.format == "JPEG":
+                image.draft("RGB", (settings.image_draft_size, settings.image_draft_size))
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            return _to_rgb(image)
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(path, f"decompression-bomb guard: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise DecodeError(path, "not a readable image (unknown or corrupt format)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DecodeError(path, f"corrupt or truncated image: {exc}") from exc
+
+
+def decode_audio(data: bytes, path: str | Path, settings: DecodeSettings = DecodeSettings()) -> AudioClip:
+    """Mono float32 audio at its native rate; empty, silent-length or non-finite audio is an error."""
+    try:
+        info = sf.info(io.BytesIO(data))
+        if info.frames / max(info.samplerate, 1) > settings.max_audio_s:
+            raise DecodeError(path, f"audio is {info.duration:.0f} s long, over the limit of {settings.max_audio_s:.0f} s")
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except DecodeError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise DecodeError(path, f"not readable audio: {exc}") from exc
+    if samples.shape[0] == 0:
+        raise DecodeError(path, "audio has no samples")
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    if not np.all(np.isfinite(mono)):
+        raise DecodeError(path, "audio contains NaN or inf samples")
+    return AudioClip(np.ascontiguousarray(mono), int(rate))
+
+
+def audio_windows(clip: AudioClip, settings: DecodeSettings = DecodeSettings()) -> list[tuple[float, AudioClip]]:
+    """Cut a clip into fixed windows ``(offset_seconds, clip)``; a short tail is kept only if long enough."""
+    size = int(settings.audio_window_s * clip.sample_rate)
+    minimum = int(settings.audio_min_window_s * clip.sample_rate)
+    windows = []
+    for start in range(0, len(clip.samples), size):
+        part = clip.samples[start : start + size]
+        if start > 0 and len(part) < minimum:
+            break
+        windows.append((start / clip.sample_rate, AudioClip(part, clip.sample_rate)))
+    return windows
+
+
+def decode_text(data: bytes, path: str | Path) -> str:
+    """UTF-8 text (a BOM is dropped); invalid bytes or blank content are errors."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(path, f"not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    if not text.strip():
+        raise DecodeError(path, "text file is empty")
+    return text

@@ -1,0 +1,241 @@
+"""The ingest pipeline: plan against the catalog, decode in workers, encode in batches, commit per batch."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+
+from engine.models import Encoder
+from ingest.decode import DecodeSettings
+from ingest.sources import Scan, TextRecord
+from ingest.work import Decoded, FileTask, RepPayload, init_worker, process, process_in_worker
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to ingest: batch size, worker processes (0 = in-process), precision, retries, decode limits."""
+
+    batch_size: int = 32
+    workers: int = 1
+    precision: str = "fp32"
+    retry_failed: bool = False
+    prefetch_batches: int = 4
+    decode: DecodeSettings = DecodeSettings()
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the catalog holds for a uri: size, mtime, hash, status, and whether this model's vectors exist."""
+
+    item_id: int
+    size: int
+    mtime: float
+    sha256: str
+    status: str
+    has_vectors: bool
+
+
+@dataclass
+class Completed:
+    """A fully encoded item, ready to commit: its task or record, hash, modality, representations and vectors."""
+
+    uri: str
+    sha256: str
+    modality: str
+    reps: list[RepPayload]
+    vectors: np.ndarray
+    task: FileTask | None = None
+    record: TextRecord | None = None
+
+
+class Sink(Protocol):
+    """Where ingest writes: the catalog (source of truth) and the indexes derived from it."""
+
+    def lookup(self, uri: str) -> Known | None: ...
+    def find_sha(self, sha256: str) -> int | None: ...
+    def commit(self, done: list[Completed], failed: list[Decoded], touched: list[Decoded],
+               copied: list[tuple[Decoded, int]]) -> None: ...
+    def delete_missing(self, roots: list[str], seen: set[str]) -> int: ...
+
+
+@dataclass
+class IngestSummary:
+    """Counts and failures of one ingest run; ``failures`` lists (uri, reason)."""
+
+    seen: int = 0
+    added: int = 0
+    unchanged: int = 0
+    skipped_failed: int = 0
+    touched: int = 0
+    reused: int = 0
+    failed: int = 0
+    deleted: int = 0
+    representations: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    decoded: Decoded
+    vectors: list[np.ndarray | None]
+    left: int
+
+
+class Pipeline:
+    """Runs one ingest: ``run(scan)`` plans, decodes, encodes and commits, calling ``on_progress`` as it goes."""
+
+    def __init__(self, encoder: Encoder, sink: Sink, options: IngestOptions = IngestOptions(),
+                 on_progress: Callable[[IngestSummary, int], None] | None = None) -> None:
+        self.encoder, self.sink, self.options = encoder, sink, options
+        self.on_progress = on_progress or (lambda summary, total: None)
+        self.summary = IngestSummary()
+        self._buffers: dict[str, list[tuple[_Pending, int]]] = {}
+        self._ready: list[Completed] = []
+        self._failed: list[Decoded] = []
+        self._touched: list[Decoded] = []
+        self._copied: list[tuple[Decoded, int]] = []
+        self._parked: dict[str, list[Decoded]] = {}
+        self._in_run: dict[str, str] = {}
+
+    # -- planning ----------------------------------------------------------------------------------
+    def _plan(self, scan: Scan) -> tuple[list[FileTask], list[TextRecord]]:
+        tasks, records = [], []
+        for task in scan.files:
+            known = self.sink.lookup(task.uri)
+            if known and known.size == task.size and known.mtime == task.mtime:
+                if known.status == "ok" and known.has_vectors:
+                    self.summary.unchanged += 1
+                    continue
+                if known.status == "failed" and not self.options.retry_failed:
+                    self.summary.skipped_failed += 1
+                    continue
+            good = known is not None and known.status == "ok" and known.has_vectors
+            tasks.append(FileTask(**{**task.__dict__, "known_sha256": known.sha256 if good else None}))
+        for record in scan.records:
+            known = self.sink.lookup(record.uri)
+            if known and known.sha256 == record.sha256 and known.status == "ok" and known.has_vectors:
+                self.summary.unchanged += 1
+            else:
+                records.append(record)
+        return tasks, records
+
+    # -- decoding ----------------------------------------------------------------------------------
+    def _decoded(self, tasks: list[FileTask]) -> Iterator[Decoded]:
+        pre = {m: self.encoder.preprocessor(m) for m in self.encoder.modalities if m != "text"}
+        if self.options.workers <= 0:
+            for task in tasks:
+                yield process(task, pre, self.options.decode)
+            return
+        limit = max(1, self.options.prefetch_batches * self.options.batch_size)
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(self.options.workers, mp_context=context, initializer=init_worker,
+                                 initargs=(pre, self.options.decode)) as pool:
+            queue: deque[Future] = deque()
+            it = iter(tasks)
+            for task in it:
+                queue.append(pool.submit(process_in_worker, task))
+                if len(queue) >= limit:
+                    break
+            while queue:
+                result = queue.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    queue.append(pool.submit(process_in_worker, nxt))
+                yield result
+
+    # -- batching and encoding ---------------------------------------------------------------------
+    def _accept(self, decoded: Decoded) -> None:
+        self.summary.seen += 1
+        if decoded.error:
+            self._failed.append(decoded)
+        elif decoded.unchanged:
+            self._touched.append(decoded)
+        elif decoded.sha256 in self._in_run:
+            self._parked.setdefault(decoded.sha256, []).append(decoded)
+        elif (source := self.sink.find_sha(decoded.sha256)) is not None:
+            self._copied.append((decoded, source))
+        else:
+            self._in_run[decoded.sha256] = decoded.task.uri
+            pending = _Pending(decoded, [None] * len(decoded.reps), len(decoded.reps))
+            for i, rep in enumerate(decoded.reps):
+                buffer = self._buffers.setdefault(rep.modality, [])
+                buffer.append((pending, i))
+                if len(buffer) >= self.options.batch_size:
+                    self._flush(rep.modality)
+
+    def _flush(self, modality: str) -> None:
+        entries = self._buffers.pop(modality, [])
+        if not entries:
+            return
+        reps = [p.decoded.reps[i] for p, i in entries]
+        if modality == "text":
+            batch = self.encoder.preprocess("text", [r.text for r in reps])
+        else:
+            batch = {k: torch.cat([r.batch[k] for r in reps]) for k in reps[0].batch}
+        vectors = self.encoder.embed(modality, batch, self.options.precision)
+        for (pending, i), vector in zip(entries, vectors):
+            pending.vectors[i] = vector
+            pending.decoded.reps[i].batch = None  # free the tensors once encoded
+            pending.left -= 1
+            if pending.left == 0:
+                d = pending.decoded
+                self._ready.append(Completed(d.task.uri, d.sha256, d.modality or "", d.reps, np.stack(pending.vectors), task=d.task))
+        self._commit()
+
+    def _commit(self) -> None:
+        if not (self._ready or self._failed or self._touched or self._copied):
+            return
+        self.sink.commit(self._ready, self._failed, self._touched, self._copied)
+        s = self.summary
+        s.added += len(self._ready)
+        s.representations += sum(len(c.reps) for c in self._ready)
+        s.failed += len(self._failed)
+        s.failures += [(d.task.uri, d.error or "") for d in self._failed]
+        s.touched += len(self._touched)
+        s.reused += len(self._copied)
+        # Files whose content was being encoded under another path copy its vectors once those are committed.
+        twins = [twin for done in self._ready for twin in self._parked.pop(done.sha256, [])]
+        self._ready, self._failed, self._touched = [], [], []
+        self._copied = [(d, src) for d in twins if (src := self.sink.find_sha(d.sha256)) is not None]
+        if self._copied:
+            self._commit()
+
+    def _records(self, records: list[TextRecord]) -> None:
+        for start in range(0, len(records), self.options.batch_size):
+            chunk = records[start : start + self.options.batch_size]
+            vectors = self.encoder.encode("text", [r.text for r in chunk], len(chunk), self.options.precision)
+            self._ready += [Completed(r.uri, r.sha256, "text", [RepPayload("text", "text", text=r.text)],
+                                      v[None, :], record=r) for r, v in zip(chunk, vectors)]
+            self.summary.seen += len(chunk)
+            self._commit()
+
+    def run(self, scan: Scan) -> IngestSummary:
+        """Ingest everything in ``scan``; returns the summary (failures are counted, never raised)."""
+        start = time.perf_counter()
+        tasks, records = self._plan(scan)
+        total = len(tasks) + len(records)
+        for uri, reason in scan.errors:
+            self.summary.failed += 1
+            self.summary.failures.append((uri, reason))
+        for decoded in self._decoded(tasks):
+            self._accept(decoded)
+            if len(self._failed) + len(self._touched) + len(self._copied) >= self.options.batch_size:
+                self._commit()
+            self.on_progress(self.summary, total)
+        for modality in list(self._buffers):
+            self._flush(modality)
+        self._commit()
+        self._records(records)
+        seen = {t.uri for t in scan.files} | {r.uri for r in scan.records}
+        self.summary.deleted = self.sink.delete_missing(scan.roots, seen)
+        self.summary.seconds = time.perf_counter() - start
+        self.on_progress(self.summary, total)
+        return self.summary
