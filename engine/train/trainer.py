@@ -1,0 +1,151 @@
+"""Train heads (and optionally small towers) with symmetric InfoNCE; validation recall@1 each epoch, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.models.heads import Head
+from engine.models.towers.base import Tower
+from engine.train.data import PairSet, Side, recall_at_1
+from engine.train.losses import ContrastiveLoss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; everything random is drawn from ``seed``."""
+
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    seed: int = 0
+    temperature: float = 0.07
+    augment: bool = True
+
+
+@dataclass
+class TrainReport:
+    """What training did: per-epoch loss and validation recall@1, the best epoch and its score, seconds."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -1.0
+    seconds: float = 0.0
+    temperature: float = 0.0
+
+
+class SharedSpace(nn.Module):
+    """Trainable towers and heads per modality; frozen towers enter as precomputed features."""
+
+    def __init__(self, heads: dict[str, Head], towers: dict[str, Tower] | None = None) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict(heads)
+        self.towers = nn.ModuleDict(towers or {})
+
+    def embed(self, side: Side, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unit vectors for a batch of one side."""
+        features = batch["features"] if side.frozen_features else self.towers[side.modality].embed(batch)
+        return self.heads[side.modality](features)
+
+
+def _augment(batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Cheap label-preserving noise: time shift and masks on log-mels, small translations on pixels."""
+    out = dict(batch)
+    if "mel" in batch:
+        mel = batch["mel"].clone()
+        n, _, freqs, frames = mel.shape
+        shift = int(torch.randint(0, frames, (1,), generator=gen))
+        mel = torch.roll(mel, shifts=shift, dims=3)
+        for i in range(n):
+            t0 = int(torch.randint(0, max(1, frames - frames // 8), (1,), generator=gen))
+            f0 = int(torch.randint(0, max(1, freqs - freqs // 8), (1,), generator=gen))
+            mel[i, :, :, t0 : t0 + frames // 10] = mel[i].mean()
+            mel[i, :, f0 : f0 + freqs // 10, :] = mel[i].mean()
+        out["mel"] = mel
+    if "pixels" in batch:
+        dx, dy = (int(v) for v in torch.randint(-3, 4, (2,), generator=gen))
+        out["pixels"] = torch.roll(batch["pixels"], shifts=(dy, dx), dims=(2, 3))
+    return out
+
+
+def _embed_all(model: SharedSpace, side: Side, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        parts = [model.embed(side, side.take(torch.arange(i, min(i + batch_size, len(side)))))
+                 for i in range(0, len(side), batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def evaluate(model: SharedSpace, sets: list[PairSet]) -> dict[str, tuple[float, float]]:
+    """a->b and b->a recall@1 (group relevance) per validation pair set."""
+    return {s.name: recall_at_1(_embed_all(model, s.a), _embed_all(model, s.b), s.groups.numpy()) for s in sets}
+
+
+def _batches(sets: list[PairSet], size: int, gen: torch.Generator) -> list[tuple[PairSet, torch.Tensor]]:
+    plan = []
+    for s in sets:
+        order = torch.randperm(len(s.groups), generator=gen)
+        plan += [(s, order[i : i + size]) for i in range(0, len(order), size) if len(order[i : i + size]) > 1]
+    shuffle = torch.randperm(len(plan), generator=gen).tolist()
+    return [plan[i] for i in shuffle]
+
+
+def train(
+    model: SharedSpace, train_sets: list[PairSet], val_sets: list[PairSet], config: TrainConfig = TrainConfig(),
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainReport:
+    """Train in place and leave the best-validation weights in ``model``."""
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    loss_fn = ContrastiveLoss(config.temperature)
+    params = list(model.parameters()) + list(loss_fn.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * max(1, len(_batches(train_sets, config.batch_size, torch.Generator().manual_seed(0))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    report, best_state, stale, start = TrainReport(), None, 0, time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        losses = []
+        for pair_set, index in _batches(train_sets, config.batch_size, gen):
+            batch_a, batch_b = pair_set.a.take(index), pair_set.b.take(index)
+            if config.augment:
+                batch_a, batch_b = _augment(batch_a, gen), _augment(batch_b, gen)
+            loss = loss_fn(model.embed(pair_set.a, batch_a), model.embed(pair_set.b, batch_b), pair_set.groups[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        scores = evaluate(model, val_sets)
+        score = float(np.mean([np.mean(v) for v in scores.values()])) if scores else -float(np.mean(losses))
+        entry = {"epoch": epoch, "loss": float(np.mean(losses)), "val_score": score,
+                 "val_r1": {k: {"a_to_b": v[0], "b_to_a": v[1]} for k, v in scores.items()},
+                 "seconds": time.perf_counter() - start}
+        report.history.append(entry)
+        if on_epoch:
+            on_epoch(entry)
+        if score > report.best_score:
+            report.best_epoch, report.best_score, stale = epoch, score, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    report.seconds = time.perf_counter() - start
+    report.temperature = loss_fn.temperature
+    return report
