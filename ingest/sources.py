@@ -100,6 +100,12 @@ def _coco_media(json_path: Path, media: str) -> str:
     return str(sibling if not direct.exists() and sibling.exists() else direct)
 
 
+def _flickr_media(captions_file: Path, media: str) -> str:
+    """Flickr8k/30k keep images in an ``Images/`` folder beside ``captions.txt``; otherwise next to it."""
+    in_images = captions_file.parent / "Images" / media
+    return str(in_images) if in_images.exists() else resolve_media(media, captions_file.parent)
+
+
 def _add_captioned(scan: Scan, path: Path, items: Iterable[Any], resolve) -> None:
     for entry in items:
         media = resolve(entry.media)
@@ -143,7 +149,7 @@ def scan_sources(paths: Iterable[str | Path], options: ScanOptions = ScanOptions
             _add_captioned(scan, path, parse_coco_captions(path), lambda m, p=path: _coco_media(p, m))
         elif path.name.lower() in ("captions.txt", "results.csv", "captions.csv"):
             scan.roots.append(str(path))
-            _add_captioned(scan, path, parse_flickr_captions(path), lambda m, p=path: resolve_media(m, p.parent / "Images") if (p.parent / "Images" / m).exists() else resolve_media(m, p.parent))
+            _add_captioned(scan, path, parse_flickr_captions(path), lambda m, p=path: _flickr_media(p, m))
         elif path.suffix.lower() in MANIFEST_EXTENSIONS:
             scan.roots.append(str(path))
             _add_manifest(scan, path)
