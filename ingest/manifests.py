@@ -10,9 +10,10 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from ingest.errors import ManifestError
 

@@ -54,7 +54,7 @@ def render_image(scene: Scene, size: int = 64) -> Image.Image:
 
 def render_audio(scene: Scene, sample_rate: int = 16_000, seconds: float = 1.0) -> AudioClip:
     """The scene as mono float32 sound: one note per shape in reading order; colour = pitch, shape = timbre, size = length and loudness."""
-    n = int(round(sample_rate * seconds))
+    n = round(sample_rate * seconds)
     out = np.zeros(n, dtype=np.float32)
     slot = n // len(scene.objects)
     for i, shape in enumerate(scene.objects):

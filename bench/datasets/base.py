@@ -13,9 +13,10 @@ derives *items* (one image, one clip, one text) and from items:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Iterator, Mapping, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,7 +26,7 @@ from engine.models import AudioClip
 
 MODALITIES = ("image", "audio", "text")
 PROTOCOLS = ("instance", "class")
-Content = Union[str, ImageSource, AudioSource]
+Content = str | ImageSource | AudioSource
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,7 @@ class Dataset:
     eval_split: str = "test"
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+        self._protocol(None)
         if len(self.by_id) != len(self.records):
             dupes = sorted(i for i, n in Counter(r.id for r in self.records).items() if n > 1)
             raise ValueError(f"dataset {self.name}: duplicate record ids {dupes[:5]}")
@@ -179,22 +179,14 @@ class Dataset:
 
     def pairs(self, a: str, b: str, split: str = "train", protocol: str | None = None, seed: int = 0) -> list[Pair]:
         """Positive (a, b) pairs: every a-item of a record with each b-item of it (instance), or with a seeded random b-item of its label (class)."""
-        protocol = self._protocol(protocol)
-        if _checked(a) == _checked(b):
-            raise ValueError("pairs need two different modalities")
-        left, right = self.items(a, split, protocol), self.items(b, split, protocol)
+        protocol = self._protocol(protocol, a, b)
+        left, groups = self.items(a, split, protocol), _group(self.items(b, split, protocol), protocol)
         if protocol == "instance":
-            by_record: dict[str | None, list[Item]] = {}
-            for item in right:
-                by_record.setdefault(item.record_id, []).append(item)
-            return [Pair(x, y) for x in left for y in by_record.get(x.record_id, ())]
-        by_label: dict[str | None, list[Item]] = {}
-        for item in right:
-            by_label.setdefault(item.label, []).append(item)
+            return [Pair(x, y) for x in left for y in groups.get(x.record_id, ())]
         rng = np.random.default_rng(seed)
         pairs = []
         for x in left:
-            candidates = by_label.get(x.label) if x.label is not None else None
+            candidates = groups.get(x.label, []) if x.label is not None else []
             if candidates:
                 pairs.append(Pair(x, candidates[int(rng.integers(len(candidates)))]))
         return pairs
@@ -202,26 +194,38 @@ class Dataset:
     def retrieval(self, query: str, corpus: str, split: str | None = None, protocol: str | None = None,
                   texts_per_class: int | None = None) -> RetrievalTask:
         """Queries of one modality against a corpus of another in ``split`` (default ``eval_split``); queries with nothing relevant are dropped."""
-        protocol = self._protocol(protocol)
-        if _checked(query) == _checked(corpus):
-            raise ValueError("retrieval needs two different modalities")
+        protocol = self._protocol(protocol, query, corpus)
         split = self.eval_split if split is None else split
         queries = self.items(query, split, protocol, texts_per_class)
         docs = self.items(corpus, split, protocol, texts_per_class)
-        key = (lambda item: item.record_id) if protocol == "instance" else (lambda item: item.label)
-        groups: dict[Any, set[str]] = {}
-        for doc in docs:
-            if key(doc) is not None:
-                groups.setdefault(key(doc), set()).add(doc.id)
-        relevant = {q.id: frozenset(groups[key(q)]) for q in queries if key(q) is not None and key(q) in groups}
+        groups = _group(docs, protocol)
+        relevant = {q.id: frozenset(d.id for d in groups[k]) for q in queries if (k := _key(q, protocol)) in groups}
         kept = tuple(q for q in queries if q.id in relevant)
         return RetrievalTask(f"{self.name}/{split} {query}->{corpus} ({protocol})", kept, docs, relevant)
 
-    def _protocol(self, protocol: str | None) -> str:
+    def _protocol(self, protocol: str | None, *between: str) -> str:
+        """The protocol to use (the dataset's by default), checking it and that ``between`` are two different modalities."""
         protocol = self.protocol if protocol is None else protocol
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+        if between and _checked(between[0]) == _checked(between[1]):
+            raise ValueError(f"pairs and retrieval need two different modalities, got {between[0]!r} twice")
         return protocol
+
+
+def _key(item: Item, protocol: str) -> str | None:
+    """What makes two items relevant to each other: the same record (instance) or the same label (class)."""
+    return item.record_id if protocol == "instance" else item.label
+
+
+def _group(items: tuple[Item, ...], protocol: str) -> dict[str, list[Item]]:
+    """Items grouped by ``_key``; items without one are left out."""
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        key = _key(item, protocol)
+        if key is not None:
+            groups.setdefault(key, []).append(item)
+    return groups
 
 
 def merge(name: str, *datasets: Dataset, protocol: str = "class", eval_split: str = "test") -> Dataset:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping
 
 from bench.datasets.base import Dataset, Record
 from bench.datasets.media import IMAGE_SUFFIXES, hash_split, modality_of

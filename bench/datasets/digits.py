@@ -28,7 +28,7 @@ def load_sklearn_digits(test_fraction: float = 0.25, seed: int = 0, size: int = 
     test = np.zeros(len(labels), dtype=bool)
     for digit in range(10):
         members = np.flatnonzero(labels == digit)
-        test[rng.permutation(members)[: int(round(test_fraction * len(members)))]] = True
+        test[rng.permutation(members)[: round(test_fraction * len(members))]] = True
     pixels = data.images.astype(np.uint8)
     records = tuple(
         Record(f"{name}:{i}", "test" if test[i] else "train", str(labels[i]),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
 
 import numpy as np
 import soundfile
@@ -13,8 +13,8 @@ from PIL import Image
 
 from engine.models import AudioClip
 
-ImageSource = Union[Path, Image.Image, Callable[[], Image.Image]]
-AudioSource = Union[Path, AudioClip, Callable[[], AudioClip]]
+ImageSource = Path | Image.Image | Callable[[], Image.Image]
+AudioSource = Path | AudioClip | Callable[[], AudioClip]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})
