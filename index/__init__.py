@@ -1,5 +1,77 @@
 """Catalog (SQLite, source of truth) and FAISS vector indexes (rebuildable caches)."""
 
-from index.errors import IndexStoreError
+from index.build import build_index
+from index.catalog import Catalog
+from index.check import CheckReport, Problem, check_store
+from index.errors import (
+    CatalogNotFound,
+    DimensionMismatch,
+    IndexCorrupt,
+    IndexStoreError,
+    InvalidIndexConfig,
+    InvalidStatus,
+    InvalidVectors,
+    ItemNotFound,
+    NonFiniteVectors,
+    NotUnitNorm,
+    SchemaTooNew,
+    UnknownVectorSet,
+    UnsupportedIndexOperation,
+    WrongDtype,
+    WrongShape,
+)
+from index.exact import TopK, exact_search, recall_at_k, tie_tolerant_recall
+from index.factory import IndexConfig, SearchParams, choose_factory, nlist_for, train_size
+from index.gpu import faiss_has_gpu
+from index.persist import IndexMeta
+from index.records import Changes, Hit, Item, Representation, VectorSet
+from index.store import Store, SyncResult, open_store
+from index.tuning import TuneResult, tune
+from index.validate import check_vectors
+from index.vector_index import VectorIndex
 
-__all__ = ["IndexStoreError"]
+__all__ = [
+    "Catalog",
+    "CatalogNotFound",
+    "Changes",
+    "CheckReport",
+    "DimensionMismatch",
+    "Hit",
+    "IndexConfig",
+    "IndexCorrupt",
+    "IndexMeta",
+    "IndexStoreError",
+    "InvalidIndexConfig",
+    "InvalidStatus",
+    "InvalidVectors",
+    "Item",
+    "ItemNotFound",
+    "NonFiniteVectors",
+    "NotUnitNorm",
+    "Problem",
+    "Representation",
+    "SchemaTooNew",
+    "SearchParams",
+    "Store",
+    "SyncResult",
+    "TopK",
+    "TuneResult",
+    "UnknownVectorSet",
+    "UnsupportedIndexOperation",
+    "VectorIndex",
+    "VectorSet",
+    "WrongDtype",
+    "WrongShape",
+    "build_index",
+    "check_store",
+    "check_vectors",
+    "choose_factory",
+    "exact_search",
+    "faiss_has_gpu",
+    "nlist_for",
+    "open_store",
+    "recall_at_k",
+    "tie_tolerant_recall",
+    "train_size",
+    "tune",
+]

@@ -7,3 +7,77 @@ class IndexStoreError(Exception):
     """Base of all index-layer errors."""
 
     exit_code = 5
+
+
+class InvalidVectors(IndexStoreError, ValueError):
+    """Vectors handed to the index layer break decision 1 (float32, 2-D, finite, unit norm, right dim)."""
+
+    exit_code = 2
+
+
+class WrongDtype(InvalidVectors):
+    """Vectors are not float32."""
+
+
+class WrongShape(InvalidVectors):
+    """Vectors are not a 2-D (n, dim) array, or ids do not match the number of rows."""
+
+
+class DimensionMismatch(InvalidVectors):
+    """Vectors have a dimension other than the one of their vector set or index."""
+
+
+class NonFiniteVectors(InvalidVectors):
+    """Vectors contain NaN or infinity."""
+
+
+class NotUnitNorm(InvalidVectors):
+    """Vectors are not L2-normalised within tolerance."""
+
+
+class CatalogNotFound(IndexStoreError):
+    """No catalog exists at the given store path (and creating one was not asked for)."""
+
+    exit_code = 2
+
+
+class SchemaTooNew(IndexStoreError):
+    """The catalog was written by a newer xmodal whose schema this version cannot read."""
+
+
+class ItemNotFound(IndexStoreError, KeyError):
+    """No item (or representation) with that id or uri exists in the catalog."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the plain message
+        return str(self.args[0]) if self.args else "item not found"
+
+
+class UnknownVectorSet(IndexStoreError, KeyError):
+    """No vectors were ever written for that (model, modality) pair."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown vector set"
+
+
+class InvalidStatus(IndexStoreError, ValueError):
+    """An item status or modality outside the allowed values."""
+
+    exit_code = 2
+
+
+class IndexCorrupt(IndexStoreError):
+    """An index file is missing, truncated, unreadable or does not match its metadata."""
+
+
+class UnsupportedIndexOperation(IndexStoreError):
+    """The FAISS index type cannot do this (e.g. remove from HNSW); the store rebuilds instead."""
+
+
+class InvalidIndexConfig(IndexStoreError, ValueError):
+    """A factory string or index configuration FAISS cannot build."""
+
+    exit_code = 2

@@ -1,0 +1,43 @@
+"""``xmodal check``: do the catalog and its indexes agree? ``--repair`` rebuilds what does not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from index import check_store
+
+EXIT_PROBLEMS = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``check`` subcommand."""
+    parser = subparsers.add_parser(
+        "check",
+        help="check that the catalog and the vector indexes agree",
+        description="Compare every index file with the catalog (ids, dimension, unit norms, generation). "
+        "Exit status 0 when they agree (or were repaired), 1 when problems remain.",
+    )
+    parser.add_argument("--store", default=os.environ.get("XMODAL_STORE", ".xmodal"),
+                        help="store folder holding catalog.db and indexes/ (default: $XMODAL_STORE or .xmodal)")
+    parser.add_argument("--repair", action="store_true", help="rebuild or catch up indexes that disagree")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check and print the report."""
+    report = check_store(args.store, repair=args.repair)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for vs in report.vector_sets:
+            print(f"{vs['model']}/{vs['modality']}: {vs['vectors']} vectors of dim {vs['dim']}")
+        for p in report.problems:
+            where = f"{p.model}/{p.modality}: " if p.model else ""
+            state = " [repaired]" if p.repaired else ""
+            print(f"{p.severity}: {where}{p.kind}: {p.detail}{state}")
+        print(f"{'ok' if report.ok else 'problems remain'} (catalog generation {report.generation})")
+    return 0 if report.ok else EXIT_PROBLEMS

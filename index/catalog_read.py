@@ -1,0 +1,153 @@
+"""Catalog reads: lookups for ingest, hydration and filters for the query layer, vector streams for indexes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import numpy as np
+import sqlite_utils
+
+from index.errors import UnknownVectorSet
+from index.records import Changes, Hit, Item, Representation, VectorSet
+
+_CHUNK = 500  # ids per SQL statement, well under SQLite's variable limit
+
+
+def _blobs_to_array(blobs: list[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32, copy=False).reshape(len(blobs), -1)
+
+
+class CatalogReads:
+    """Read side of ``Catalog`` (mixed in; uses ``self.db``)."""
+
+    db: sqlite_utils.Database
+
+    def item_by_uri(self, uri: str) -> Item | None:
+        """The item stored under ``uri``, whatever its status, or None."""
+        rows = list(self.db.query("SELECT * FROM items WHERE uri = ?", [uri]))
+        return Item.from_row(rows[0]) if rows else None
+
+    def items_by_sha256(self, sha256: str, status: str | None = "ok") -> list[Item]:
+        """Items with this content hash (identical content under several uris), by id."""
+        sql = "SELECT * FROM items WHERE sha256 = ?" + (" AND status = ?" if status else "") + " ORDER BY id"
+        return [Item.from_row(r) for r in self.db.query(sql, [sha256, status] if status else [sha256])]
+
+    def items(self, status: str | None = None) -> list[Item]:
+        """All items (optionally of one status), by id."""
+        sql = "SELECT * FROM items" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        return [Item.from_row(r) for r in self.db.query(sql, [status] if status else [])]
+
+    def representations_of(self, item_id: int) -> list[Representation]:
+        """The representations of one item, by id."""
+        return [Representation(**r) for r in self.db.query(
+            "SELECT * FROM representations WHERE item_id = ? ORDER BY id", [item_id])]
+
+    def hydrate(self, representation_ids: np.ndarray | list[int]) -> dict[int, Hit]:
+        """Map representation ids (FAISS hits) to item id, uri, modality, kind, offset, caption text."""
+        ids = [int(i) for i in representation_ids if int(i) >= 0]
+        out: dict[int, Hit] = {}
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start : start + _CHUNK]
+            for r in self.db.query(
+                f"""SELECT r.id AS representation_id, r.item_id, i.uri, i.modality AS item_modality, r.kind,
+                           r.modality, r.offset_seconds, r.text, i.status, i.metadata
+                    FROM representations r JOIN items i ON i.id = r.item_id
+                    WHERE r.id IN ({','.join('?' * len(part))})""",
+                part,
+            ):
+                out[r["representation_id"]] = Hit(**{**r, "metadata": json.loads(r["metadata"] or "{}")})
+        return out
+
+    def select_representations(self, *, modality: str | None = None, kind: str | None = None,
+                               uri_glob: str | None = None, mtime_range: tuple[float, float] | None = None,
+                               metadata: dict[str, Any] | None = None, status: str = "ok") -> np.ndarray:
+        """Ids of representations whose item matches every given filter (metadata value None: key present)."""
+        where, params = ["i.status = ?"], [status]
+        if modality:
+            where.append("r.modality = ?")
+            params.append(modality)
+        if kind:
+            where.append("r.kind = ?")
+            params.append(kind)
+        if uri_glob:
+            where.append("i.uri GLOB ?")
+            params.append(uri_glob)
+        if mtime_range:
+            where.append("i.mtime BETWEEN ? AND ?")
+            params.extend(mtime_range)
+        for key, value in (metadata or {}).items():
+            path = "$." + json.dumps(str(key))
+            if value is None:
+                where.append("json_type(i.metadata, ?) IS NOT NULL")
+                params.append(path)
+            else:
+                where.append("json_extract(i.metadata, ?) = ?")
+                params.extend([path, int(value) if isinstance(value, bool) else value])
+        rows = self.db.execute(
+            f"SELECT r.id FROM representations r JOIN items i ON i.id = r.item_id WHERE {' AND '.join(where)} ORDER BY r.id",
+            params,
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def vector_sets(self) -> list[VectorSet]:
+        """Every (model, modality) that has ever had vectors, with its dimension and current count."""
+        rows = self.db.execute(
+            """SELECT s.model, s.modality, s.dim,
+                      (SELECT COUNT(*) FROM vectors v WHERE v.model = s.model AND v.modality = s.modality)
+               FROM vector_sets s ORDER BY s.model, s.modality"""
+        ).fetchall()
+        return [VectorSet(*r) for r in rows]
+
+    def vector_dim(self, model: str, modality: str) -> int:
+        """Dimension of a vector set, or ``UnknownVectorSet``."""
+        row = self.db.execute("SELECT dim FROM vector_sets WHERE model = ? AND modality = ?", (model, modality)).fetchone()
+        if row is None:
+            raise UnknownVectorSet(f"no vectors for model {model!r} and modality {modality!r}")
+        return int(row[0])
+
+    def count_vectors(self, model: str, modality: str) -> int:
+        """How many vectors a set holds now."""
+        return int(self.db.execute("SELECT COUNT(*) FROM vectors WHERE model = ? AND modality = ?",
+                                   (model, modality)).fetchone()[0])
+
+    def iter_vectors(self, model: str, modality: str, *, since: int | None = None,
+                     batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (ids, float32 vectors) of a set by id, optionally only rows written after generation ``since``."""
+        dim = self.vector_dim(model, modality)
+        sql = "SELECT representation_id, vector FROM vectors WHERE model = ? AND modality = ?"
+        params: list[Any] = [model, modality]
+        if since is not None:
+            sql += " AND generation > ?"
+            params.append(since)
+        cur = self.db.execute(sql + " ORDER BY representation_id", params)
+        while rows := cur.fetchmany(batch):
+            yield np.array([r[0] for r in rows], dtype=np.int64), _blobs_to_array([r[1] for r in rows], dim)
+
+    def load_vectors(self, model: str, modality: str, *, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, vectors) of a set in memory (see ``iter_vectors``)."""
+        parts = list(self.iter_vectors(model, modality, since=since))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.vector_dim(model, modality)), dtype=np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def vector_ids(self, model: str, modality: str) -> np.ndarray:
+        """Sorted ids of a set's vectors."""
+        rows = self.db.execute("SELECT representation_id FROM vectors WHERE model = ? AND modality = ? ORDER BY 1",
+                               (model, modality)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def changes_since(self, model: str, modality: str, generation: int) -> Changes:
+        """Ids an index at ``generation`` must drop (tombstoned or rewritten) and re-add (rewritten or new)."""
+        current = int(self.db.execute("SELECT generation FROM catalog_state WHERE id = 1").fetchone()[0])
+        dead = self.db.execute(
+            "SELECT DISTINCT representation_id FROM tombstones WHERE model = ? AND modality = ? AND generation > ?",
+            (model, modality, generation)).fetchall()
+        new = self.db.execute(
+            "SELECT representation_id FROM vectors WHERE model = ? AND modality = ? AND generation > ? ORDER BY 1",
+            (model, modality, generation)).fetchall()
+        upserted = np.array([r[0] for r in new], dtype=np.int64)
+        removed = np.union1d(np.array([r[0] for r in dead], dtype=np.int64), upserted)
+        return Changes(since=generation, generation=current, removed=removed, upserted=upserted)

@@ -1,0 +1,143 @@
+"""Index files: written to a temp name, fsynced and renamed; a JSON sidecar records what they reflect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+
+from index.errors import IndexCorrupt
+from index.factory import SearchParams
+from index.schema import now
+from index.vector_index import VectorIndex
+
+FORMAT_VERSION = 1
+TMP_MARK = ".tmp-"
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """Sidecar of one index file: the catalog generation and model it reflects, and how it was built."""
+
+    model: str
+    modality: str
+    dim: int
+    generation: int
+    factory: str
+    ntotal: int
+    params: dict[str, int] = field(default_factory=dict)
+    recall: float | None = None
+    built_n: int = 0  # corpus size the index type was chosen for
+    file_size: int = 0
+    sha256: str = ""
+    written_at: str = ""
+    format_version: int = FORMAT_VERSION
+
+
+def index_paths(root: Path, model: str, modality: str) -> tuple[Path, Path]:
+    """(faiss file, sidecar) of a vector set: ``indexes/<model>.<modality>.faiss`` with a safe model name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", model)
+    if safe != model:
+        safe += "-" + hashlib.sha1(model.encode()).hexdigest()[:8]
+    base = Path(root) / "indexes" / f"{safe}.{modality}"
+    return base.with_suffix(base.suffix + ".faiss"), base.with_suffix(base.suffix + ".json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = _tmp_name(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_index(index: VectorIndex, root: Path, model: str, modality: str, generation: int, built_n: int) -> IndexMeta:
+    """Write the index then its sidecar, each via temp file + fsync + rename; returns the sidecar written."""
+    faiss_path, meta_path = index_paths(root, model, modality)
+    faiss_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(faiss_path)
+    try:
+        faiss.write_index(index.index, str(tmp))
+        _fsync_file(tmp)
+        meta = IndexMeta(model=model, modality=modality, dim=index.dim, generation=generation, factory=index.factory,
+                         ntotal=index.ntotal, params=index.params.to_dict(), recall=index.recall, built_n=built_n,
+                         file_size=tmp.stat().st_size, sha256=_sha256(tmp), written_at=now())
+        os.replace(tmp, faiss_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write_bytes_atomic(meta_path, (json.dumps(asdict(meta), indent=2) + "\n").encode())
+    _fsync_dir(faiss_path.parent)
+    return meta
+
+
+def read_meta(root: Path, model: str, modality: str) -> IndexMeta:
+    """The sidecar of a vector set's index, or ``IndexCorrupt`` when missing or unreadable."""
+    _, meta_path = index_paths(root, model, modality)
+    try:
+        meta = IndexMeta(**json.loads(meta_path.read_text()))
+    except FileNotFoundError as exc:
+        raise IndexCorrupt(f"index sidecar {meta_path} is missing") from exc
+    except (ValueError, TypeError) as exc:
+        raise IndexCorrupt(f"index sidecar {meta_path} is unreadable: {exc}") from exc
+    if meta.format_version != FORMAT_VERSION:
+        raise IndexCorrupt(f"index sidecar {meta_path} has format {meta.format_version}, expected {FORMAT_VERSION}")
+    if (meta.model, meta.modality) != (model, modality):
+        raise IndexCorrupt(f"index sidecar {meta_path} is for {meta.model}/{meta.modality}, not {model}/{modality}")
+    return meta
+
+
+def load_index(root: Path, model: str, modality: str, device: str = "cpu") -> tuple[VectorIndex, IndexMeta]:
+    """Read and verify an index file against its sidecar (size, sha256, dim, count); ``IndexCorrupt`` otherwise."""
+    meta = read_meta(root, model, modality)
+    faiss_path, _ = index_paths(root, model, modality)
+    if not faiss_path.exists():
+        raise IndexCorrupt(f"index file {faiss_path} is missing")
+    size = faiss_path.stat().st_size
+    if size != meta.file_size or _sha256(faiss_path) != meta.sha256:
+        raise IndexCorrupt(f"index file {faiss_path} does not match its sidecar (truncated or overwritten)")
+    try:
+        raw = faiss.read_index(str(faiss_path))
+    except RuntimeError as exc:
+        raise IndexCorrupt(f"index file {faiss_path} is unreadable: {str(exc).splitlines()[-1]}") from exc
+    if raw.d != meta.dim or raw.ntotal != meta.ntotal:
+        raise IndexCorrupt(f"index file {faiss_path} holds {raw.ntotal}x{raw.d}, sidecar says {meta.ntotal}x{meta.dim}")
+    index = VectorIndex(raw, meta.factory, SearchParams.from_dict(meta.params), meta.recall, device=device)
+    return index, meta
+
+
+def leftover_temp_files(root: Path) -> list[Path]:
+    """Temp files left by interrupted writes (never read; ``check --repair`` deletes old ones)."""
+    folder = Path(root) / "indexes"
+    return sorted(p for p in folder.glob(f".*{TMP_MARK}*") if p.is_file()) if folder.exists() else []

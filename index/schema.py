@@ -1,0 +1,106 @@
+"""Catalog schema as numbered migrations, applied in order inside one transaction each."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+from index.errors import SchemaTooNew
+
+MODALITIES = ("image", "text", "audio")
+STATUSES = ("ok", "failed", "deleted")
+
+_V1 = [
+    """CREATE TABLE catalog_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    )""",
+    "INSERT INTO catalog_state (id, generation) VALUES (1, 0)",
+    """CREATE TABLE items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        uri TEXT NOT NULL UNIQUE,
+        modality TEXT NOT NULL CHECK (modality IN ('image', 'text', 'audio')),
+        sha256 TEXT,
+        size INTEGER,
+        mtime REAL,
+        status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed', 'deleted')),
+        error TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        generation INTEGER NOT NULL
+    )""",
+    "CREATE INDEX items_sha256 ON items (sha256)",
+    "CREATE INDEX items_status ON items (status)",
+    """CREATE TABLE representations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        item_id INTEGER NOT NULL REFERENCES items (id),
+        kind TEXT NOT NULL,
+        modality TEXT NOT NULL CHECK (modality IN ('image', 'text', 'audio')),
+        offset_seconds REAL,
+        text TEXT,
+        generation INTEGER NOT NULL
+    )""",
+    "CREATE INDEX representations_item ON representations (item_id)",
+    """CREATE TABLE vector_sets (
+        model TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (model, modality)
+    )""",
+    """CREATE TABLE vectors (
+        representation_id INTEGER NOT NULL REFERENCES representations (id),
+        model TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        generation INTEGER NOT NULL,
+        PRIMARY KEY (representation_id, model)
+    )""",
+    "CREATE INDEX vectors_set_generation ON vectors (model, modality, generation)",
+    """CREATE TABLE tombstones (
+        representation_id INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        generation INTEGER NOT NULL
+    )""",
+    "CREATE INDEX tombstones_set_generation ON tombstones (model, modality, generation)",
+]
+
+# Append new migrations here; never edit one that has shipped.
+MIGRATIONS: list[list[str]] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def now() -> str:
+    """UTC timestamp as ISO-8601 text (readable in Datasette)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database (0 for an empty file)."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if not has:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; raises ``SchemaTooNew`` for a newer file. Returns the version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        version = current_version(conn)
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(f"catalog schema version {version} is newer than this xmodal supports ({SCHEMA_VERSION})")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[number - 1]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (number, now()))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION

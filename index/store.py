@@ -1,0 +1,165 @@
+"""A store folder: the catalog plus one cached FAISS index per (model, modality), kept in step on open."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.build import build_index
+from index.catalog import Catalog
+from index.errors import IndexCorrupt
+from index.factory import IndexConfig, choose_factory
+from index.persist import IndexMeta, load_index, save_index
+from index.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+CATALOG_NAME = "catalog.db"
+
+
+@dataclass
+class _Open:
+    index: VectorIndex
+    generation: int
+    built_n: int
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What opening or syncing one index did: ``loaded``, ``caught-up``, ``rebuilt`` or ``current``."""
+
+    model: str
+    modality: str
+    action: str
+    generation: int
+    ntotal: int
+    reason: str = ""
+
+
+class Store:
+    """Owns the catalog and the index files under ``root``; ingest writes the catalog, queries call ``index()``."""
+
+    def __init__(self, root: str | Path, *, device: str = "cpu", config: IndexConfig = IndexConfig(),
+                 create: bool = True) -> None:
+        self.root = Path(root)
+        self.device = device
+        self.config = config
+        self.catalog = Catalog(self.root / CATALOG_NAME, create=create)
+        self._open: dict[tuple[str, str], _Open] = {}
+        self.last_sync: dict[tuple[str, str], SyncResult] = {}
+
+    def close(self) -> None:
+        """Close the catalog (indexes are already saved)."""
+        self.catalog.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def index(self, model: str, modality: str) -> VectorIndex:
+        """The index of a vector set, loaded or rebuilt, caught up to the catalog's current generation."""
+        self.sync_one(model, modality)
+        return self._open[(model, modality)].index
+
+    def search(self, model: str, modality: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Search a vector set's index (after catching it up): (scores, representation ids)."""
+        return self.index(model, modality).search(queries, k)
+
+    def sync(self) -> list[SyncResult]:
+        """Bring every vector set's index up to date and saved."""
+        return [self.sync_one(s.model, s.modality) for s in self.catalog.vector_sets()]
+
+    def sync_one(self, model: str, modality: str) -> SyncResult:
+        """Open (or rebuild) one index and catch it up; saves it when it changed."""
+        key = (model, modality)
+        dim = self.catalog.vector_dim(model, modality)
+        current = self.catalog.generation
+        opened = self._open.get(key)
+        if opened is not None and opened.generation == current:
+            return self._record(key, "current", opened)
+        action = "caught-up"
+        if opened is None:
+            try:
+                index, meta = load_index(self.root, model, modality, self.device)
+            except IndexCorrupt as exc:
+                log.warning("rebuilding %s/%s index from the catalog: %s", model, modality, exc)
+                return self.rebuild(model, modality, reason=str(exc))
+            reason = self._unusable(meta, dim, current)
+            if reason:
+                log.warning("rebuilding %s/%s index from the catalog: %s", model, modality, reason)
+                return self.rebuild(model, modality, reason=reason)
+            opened = self._open[key] = _Open(index, meta.generation, meta.built_n)
+            action = "loaded"
+        if opened.generation < current:
+            return self._catch_up(model, modality, opened)
+        return self._record(key, action, opened)
+
+    def _record(self, key: tuple[str, str], action: str, opened: _Open, reason: str = "") -> SyncResult:
+        result = SyncResult(key[0], key[1], action, opened.generation, opened.index.ntotal, reason)
+        self.last_sync[key] = result
+        return result
+
+    @staticmethod
+    def _unusable(meta: IndexMeta, dim: int, current: int) -> str:
+        if meta.dim != dim:
+            return f"index dimension {meta.dim} differs from the catalog's {dim}"
+        if meta.generation > current:
+            return f"index generation {meta.generation} is ahead of the catalog's {current} (catalog restored?)"
+        return ""
+
+    def _outgrown(self, opened: _Open, n_now: int) -> bool:
+        """An automatically chosen index type that no longer suits the corpus size (grew or shrank 4x)."""
+        if self.config.factory:
+            return False
+        grew = n_now > 4 * max(opened.built_n, 1000) or 4 * n_now < opened.built_n
+        return grew and choose_factory(n_now, opened.index.dim, self.config) != opened.index.factory
+
+    def _catch_up(self, model: str, modality: str, opened: _Open) -> SyncResult:
+        key = (model, modality)
+        with self.catalog.snapshot():
+            changes = self.catalog.changes_since(model, modality, opened.generation)
+            n_now = self.catalog.count_vectors(model, modality)
+            if self._outgrown(opened, n_now):
+                reason = f"corpus is now {n_now} vectors, index type chosen for {opened.built_n}"
+            elif len(changes.removed) and not opened.index.supports_remove:
+                reason = f"{opened.index.factory!r} cannot remove ids"
+            else:
+                reason = ""
+                opened.index.remove(changes.removed)
+                for ids, vectors in self.catalog.iter_vectors(model, modality, since=opened.generation):
+                    opened.index.add(ids, vectors)
+        if reason:
+            log.info("rebuilding %s/%s index: %s", model, modality, reason)
+            return self.rebuild(model, modality, reason=reason)
+        opened.generation = changes.generation
+        if len(changes.removed) or len(changes.upserted):
+            save_index(opened.index, self.root, model, modality, opened.generation, opened.built_n)
+        log.info("caught up %s/%s to generation %d (-%d +%d)", model, modality, opened.generation,
+                 len(changes.removed), len(changes.upserted))
+        return self._record(key, "caught-up", opened)
+
+    def rebuild(self, model: str, modality: str, reason: str = "asked") -> SyncResult:
+        """Build a vector set's index from the catalog alone and save it."""
+        with self.catalog.snapshot():
+            generation = self.catalog.generation
+            dim = self.catalog.vector_dim(model, modality)
+            ids, vectors = self.catalog.load_vectors(model, modality)
+        index = build_index(ids, vectors, self.config, dim=dim, device=self.device)
+        save_index(index, self.root, model, modality, generation, len(ids))
+        opened = self._open[(model, modality)] = _Open(index, generation, len(ids))
+        return self._record((model, modality), "rebuilt", opened, reason)
+
+    def forget(self, model: str, modality: str) -> None:
+        """Drop a cached open index so the next access reads the file again."""
+        self._open.pop((model, modality), None)
+
+
+def open_store(path: str | Path, device: str = "cpu", config: IndexConfig = IndexConfig(), *,
+               create: bool = True) -> Store:
+    """Open (or create) the store folder at ``path``: ``catalog.db`` and ``indexes/``."""
+    return Store(path, device=device, config=config, create=create)

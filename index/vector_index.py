@@ -1,0 +1,175 @@
+"""One FAISS index per (model, modality): int64 ids (representation ids), inner product on unit vectors."""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+
+from index.errors import InvalidIndexConfig, UnsupportedIndexOperation
+from index.factory import SearchParams
+from index.gpu import GpuReplica, search_on_gpu
+from index.validate import check_ids, check_vectors
+
+log = logging.getLogger(__name__)
+
+
+def _chain(index: faiss.Index) -> list[faiss.Index]:
+    """The index and its wrapped inner indexes, outermost first (IDMap, PreTransform, Refine peeled)."""
+    idx = faiss.downcast_index(index)
+    chain = [idx]
+    while True:
+        if isinstance(idx, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            idx = faiss.downcast_index(idx.index)
+        elif isinstance(idx, faiss.IndexPreTransform):
+            idx = faiss.downcast_index(idx.index)
+        elif isinstance(idx, faiss.IndexRefine):
+            idx = faiss.downcast_index(idx.base_index)
+        else:
+            return chain
+        chain.append(idx)
+
+
+def _ivf_ids(ivf: faiss.IndexIVF) -> np.ndarray:
+    """Every id stored in an IVF index's inverted lists."""
+    inv = ivf.invlists
+    parts = []
+    for lst in range(ivf.nlist):
+        size = inv.list_size(lst)
+        if size:
+            ptr = inv.get_ids(lst)
+            parts.append(faiss.rev_swig_ptr(ptr, size).copy())
+            inv.release_ids(lst, ptr)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def make_faiss_index(dim: int, factory: str) -> faiss.Index:
+    """Build an (untrained) inner-product index from a factory string, wrapped so it takes int64 ids."""
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise InvalidIndexConfig(f"faiss cannot build {factory!r} for dim {dim}: {str(exc).splitlines()[-1]}") from exc
+    chain = _chain(index)
+    takes_ids = isinstance(chain[0], (faiss.IndexIDMap, faiss.IndexIVF)) or (
+        isinstance(chain[0], faiss.IndexPreTransform) and isinstance(chain[-1], faiss.IndexIVF) and len(chain) == 2
+    )
+    return index if takes_ids else faiss.IndexIDMap2(index)
+
+
+class VectorIndex:
+    """A FAISS index with validated inputs, tuned search parameters and an optional GPU search replica."""
+
+    def __init__(self, index: faiss.Index, factory: str, params: SearchParams = SearchParams(),
+                 recall: float | None = None, device: str = "cpu") -> None:
+        self.index = index
+        self.factory = factory
+        self.recall = recall
+        self.params = SearchParams()
+        self.set_params(params)
+        self._gpu_no = search_on_gpu(device)
+        self._replica: GpuReplica | None = GpuReplica(self._gpu_no) if self._gpu_no is not None else None
+        self._gpu_index: faiss.Index | None = None
+
+    @classmethod
+    def create(cls, dim: int, factory: str, device: str = "cpu") -> "VectorIndex":
+        """A new empty (possibly untrained) index of ``factory`` type."""
+        return cls(make_faiss_index(dim, factory), factory, device=device)
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        """Number of vectors stored."""
+        return int(self.index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether the index can take vectors."""
+        return bool(self.index.is_trained)
+
+    @property
+    def supports_remove(self) -> bool:
+        """False for HNSW and refine indexes, which FAISS cannot remove from (the store rebuilds instead)."""
+        return not any(isinstance(i, (faiss.IndexHNSW, faiss.IndexRefine)) for i in _chain(self.index))
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether searches go to a GPU replica."""
+        return self._gpu_index is not None
+
+    def train(self, vectors: np.ndarray) -> None:
+        """Train the quantizers on a sample of unit vectors (no-op for indexes that need none)."""
+        vectors = check_vectors(vectors, self.dim)
+        if not self.index.is_trained:
+            self.index.train(vectors)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under int64 ids; ids must not already be present."""
+        vectors = check_vectors(vectors, self.dim)
+        ids = check_ids(ids, len(vectors))
+        if len(ids):
+            self.index.add_with_ids(vectors, ids)
+            self._gpu_index = None
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids (absent ones are ignored); returns how many vectors went away."""
+        ids = check_ids(ids)
+        if not len(ids):
+            return 0
+        if not self.supports_remove:
+            raise UnsupportedIndexOperation(f"faiss cannot remove ids from a {self.factory!r} index")
+        self._gpu_index = None
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def ids(self) -> np.ndarray:
+        """Every id stored, unsorted."""
+        top = self.index if isinstance(self.index, (faiss.IndexIDMap, faiss.IndexIDMap2)) else faiss.downcast_index(self.index)
+        if isinstance(top, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            return faiss.vector_to_array(top.id_map).astype(np.int64)
+        ivf = _chain(self.index)[-1]
+        if isinstance(ivf, faiss.IndexIVF):
+            return _ivf_ids(ivf)
+        return np.arange(self.ntotal, dtype=np.int64)
+
+    def set_params(self, params: SearchParams) -> None:
+        """Apply search parameters to every layer they concern."""
+        for idx in _chain(self.index):
+            if params.nprobe is not None and isinstance(idx, faiss.IndexIVF):
+                idx.nprobe = int(min(params.nprobe, idx.nlist))
+            if params.efSearch is not None and isinstance(idx, faiss.IndexHNSW):
+                idx.hnsw.efSearch = int(params.efSearch)
+            if params.k_factor is not None and isinstance(idx, faiss.IndexRefine):
+                idx.k_factor = float(params.k_factor)
+        self.params = params
+        self._gpu_index = None
+
+    def tunable(self) -> dict[str, int]:
+        """Which knobs this index has, with their upper bound (e.g. ``{"nprobe": nlist}``)."""
+        knobs: dict[str, int] = {}
+        for idx in _chain(self.index):
+            if isinstance(idx, faiss.IndexIVF):
+                knobs["nprobe"] = int(idx.nlist)
+            elif isinstance(idx, faiss.IndexHNSW):
+                knobs["efSearch"] = 4096
+            elif isinstance(idx, faiss.IndexRefine):
+                knobs["k_factor"] = 64
+        return knobs
+
+    def _search_index(self) -> faiss.Index:
+        if self._replica is None:
+            return self.index
+        if self._gpu_index is None:
+            self._gpu_index = self._replica.copy(self.index)
+            if self._gpu_index is None:
+                self._replica = None
+                return self.index
+        return self._gpu_index
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: (scores, ids), ids -1 where fewer than k vectors exist."""
+        queries = check_vectors(queries, self.dim)
+        return self._search_index().search(queries, k)
