@@ -12,8 +12,8 @@ from index import Catalog
 def unit_vectors(n: int, dim: int = 32, seed: int = 0, clusters: int = 16) -> np.ndarray:
     """Clustered float32 unit vectors: same clusters for every seed, points drawn from ``seed``."""
     centers = np.random.default_rng(12345).standard_normal((clusters, dim)).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    x = centers[rng.integers(0, clusters, n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)  # row i same for any n
+    x = centers[(np.arange(n) * 7919 + seed) % clusters] + 0.6 * noise
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
