@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from bench._index_run import RunSpec
 
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        memory_gb=args.memory_gb, seed=args.seed)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "bench._index_run", json.dumps(asdict(spec))],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             row = {"kind": kind, "error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
             status = 1

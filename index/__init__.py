@@ -21,7 +21,13 @@ from index.errors import (
     WrongShape,
 )
 from index.exact import TopK, exact_search, recall_at_k, tie_tolerant_recall
-from index.factory import IndexConfig, SearchParams, choose_factory, nlist_for, train_size
+from index.factory import (
+    IndexConfig,
+    SearchParams,
+    choose_factory,
+    nlist_for,
+    train_size,
+)
 from index.gpu import faiss_has_gpu
 from index.persist import IndexMeta
 from index.records import Changes, Hit, Item, Representation, VectorSet

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 import numpy as np
 import sqlite_utils
 
 from index.catalog_read import CatalogReads
-from index.errors import CatalogNotFound, DimensionMismatch, InvalidStatus, ItemNotFound, WrongShape
+from index.errors import (
+    CatalogNotFound,
+    DimensionMismatch,
+    InvalidStatus,
+    ItemNotFound,
+    WrongShape,
+)
 from index.records import Item
 from index.schema import MODALITIES, migrate, now
 from index.validate import check_ids, check_vectors
@@ -44,7 +51,7 @@ class Catalog(CatalogReads):
         """Close the connection."""
         self.db.close()
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,7 +63,7 @@ class Catalog(CatalogReads):
         return int(self.db.execute("SELECT generation FROM catalog_state WHERE id = 1").fetchone()[0])
 
     @contextmanager
-    def atomic(self) -> Iterator["Catalog"]:
+    def atomic(self) -> Iterator[Catalog]:
         """One transaction (nested calls become savepoints); commits with one generation bump if anything changed."""
         if self._pending is not None:
             with self.db.atomic():
@@ -79,7 +86,7 @@ class Catalog(CatalogReads):
             self._pending = None
 
     @contextmanager
-    def snapshot(self) -> Iterator["Catalog"]:
+    def snapshot(self) -> Iterator[Catalog]:
         """A read transaction: every read inside sees one consistent state (WAL snapshot)."""
         if self.db.conn.in_transaction:
             yield self

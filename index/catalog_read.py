@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import sqlite_utils
 
-from index.errors import UnknownVectorSet
+from index.errors import ItemNotFound, UnknownVectorSet
 from index.records import Changes, Hit, Item, Representation, VectorSet
 
 _CHUNK = 500  # ids per SQL statement, well under SQLite's variable limit
@@ -132,6 +133,20 @@ class CatalogReads:
         if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.vector_dim(model, modality)), dtype=np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def vectors_for(self, model: str, ids: np.ndarray) -> np.ndarray:
+        """The vectors of ``model`` for these representation ids, in the order given (all must exist)."""
+        ids = [int(i) for i in ids]
+        found: dict[int, bytes] = {}
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start : start + _CHUNK]
+            found.update(self.db.execute(
+                f"SELECT representation_id, vector FROM vectors WHERE model = ? AND representation_id IN "
+                f"({','.join('?' * len(part))})", [model, *part]).fetchall())
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise ItemNotFound(f"no {model} vector for representation {missing[0]} ({len(missing)} missing)")
+        return np.frombuffer(b"".join(found[i] for i in ids), dtype="<f4").astype(np.float32).reshape(len(ids), -1)
 
     def vector_ids(self, model: str, modality: str) -> np.ndarray:
         """Sorted ids of a set's vectors."""

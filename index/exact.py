@@ -23,10 +23,10 @@ class TopK:
         self.D = np.take_along_axis(cand_d, order, axis=1)
         self.I = np.take_along_axis(cand_i, order, axis=1)
 
-    def add_chunk(self, queries: np.ndarray, corpus: np.ndarray, ids: np.ndarray) -> None:
-        """Score ``queries`` against one corpus chunk and merge the results."""
-        if len(corpus):
-            self.update(queries @ corpus.T, ids)
+    def add_chunk(self, queries: np.ndarray, corpus: np.ndarray, ids: np.ndarray, block: int = 16384) -> None:
+        """Score ``queries`` against one corpus chunk (in column blocks, to bound memory) and merge."""
+        for start in range(0, len(corpus), block):
+            self.update(queries @ corpus[start : start + block].T, ids[start : start + block])
 
 
 def exact_search(

@@ -42,7 +42,7 @@ class SearchParams:
         return {k: v for k, v in (("nprobe", self.nprobe), ("efSearch", self.efSearch), ("k_factor", self.k_factor)) if v is not None}
 
     @classmethod
-    def from_dict(cls, d: dict[str, int] | None) -> "SearchParams":
+    def from_dict(cls, d: dict[str, int] | None) -> SearchParams:
         """Inverse of ``to_dict``."""
         d = d or {}
         return cls(nprobe=d.get("nprobe"), efSearch=d.get("efSearch"), k_factor=d.get("k_factor"))
@@ -70,8 +70,9 @@ def _pq_m(dim: int) -> int:
     return m
 
 
-def choose_factory(n: int, dim: int, config: IndexConfig = IndexConfig()) -> str:
+def choose_factory(n: int, dim: int, config: IndexConfig | None = None) -> str:
     """Factory string for ``n`` vectors of ``dim``: Flat, IVF-Flat, or IVF-PQ (+ scalar refine) by size and memory."""
+    config = config or IndexConfig()
     if config.factory:
         return config.factory
     share = memory_budget(config) * config.index_memory_share

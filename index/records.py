@@ -27,7 +27,7 @@ class Item:
     generation: int = 0
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Item":
+    def from_row(cls, row: dict[str, Any]) -> Item:
         """Build from an ``items`` row (metadata JSON decoded)."""
         return cls(**{**row, "metadata": json.loads(row["metadata"] or "{}")})
 

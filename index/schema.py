@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from index.errors import SchemaTooNew
 
@@ -75,7 +75,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def now() -> str:
     """UTC timestamp as ISO-8601 text (readable in Datasette)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def current_version(conn: sqlite3.Connection) -> int:

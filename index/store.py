@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
-from index.build import build_index
+from index.build import VectorSource, build_from_source
 from index.catalog import Catalog
 from index.errors import IndexCorrupt
 from index.factory import IndexConfig, choose_factory
@@ -42,11 +43,11 @@ class SyncResult:
 class Store:
     """Owns the catalog and the index files under ``root``; ingest writes the catalog, queries call ``index()``."""
 
-    def __init__(self, root: str | Path, *, device: str = "cpu", config: IndexConfig = IndexConfig(),
+    def __init__(self, root: str | Path, *, device: str = "cpu", config: IndexConfig | None = None,
                  create: bool = True) -> None:
         self.root = Path(root)
         self.device = device
-        self.config = config
+        self.config = config or IndexConfig()
         self.catalog = Catalog(self.root / CATALOG_NAME, create=create)
         self._open: dict[tuple[str, str], _Open] = {}
         self.last_sync: dict[tuple[str, str], SyncResult] = {}
@@ -55,7 +56,7 @@ class Store:
         """Close the catalog (indexes are already saved)."""
         self.catalog.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -145,13 +146,15 @@ class Store:
 
     def rebuild(self, model: str, modality: str, reason: str = "asked") -> SyncResult:
         """Build a vector set's index from the catalog alone and save it."""
-        with self.catalog.snapshot():
-            generation = self.catalog.generation
-            dim = self.catalog.vector_dim(model, modality)
-            ids, vectors = self.catalog.load_vectors(model, modality)
-        index = build_index(ids, vectors, self.config, dim=dim, device=self.device)
-        save_index(index, self.root, model, modality, generation, len(ids))
-        opened = self._open[(model, modality)] = _Open(index, generation, len(ids))
+        cat = self.catalog
+        with cat.snapshot():  # one consistent state for the whole streamed build
+            generation = cat.generation
+            source = VectorSource(ids=cat.vector_ids(model, modality), dim=cat.vector_dim(model, modality),
+                                  chunks=lambda: cat.iter_vectors(model, modality),
+                                  fetch=lambda some: cat.vectors_for(model, some))
+            index = build_from_source(source, self.config, device=self.device)
+        save_index(index, self.root, model, modality, generation, len(source.ids))
+        opened = self._open[(model, modality)] = _Open(index, generation, len(source.ids))
         return self._record((model, modality), "rebuilt", opened, reason)
 
     def forget(self, model: str, modality: str) -> None:
@@ -159,7 +162,7 @@ class Store:
         self._open.pop((model, modality), None)
 
 
-def open_store(path: str | Path, device: str = "cpu", config: IndexConfig = IndexConfig(), *,
+def open_store(path: str | Path, device: str = "cpu", config: IndexConfig | None = None, *,
                create: bool = True) -> Store:
     """Open (or create) the store folder at ``path``: ``catalog.db`` and ``indexes/``."""
     return Store(path, device=device, config=config, create=create)

@@ -20,9 +20,7 @@ def _chain(index: faiss.Index) -> list[faiss.Index]:
     idx = faiss.downcast_index(index)
     chain = [idx]
     while True:
-        if isinstance(idx, (faiss.IndexIDMap, faiss.IndexIDMap2)):
-            idx = faiss.downcast_index(idx.index)
-        elif isinstance(idx, faiss.IndexPreTransform):
+        if isinstance(idx, (faiss.IndexIDMap, faiss.IndexIDMap2, faiss.IndexPreTransform)):
             idx = faiss.downcast_index(idx.index)
         elif isinstance(idx, faiss.IndexRefine):
             idx = faiss.downcast_index(idx.base_index)
@@ -60,19 +58,19 @@ def make_faiss_index(dim: int, factory: str) -> faiss.Index:
 class VectorIndex:
     """A FAISS index with validated inputs, tuned search parameters and an optional GPU search replica."""
 
-    def __init__(self, index: faiss.Index, factory: str, params: SearchParams = SearchParams(),
+    def __init__(self, index: faiss.Index, factory: str, params: SearchParams | None = None,
                  recall: float | None = None, device: str = "cpu") -> None:
         self.index = index
         self.factory = factory
         self.recall = recall
         self.params = SearchParams()
-        self.set_params(params)
+        self.set_params(params or SearchParams())
         self._gpu_no = search_on_gpu(device)
         self._replica: GpuReplica | None = GpuReplica(self._gpu_no) if self._gpu_no is not None else None
         self._gpu_index: faiss.Index | None = None
 
     @classmethod
-    def create(cls, dim: int, factory: str, device: str = "cpu") -> "VectorIndex":
+    def create(cls, dim: int, factory: str, device: str = "cpu") -> VectorIndex:
         """A new empty (possibly untrained) index of ``factory`` type."""
         return cls(make_faiss_index(dim, factory), factory, device=device)
 

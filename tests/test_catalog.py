@@ -64,10 +64,9 @@ def test_one_generation_per_transaction_and_rollback(catalog: Catalog) -> None:
     assert catalog.generation == 1
     catalog.upsert_item("b.txt", "text")
     assert catalog.generation == 2
-    with pytest.raises(RuntimeError):
-        with catalog.atomic():
-            catalog.upsert_item("c.txt", "text")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), catalog.atomic():
+        catalog.upsert_item("c.txt", "text")
+        raise RuntimeError("boom")
     assert catalog.generation == 2 and catalog.item_by_uri("c.txt") is None
     with catalog.atomic():
         pass

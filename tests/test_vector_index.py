@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests._index_data import unit_vectors
 
 from index import (
     DimensionMismatch,
@@ -14,6 +13,7 @@ from index import (
     InvalidVectors,
     NonFiniteVectors,
     NotUnitNorm,
+    TopK,
     UnsupportedIndexOperation,
     VectorIndex,
     WrongDtype,
@@ -25,8 +25,8 @@ from index import (
     faiss_has_gpu,
     recall_at_k,
     tie_tolerant_recall,
-    TopK,
 )
+from tests._index_data import unit_vectors
 
 DIM = 32
 
