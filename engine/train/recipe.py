@@ -1,0 +1,184 @@
+"""From a preset and data specs to trained heads (and small towers) saved with a preset file that uses them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from engine.errors import InvalidInput
+from engine.models.factory import build_towers
+from engine.models.heads import Head, HeadConfig
+from engine.models.presets import Preset, get_preset
+from engine.models.towers.base import Tower
+from engine.train.data import PairSet, Side, TensorCache, batched, group_ids
+from engine.train.trainer import SharedSpace, TrainConfig, TrainReport, train
+
+log = logging.getLogger(__name__)
+TRAINABLE_KINDS = ("small_audio_cnn", "small_image_cnn")
+DATA_KINDS = ("esc10", "fsdd", "digits", "digits3", "coco", "flickr", "manifest", "synthetic")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """One training source: a loader kind and its argument (a path, or a scene count for ``synthetic``)."""
+
+    kind: str
+    arg: str | None = None
+
+
+def parse_data_spec(text: str) -> DataSpec:
+    """Parse ``KIND[:ARG]`` (e.g. ``esc10:../shared/data/esc10``, ``synthetic:5000``, ``digits``)."""
+    kind, _, arg = text.partition(":")
+    if kind not in DATA_KINDS:
+        raise InvalidInput(f"unknown data kind {kind!r} in {text!r}; expected one of {', '.join(DATA_KINDS)}")
+    if kind not in ("digits", "synthetic") and not arg:
+        raise InvalidInput(f"data spec {text!r} needs a path: {kind}:PATH")
+    return DataSpec(kind, arg or None)
+
+
+def load_dataset(spec: DataSpec, seed: int = 0) -> Any:
+    """Load a spec through ``bench.datasets`` (the loaders shared by training, ingest and benchmarks)."""
+    from bench import datasets as D
+
+    if spec.kind == "esc10":
+        return D.load_esc(spec.arg, val_folds=(4,))
+    if spec.kind == "fsdd":
+        return D.load_fsdd(spec.arg)
+    if spec.kind == "digits":
+        return D.load_sklearn_digits(seed=seed)
+    if spec.kind == "digits3":
+        return D.load_digits_trimodal(spec.arg, seed=seed)
+    if spec.kind == "coco":
+        return D.load_coco(spec.arg)
+    if spec.kind == "flickr":
+        return D.load_flickr(spec.arg)
+    if spec.kind == "manifest":
+        return D.load_manifest(spec.arg)
+    return D.generate_scenes(D.SceneConfig(n_scenes=int(spec.arg or 2000), seed=seed))
+
+
+def _train_val(dataset: Any) -> tuple[Any, Any]:
+    """The train split and a validation split: ``val`` when present, else a 10% hash slice of train."""
+    from bench.datasets import hash_split
+
+    train_part = dataset.split("train")
+    if "val" in dataset.splits:
+        return train_part, dataset.split("val")
+    held = {r.id for r in train_part.records if hash_split(r.id, val_fraction=0.1) == "val"}
+    keep = tuple(replace(r, split="val" if r.id in held else "train") for r in train_part.records)
+    both = replace(train_part, records=keep)
+    return both.split("train"), both.split("val")
+
+
+class _Inputs:
+    """Tensors per unique item for one tower: preprocessed inputs (trainable) or features (frozen), cached on disk."""
+
+    def __init__(self, tower: Tower, trainable: bool, identity: str, cache: TensorCache) -> None:
+        self.tower, self.trainable, self.identity, self.cache = tower, trainable, identity, cache
+
+    def side(self, modality: str, items: list[Any]) -> Side:
+        unique = list(dict.fromkeys(item.id for item in items))
+        by_id = {item.id: item for item in items}
+        key = self.cache.key(tower=self.identity, trainable=self.trainable, ids=unique)
+
+        def make() -> dict[str, torch.Tensor]:
+            loaded = [by_id[i].load() for i in unique]
+            pre = batched(self.tower.preprocessor, loaded)
+            if self.trainable:
+                return pre
+            self.tower.eval()
+            with torch.inference_mode():
+                feats = [self.tower.embed({k: v[i : i + 64] for k, v in pre.items()}) for i in range(0, len(unique), 64)]
+            return {"features": torch.cat(feats).float()}
+
+        tensors = self.cache.get_or_make(key, make)
+        row = {item_id: i for i, item_id in enumerate(unique)}
+        index = torch.tensor([row[item.id] for item in items], dtype=torch.long)
+        return Side(modality, {k: v[index] for k, v in tensors.items()}, frozen_features=not self.trainable)
+
+
+def _pair_sets(dataset: Any, modalities: tuple[str, ...], inputs: dict[str, _Inputs]) -> list[PairSet]:
+    sets = []
+    present = [m for m in modalities if m in dataset.modalities()]
+    for i, a in enumerate(present):
+        for b in present[i + 1 :]:
+            pairs = dataset.pairs(a, b, split="train")
+            if not pairs:
+                continue
+            key = (lambda item: item.label) if dataset.protocol == "class" else (lambda item: item.record_id)
+            sets.append(PairSet(
+                f"{dataset.name}:{a}-{b}", inputs[a].side(a, [p.a for p in pairs]), inputs[b].side(b, [p.b for p in pairs]),
+                group_ids([key(p.a) for p in pairs]),
+            ))
+    return sets
+
+
+def _only_split(dataset: Any, name: str) -> Any:
+    return replace(dataset, records=tuple(replace(r, split="train") for r in dataset.split(name).records))
+
+
+def train_preset(
+    preset: str | Path | Preset, specs: Iterable[DataSpec], out: str | Path, name: str | None = None,
+    config: TrainConfig = TrainConfig(), train_towers: bool = True, cache_dir: str | Path | None = None,
+) -> tuple[Path, TrainReport]:
+    """Train heads (and small towers) of ``preset`` on the given data; write towers, heads and a preset to ``out``."""
+    preset = get_preset(preset)
+    out = Path(out)
+    cache = TensorCache(cache_dir or out / "cache")
+    trainable = {m for m, t in preset.towers.items() if train_towers and t.kind in TRAINABLE_KINDS}
+    towers = build_towers(preset, random_weights=False, modalities=[m for m in preset.modalities if m not in trainable])
+    towers.update(build_towers(preset, random_weights=True, modalities=sorted(trainable), seed=config.seed))
+    inputs = {m: _Inputs(towers[m], m in trainable, f"{preset.towers[m].kind}|{preset.towers[m].source}|{preset.towers[m].config}", cache)
+              for m in preset.modalities}
+    train_sets, val_sets = [], []
+    for spec in specs:
+        dataset = load_dataset(spec, config.seed)
+        train_part, val_part = _train_val(dataset)
+        train_sets += _pair_sets(train_part, preset.modalities, inputs)
+        val_sets += _pair_sets(_only_split(val_part, "val"), preset.modalities, inputs)
+    if not train_sets:
+        raise InvalidInput(f"no training pairs: the data has no two modalities that {preset.name} encodes")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        heads = {m: Head(HeadConfig(preset.heads[m].kind, towers[m].out_dim, preset.dim, preset.heads[m].hidden_dim))
+                 for m in preset.modalities}
+    space = SharedSpace(heads, {m: towers[m] for m in trainable})
+    report = train(space, train_sets, val_sets, config,
+                   on_epoch=lambda e: log.info("epoch %d loss %.4f val %.4f", e["epoch"], e["loss"], e["val_score"]))
+    return save_trained(preset, space, out, name or f"{preset.name}-trained", report), report
+
+
+def save_trained(preset: Preset, space: SharedSpace, out: Path, name: str, report: TrainReport) -> Path:
+    """Write trained towers and heads under ``out`` and a preset file referencing them by relative paths."""
+    data: dict[str, Any] = {"name": name, "dim": preset.dim, "description": f"{preset.description} (trained)",
+                            "towers": {}, "heads": {}}
+    for modality, spec in preset.towers.items():
+        entry: dict[str, Any] = {"kind": spec.kind, "source": str(spec.source)}
+        if spec.sha256:
+            entry["sha256"] = spec.sha256
+        if spec.config:
+            entry["config"] = dict(spec.config)
+        if modality in space.towers:
+            space.towers[modality].save(out / "towers" / modality)
+            entry = {"kind": spec.kind, "source": f"local:towers/{modality}"}
+        data["towers"][modality] = entry
+        head = space.heads[modality]
+        head_entry: dict[str, Any] = {"kind": head.config.kind}
+        if head.config.kind != "identity":
+            head.save(out / "heads" / modality)
+            head_entry["path"] = f"heads/{modality}"
+        if head.config.hidden_dim:
+            head_entry["hidden_dim"] = head.config.hidden_dim
+        data["heads"][modality] = head_entry
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    (out / "train_report.json").write_text(json.dumps(
+        {"best_epoch": report.best_epoch, "best_score": report.best_score, "seconds": report.seconds,
+         "temperature": report.temperature, "history": report.history}, indent=2))
+    return path
