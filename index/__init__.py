@@ -1,6 +1,6 @@
 """Catalog (SQLite, source of truth) and FAISS vector indexes (rebuildable caches)."""
 
-from index.build import build_index
+from index.build import VectorSource, build_from_source, build_index
 from index.catalog import Catalog
 from index.check import CheckReport, Problem, check_store
 from index.errors import (
@@ -66,8 +66,10 @@ __all__ = [
     "UnsupportedIndexOperation",
     "VectorIndex",
     "VectorSet",
+    "VectorSource",
     "WrongDtype",
     "WrongShape",
+    "build_from_source",
     "build_index",
     "check_store",
     "check_vectors",

@@ -62,6 +62,11 @@ class Catalog(CatalogReads):
         """The generation of the last committed change (0 for a new catalog)."""
         return int(self.db.execute("SELECT generation FROM catalog_state WHERE id = 1").fetchone()[0])
 
+    @property
+    def catalog_id(self) -> str:
+        """Random id fixed when the catalog was created: an index built from another catalog is never caught up."""
+        return str(self.db.execute("SELECT catalog_id FROM catalog_state WHERE id = 1").fetchone()[0])
+
     @contextmanager
     def atomic(self) -> Iterator[Catalog]:
         """One transaction (nested calls become savepoints); commits with one generation bump if anything changed."""
@@ -206,12 +211,7 @@ class Catalog(CatalogReads):
             raise WrongShape("representation ids repeat within one write")
         with self.atomic():
             gen = self._write_generation()
-            modality = dict(
-                self.db.execute(
-                    f"SELECT id, modality FROM representations WHERE id IN ({','.join('?' * len(ids))})",
-                    [int(i) for i in ids],
-                ).fetchall()
-            ) if len(ids) else {}
+            modality = self.representation_modalities(ids)
             missing = [int(i) for i in ids if int(i) not in modality]
             if missing:
                 raise ItemNotFound(f"no representation with id {missing[0]} ({len(missing)} missing)")

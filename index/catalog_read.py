@@ -134,6 +134,16 @@ class CatalogReads:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.vector_dim(model, modality)), dtype=np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def representation_modalities(self, ids: np.ndarray) -> dict[int, str]:
+        """Modality of each existing representation among ``ids``."""
+        out: dict[int, str] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start : start + _CHUNK]
+            out.update(self.db.execute(
+                f"SELECT id, modality FROM representations WHERE id IN ({','.join('?' * len(part))})", part).fetchall())
+        return out
+
     def vectors_for(self, model: str, ids: np.ndarray) -> np.ndarray:
         """The vectors of ``model`` for these representation ids, in the order given (all must exist)."""
         ids = [int(i) for i in ids]

@@ -84,6 +84,8 @@ def _index_problems(store: Store, model: str, modality: str, dim: int, generatio
         return [Problem(model, modality, "index-corrupt", str(exc))]
     if index.dim != dim:
         return [Problem(model, modality, "index-dimension", f"index dimension {index.dim}, catalog {dim}")]
+    if meta.catalog_id != store.catalog.catalog_id:
+        return [Problem(model, modality, "index-foreign", f"index built from catalog {meta.catalog_id}, not this one")]
     if meta.generation > generation:
         return [Problem(model, modality, "index-ahead", f"index at generation {meta.generation}, catalog at {generation}")]
     if store.catalog.changes_since(model, modality, meta.generation).removed.size:

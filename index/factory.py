@@ -6,8 +6,6 @@ import math
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 # Bytes per vector beyond the codes: the IDMap id (8) and the IVF list id (8).
 _ID_BYTES = 16
 
@@ -96,10 +94,3 @@ def train_size(n: int, factory: str, config: IndexConfig) -> int:
         return 0
     lists = int(factory.split("IVF", 1)[1].split(",", 1)[0].split("_", 1)[0]) if "IVF" in factory else 256
     return int(min(n, max(config.train_per_list * lists, 10_000), max(config.max_train, lists * 39)))
-
-
-def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
-    """Sorted row numbers of a seeded sample of ``size`` out of ``n``."""
-    if size >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))

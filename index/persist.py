@@ -28,6 +28,7 @@ class IndexMeta:
     model: str
     modality: str
     dim: int
+    catalog_id: str
     generation: int
     factory: str
     ntotal: int
@@ -83,7 +84,8 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_index(index: VectorIndex, root: Path, model: str, modality: str, generation: int, built_n: int) -> IndexMeta:
+def save_index(index: VectorIndex, root: Path, model: str, modality: str, catalog_id: str, generation: int,
+               built_n: int) -> IndexMeta:
     """Write the index then its sidecar, each via temp file + fsync + rename; returns the sidecar written."""
     faiss_path, meta_path = index_paths(root, model, modality)
     faiss_path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,8 @@ def save_index(index: VectorIndex, root: Path, model: str, modality: str, genera
     try:
         faiss.write_index(index.index, str(tmp))
         _fsync_file(tmp)
-        meta = IndexMeta(model=model, modality=modality, dim=index.dim, generation=generation, factory=index.factory,
+        meta = IndexMeta(model=model, modality=modality, dim=index.dim, catalog_id=catalog_id, generation=generation,
+                         factory=index.factory,
                          ntotal=index.ntotal, params=index.params.to_dict(), recall=index.recall, built_n=built_n,
                          file_size=tmp.stat().st_size, sha256=_sha256(tmp), written_at=now())
         os.replace(tmp, faiss_path)

@@ -13,9 +13,10 @@ STATUSES = ("ok", "failed", "deleted")
 _V1 = [
     """CREATE TABLE catalog_state (
         id INTEGER PRIMARY KEY CHECK (id = 1),
-        generation INTEGER NOT NULL
+        generation INTEGER NOT NULL,
+        catalog_id TEXT NOT NULL
     )""",
-    "INSERT INTO catalog_state (id, generation) VALUES (1, 0)",
+    "INSERT INTO catalog_state (id, generation, catalog_id) VALUES (1, 0, lower(hex(randomblob(16))))",
     """CREATE TABLE items (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         uri TEXT NOT NULL UNIQUE,

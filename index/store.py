@@ -13,7 +13,7 @@ from index.build import VectorSource, build_from_source
 from index.catalog import Catalog
 from index.errors import IndexCorrupt
 from index.factory import IndexConfig, choose_factory
-from index.persist import IndexMeta, load_index, save_index
+from index.persist import index_paths, load_index, save_index
 from index.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -78,40 +78,51 @@ class Store:
     def sync_one(self, model: str, modality: str) -> SyncResult:
         """Open (or rebuild) one index and catch it up; saves it when it changed."""
         key = (model, modality)
-        dim = self.catalog.vector_dim(model, modality)
         current = self.catalog.generation
         opened = self._open.get(key)
         if opened is not None and opened.generation == current:
             return self._record(key, "current", opened)
-        action = "caught-up"
+        action = "loaded" if opened is None else "caught-up"
         if opened is None:
-            try:
-                index, meta = load_index(self.root, model, modality, self.device)
-            except IndexCorrupt as exc:
-                log.warning("rebuilding %s/%s index from the catalog: %s", model, modality, exc)
-                return self.rebuild(model, modality, reason=str(exc))
-            reason = self._unusable(meta, dim, current)
-            if reason:
-                log.warning("rebuilding %s/%s index from the catalog: %s", model, modality, reason)
+            opened, reason = self._load(model, modality, current)
+            if opened is None:
                 return self.rebuild(model, modality, reason=reason)
-            opened = self._open[key] = _Open(index, meta.generation, meta.built_n)
-            action = "loaded"
-        if opened.generation < current:
-            return self._catch_up(model, modality, opened)
+        before = opened.generation
+        reason = self._catch_up(model, modality, opened)
+        if reason:
+            log.warning("%s/%s index: %s", model, modality, reason)
+            return self.rebuild(model, modality, reason=reason)
+        if opened.generation != before:
+            action = "caught-up"
+        self._open[key] = opened
         return self._record(key, action, opened)
+
+    def _load(self, model: str, modality: str, current: int) -> tuple[_Open | None, str]:
+        """The index file if it can be caught up, else None and why (logged as a warning unless it was never built)."""
+        faiss_path, meta_path = index_paths(self.root, model, modality)
+        if not faiss_path.exists() and not meta_path.exists():
+            return None, "no index file yet"
+        dim = self.catalog.vector_dim(model, modality)
+        try:
+            index, meta = load_index(self.root, model, modality, self.device)
+        except IndexCorrupt as exc:
+            reason = str(exc)
+        else:
+            if meta.catalog_id != self.catalog.catalog_id:
+                reason = f"index was built from another catalog ({meta.catalog_id})"
+            elif meta.dim != dim:
+                reason = f"index dimension {meta.dim} differs from the catalog's {dim}"
+            elif meta.generation > current:
+                reason = f"index generation {meta.generation} is ahead of the catalog's {current} (catalog restored?)"
+            else:
+                return _Open(index, meta.generation, meta.built_n), ""
+        log.warning("%s/%s index unusable: %s", model, modality, reason)
+        return None, reason
 
     def _record(self, key: tuple[str, str], action: str, opened: _Open, reason: str = "") -> SyncResult:
         result = SyncResult(key[0], key[1], action, opened.generation, opened.index.ntotal, reason)
         self.last_sync[key] = result
         return result
-
-    @staticmethod
-    def _unusable(meta: IndexMeta, dim: int, current: int) -> str:
-        if meta.dim != dim:
-            return f"index dimension {meta.dim} differs from the catalog's {dim}"
-        if meta.generation > current:
-            return f"index generation {meta.generation} is ahead of the catalog's {current} (catalog restored?)"
-        return ""
 
     def _outgrown(self, opened: _Open, n_now: int) -> bool:
         """An automatically chosen index type that no longer suits the corpus size (grew or shrank 4x)."""
@@ -120,32 +131,31 @@ class Store:
         grew = n_now > 4 * max(opened.built_n, 1000) or 4 * n_now < opened.built_n
         return grew and choose_factory(n_now, opened.index.dim, self.config) != opened.index.factory
 
-    def _catch_up(self, model: str, modality: str, opened: _Open) -> SyncResult:
-        key = (model, modality)
+    def _catch_up(self, model: str, modality: str, opened: _Open) -> str:
+        """Apply the catalog's changes since the index's generation; returns why a rebuild is needed instead."""
         with self.catalog.snapshot():
             changes = self.catalog.changes_since(model, modality, opened.generation)
             n_now = self.catalog.count_vectors(model, modality)
             if self._outgrown(opened, n_now):
-                reason = f"corpus is now {n_now} vectors, index type chosen for {opened.built_n}"
-            elif len(changes.removed) and not opened.index.supports_remove:
-                reason = f"{opened.index.factory!r} cannot remove ids"
-            else:
-                reason = ""
-                opened.index.remove(changes.removed)
-                for ids, vectors in self.catalog.iter_vectors(model, modality, since=opened.generation):
-                    opened.index.add(ids, vectors)
-        if reason:
-            log.info("rebuilding %s/%s index: %s", model, modality, reason)
-            return self.rebuild(model, modality, reason=reason)
+                return f"corpus is now {n_now} vectors, index type chosen for {opened.built_n}"
+            if len(changes.removed) and not opened.index.supports_remove:
+                return f"{opened.index.factory!r} cannot remove ids"
+            opened.index.remove(changes.removed)
+            for ids, vectors in self.catalog.iter_vectors(model, modality, since=opened.generation):
+                opened.index.add(ids, vectors)
+        if opened.index.ntotal != n_now:  # cheap guard against silent wrong results
+            return f"index holds {opened.index.ntotal} vectors, catalog {n_now} at generation {changes.generation}"
+        if changes.generation > opened.generation and (len(changes.removed) or len(changes.upserted)):
+            save_index(opened.index, self.root, model, modality, self.catalog.catalog_id, changes.generation,
+                       opened.built_n)
+            log.info("caught up %s/%s to generation %d (-%d +%d)", model, modality, changes.generation,
+                     len(changes.removed), len(changes.upserted))
         opened.generation = changes.generation
-        if len(changes.removed) or len(changes.upserted):
-            save_index(opened.index, self.root, model, modality, opened.generation, opened.built_n)
-        log.info("caught up %s/%s to generation %d (-%d +%d)", model, modality, opened.generation,
-                 len(changes.removed), len(changes.upserted))
-        return self._record(key, "caught-up", opened)
+        return ""
 
     def rebuild(self, model: str, modality: str, reason: str = "asked") -> SyncResult:
         """Build a vector set's index from the catalog alone and save it."""
+        log.info("building %s/%s index from the catalog: %s", model, modality, reason)
         cat = self.catalog
         with cat.snapshot():  # one consistent state for the whole streamed build
             generation = cat.generation
@@ -153,7 +163,7 @@ class Store:
                                   chunks=lambda: cat.iter_vectors(model, modality),
                                   fetch=lambda some: cat.vectors_for(model, some))
             index = build_from_source(source, self.config, device=self.device)
-        save_index(index, self.root, model, modality, generation, len(source.ids))
+        save_index(index, self.root, model, modality, cat.catalog_id, generation, len(source.ids))
         opened = self._open[(model, modality)] = _Open(index, generation, len(source.ids))
         return self._record((model, modality), "rebuilt", opened, reason)
 

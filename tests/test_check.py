@@ -52,7 +52,7 @@ def test_repair_fixes_id_missing_from_index(store_dir, capsys) -> None:
     with open_store(store_dir) as store:  # planted: index lost an id but claims the current generation
         index = store.index("m", "image")
         index.remove(np.array([3, 4]))
-        save_index(index, store_dir, "m", "image", store.catalog.generation, 120)
+        save_index(index, store_dir, "m", "image", store.catalog.catalog_id, store.catalog.generation, 120)
     report = check_store(store_dir)
     assert not report.ok and [p.kind for p in report.problems] == ["index-missing-ids"]
     assert _check(store_dir, "--repair", "--json") == 0

@@ -138,3 +138,33 @@ def test_growth_switches_index_type(tmp_path) -> None:
         index = store.index("m", "image")
         assert store.last_sync[("m", "image")].action == "rebuilt" and index.factory.startswith("IVF")
         assert index.ntotal == 5000
+
+
+def test_index_from_another_catalog_is_rebuilt(tmp_path) -> None:
+    with open_store(tmp_path) as store:
+        fill_catalog(store.catalog, 40)
+        store.sync()
+    (tmp_path / "catalog.db").unlink()
+    for extra in ("catalog.db-wal", "catalog.db-shm"):
+        (tmp_path / extra).unlink(missing_ok=True)
+    with open_store(tmp_path) as store:  # a new catalog that happens to reach a higher generation
+        for batch in range(3):
+            reps = fill_catalog(store.catalog, 10, seed=batch, start=100 * batch)
+        store.index("m", "image")
+        assert store.last_sync[("m", "image")].action == "rebuilt"
+        assert sorted(store.index("m", "image").ids().tolist())[-10:] == reps
+
+
+def test_count_disagreement_on_open_triggers_rebuild(tmp_path) -> None:
+    import sqlite3
+
+    with open_store(tmp_path) as store:
+        fill_catalog(store.catalog, 40)
+        store.sync()
+    conn = sqlite3.connect(tmp_path / "catalog.db")  # a change made behind the catalog's back
+    conn.execute("DELETE FROM vectors WHERE representation_id = 3")
+    conn.commit()
+    conn.close()
+    with open_store(tmp_path) as store:
+        index = store.index("m", "image")
+        assert store.last_sync[("m", "image")].action == "rebuilt" and 3 not in index.ids()
