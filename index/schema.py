@@ -88,20 +88,22 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to ``SCHEMA_VERSION``; raises ``SchemaTooNew`` for a newer file. Returns the version."""
+def migrate(conn: sqlite3.Connection, migrations: list[list[str]] | None = None) -> int:
+    """Bring the schema up to the last migration; raises ``SchemaTooNew`` for a newer file. Returns the version."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    latest = len(migrations)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
         version = current_version(conn)
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(f"catalog schema version {version} is newer than this xmodal supports ({SCHEMA_VERSION})")
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[number - 1]:
+        if version > latest:
+            raise SchemaTooNew(f"catalog schema version {version} is newer than this xmodal supports ({latest})")
+        for number in range(version + 1, latest + 1):
+            for statement in migrations[number - 1]:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (number, now()))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return SCHEMA_VERSION
+    return latest

@@ -150,3 +150,21 @@ def test_hydrate_and_filters(catalog: Catalog) -> None:
     assert sel(metadata={"fav": None}, kind="caption").tolist() == [r_cap]
     catalog.mark_deleted(dog)
     assert sel(metadata={"album": "pets"}).tolist() == [r_cat, r_cap]
+
+
+def test_migrations_apply_in_order_once(tmp_path, catalog: Catalog) -> None:
+    from index.schema import MIGRATIONS, migrate
+
+    fill_catalog(catalog, 2)
+    catalog.close()
+    conn = sqlite3.connect(tmp_path / "catalog.db")
+    later = [*MIGRATIONS, ["ALTER TABLE items ADD COLUMN rating INTEGER", "UPDATE items SET rating = 5"]]
+    assert migrate(conn, later) == len(later)
+    assert migrate(conn, later) == len(later)  # nothing applied twice
+    assert conn.execute("SELECT COUNT(*), MIN(rating) FROM items").fetchone() == (2, 5)
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == list(range(1, len(later) + 1))
+    broken = [*later, ["ALTER TABLE items ADD COLUMN good INTEGER", "NOT SQL AT ALL"]]
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, broken)
+    assert "good" not in [r[1] for r in conn.execute("PRAGMA table_info(items)")]  # rolled back whole
+    conn.close()
