@@ -15,6 +15,14 @@ from index.records import Changes, Hit, Item, Representation, VectorSet
 _CHUNK = 500  # ids per SQL statement, well under SQLite's variable limit
 
 
+def _id_chunks(ids: np.ndarray | list[int]) -> Iterator[tuple[list[int], str]]:
+    """Ids as ints in SQL-sized parts, each with its ``?,?,...`` placeholder list."""
+    ints = [int(i) for i in ids]
+    for start in range(0, len(ints), _CHUNK):
+        part = ints[start : start + _CHUNK]
+        yield part, ",".join("?" * len(part))
+
+
 def _blobs_to_array(blobs: list[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
@@ -48,15 +56,13 @@ class CatalogReads:
 
     def hydrate(self, representation_ids: np.ndarray | list[int]) -> dict[int, Hit]:
         """Map representation ids (FAISS hits) to item id, uri, modality, kind, offset, caption text."""
-        ids = [int(i) for i in representation_ids if int(i) >= 0]
         out: dict[int, Hit] = {}
-        for start in range(0, len(ids), _CHUNK):
-            part = ids[start : start + _CHUNK]
+        for part, marks in _id_chunks([i for i in representation_ids if i >= 0]):
             for r in self.db.query(
                 f"""SELECT r.id AS representation_id, r.item_id, i.uri, i.modality AS item_modality, r.kind,
                            r.modality, r.offset_seconds, r.text, i.status, i.metadata
                     FROM representations r JOIN items i ON i.id = r.item_id
-                    WHERE r.id IN ({','.join('?' * len(part))})""",
+                    WHERE r.id IN ({marks})""",
                 part,
             ):
                 out[r["representation_id"]] = Hit(**{**r, "metadata": json.loads(r["metadata"] or "{}")})
@@ -67,15 +73,10 @@ class CatalogReads:
                                metadata: dict[str, Any] | None = None, status: str = "ok") -> np.ndarray:
         """Ids of representations whose item matches every given filter (metadata value None: key present)."""
         where, params = ["i.status = ?"], [status]
-        if modality:
-            where.append("r.modality = ?")
-            params.append(modality)
-        if kind:
-            where.append("r.kind = ?")
-            params.append(kind)
-        if uri_glob:
-            where.append("i.uri GLOB ?")
-            params.append(uri_glob)
+        for clause, value in (("r.modality = ?", modality), ("r.kind = ?", kind), ("i.uri GLOB ?", uri_glob)):
+            if value:
+                where.append(clause)
+                params.append(value)
         if mtime_range:
             where.append("i.mtime BETWEEN ? AND ?")
             params.extend(mtime_range)
@@ -137,22 +138,18 @@ class CatalogReads:
     def representation_modalities(self, ids: np.ndarray) -> dict[int, str]:
         """Modality of each existing representation among ``ids``."""
         out: dict[int, str] = {}
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), _CHUNK):
-            part = ids[start : start + _CHUNK]
-            out.update(self.db.execute(
-                f"SELECT id, modality FROM representations WHERE id IN ({','.join('?' * len(part))})", part).fetchall())
+        for part, marks in _id_chunks(ids):
+            out.update(self.db.execute(f"SELECT id, modality FROM representations WHERE id IN ({marks})", part))
         return out
 
     def vectors_for(self, model: str, ids: np.ndarray) -> np.ndarray:
         """The vectors of ``model`` for these representation ids, in the order given (all must exist)."""
         ids = [int(i) for i in ids]
         found: dict[int, bytes] = {}
-        for start in range(0, len(ids), _CHUNK):
-            part = ids[start : start + _CHUNK]
+        for part, marks in _id_chunks(ids):
             found.update(self.db.execute(
-                f"SELECT representation_id, vector FROM vectors WHERE model = ? AND representation_id IN "
-                f"({','.join('?' * len(part))})", [model, *part]).fetchall())
+                f"SELECT representation_id, vector FROM vectors WHERE model = ? AND representation_id IN ({marks})",
+                [model, *part]))
         missing = [i for i in ids if i not in found]
         if missing:
             raise ItemNotFound(f"no {model} vector for representation {missing[0]} ({len(missing)} missing)")
