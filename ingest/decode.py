@@ -111,7 +111,7 @@ def decode_audio(data: bytes, path: str | Path, settings: DecodeSettings = Decod
     except DecodeError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise DecodeError(path, f"not readable audio: {exc}") from exc
+        raise DecodeError(path, "not readable audio: " + str(exc).split(": ", 1)[-1]) from exc
     if samples.shape[0] == 0:
         raise DecodeError(path, "audio has no samples")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]

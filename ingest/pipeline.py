@@ -40,6 +40,7 @@ class Known:
     sha256: str
     status: str
     has_vectors: bool
+    error: str | None = None
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Pipeline:
                     continue
                 if known.status == "failed" and not self.options.retry_failed:
                     self.summary.skipped_failed += 1
+                    self.summary.failures.append((task.uri, f"failed before, unchanged since: {known.error}"))
                     continue
             good = known is not None and known.status == "ok" and known.has_vectors
             tasks.append(FileTask(**{**task.__dict__, "known_sha256": known.sha256 if good else None}))

@@ -1,0 +1,74 @@
+"""The ``Engine``: one store (catalog + indexes) and one encoder, opened together with an explicit device."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from engine.devices import resolve_device
+from engine.models import Encoder, load_encoder
+from index import Store, open_store
+
+log = logging.getLogger(__name__)
+DEFAULT_PRESET = "xmodal-mini"
+SETTINGS_NAME = "xmodal.json"
+
+
+def default_store() -> Path:
+    """``$XMODAL_STORE`` or ``./xmodal-store``."""
+    return Path(os.environ.get("XMODAL_STORE", "xmodal-store"))
+
+
+class Engine:
+    """Ingest into and (later) search a store with one preset's encoder."""
+
+    def __init__(self, store: Store, encoder: Encoder) -> None:
+        self.store = store
+        self.encoder = encoder
+
+    @classmethod
+    def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
+             random_weights: bool = False) -> "Engine":
+        """Open (or create) a store; the preset defaults to the one the store was last used with."""
+        root = Path(store) if store else default_store()
+        settings_path = root / SETTINGS_NAME
+        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        chosen = str(preset or settings.get("preset") or DEFAULT_PRESET)
+        dev = resolve_device(device)
+        encoder = load_encoder(chosen, device=str(dev), random_weights=random_weights)
+        opened = open_store(root, device=str(dev))
+        if settings.get("preset") != chosen:
+            settings_path.write_text(json.dumps({**settings, "preset": chosen}, indent=2))
+        log.info("engine: store %s, preset %s, device %s", root, encoder.preset.name, dev)
+        return cls(opened, encoder)
+
+    @property
+    def model(self) -> str:
+        """The name vectors are stored under: the preset's name."""
+        return self.encoder.preset.name
+
+    def ingest(self, paths: Iterable[str | Path], options=None, scan=None,
+               on_progress: Callable | None = None):
+        """Ingest files, folders, manifests or COCO JSON; returns an ``IngestSummary`` (failures counted, not raised)."""
+        from ingest.pipeline import IngestOptions, Pipeline
+        from ingest.sink import CatalogSink
+        from ingest.sources import ScanOptions, scan_sources
+
+        found = scan_sources(paths, scan or ScanOptions())
+        pipeline = Pipeline(self.encoder, CatalogSink(self.store, self.model), options or IngestOptions(), on_progress)
+        summary = pipeline.run(found)
+        self.store.sync()
+        return summary
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

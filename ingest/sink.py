@@ -1,0 +1,110 @@
+"""The catalog side of ingest: plan lookups, per-batch commits, duplicate copies and deletions, for one model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from index import Catalog, Store
+from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from ingest.pipeline import Completed, Known
+from ingest.work import Decoded, RepPayload
+
+
+def _guess_modality(uri: str) -> str:
+    ext = Path(uri.split("#", 1)[0]).suffix.lower()
+    return "image" if ext in IMAGE_EXTENSIONS else "audio" if ext in AUDIO_EXTENSIONS else "text"
+
+
+def _rep_key(kind: str, modality: str, offset: float | None, text: str | None) -> tuple:
+    return (kind, modality, None if offset is None else round(float(offset), 3), text)
+
+
+class CatalogSink:
+    """Writes one model's ingest results into a store's catalog; indexes catch up from it afterwards."""
+
+    def __init__(self, store: Store, model: str) -> None:
+        self.store, self.catalog, self.model = store, store.catalog, model
+        self._with_vectors = self._items_with_vectors()
+
+    def _items_with_vectors(self) -> set[int]:
+        rows = self.catalog.db.execute(
+            "SELECT DISTINCT r.item_id FROM vectors v JOIN representations r ON r.id = v.representation_id "
+            "WHERE v.model = ?", (self.model,)).fetchall()
+        return {int(r[0]) for r in rows}
+
+    def lookup(self, uri: str) -> Known | None:
+        """What the catalog knows of ``uri`` for this model."""
+        item = self.catalog.item_by_uri(uri)
+        if item is None:
+            return None
+        return Known(item.id, -1 if item.size is None else item.size, -1.0 if item.mtime is None else item.mtime,
+                     item.sha256 or "", item.status, item.id in self._with_vectors, item.error)
+
+    def find_sha(self, sha256: str) -> int | None:
+        """An ok item with this content and this model's vectors, if any (its vectors can be copied)."""
+        for item in self.catalog.items_by_sha256(sha256):
+            if item.id in self._with_vectors:
+                return item.id
+        return None
+
+    def _write_item(self, uri: str, modality: str, sha256: str, size: int | None, mtime: float | None,
+                    metadata: dict | None, reps: list[tuple], vectors: np.ndarray) -> int:
+        """Upsert an item and its representations, reusing identical ones (other models' vectors stay)."""
+        previous = self.catalog.item_by_uri(uri)
+        item_id = self.catalog.upsert_item(uri, modality, sha256=sha256, size=size, mtime=mtime, metadata=metadata)
+        existing = {_rep_key(r.kind, r.modality, r.offset_seconds, r.text): r.id
+                    for r in self.catalog.representations_of(item_id)}
+        wanted = [_rep_key(*rep) for rep in reps]
+        if not (previous and previous.sha256 == sha256 and set(wanted) <= set(existing)):
+            self.catalog.remove_representations(item_id)
+            existing = {key: self.catalog.add_representation(item_id, key[0], key[1], offset_seconds=key[2], text=key[3])
+                        for key in wanted}
+        self.catalog.write_vectors(self.model, np.array([existing[k] for k in wanted], dtype=np.int64), vectors)
+        self._with_vectors.add(item_id)
+        return item_id
+
+    @staticmethod
+    def _reps(payloads: list[RepPayload]) -> list[tuple]:
+        return [(p.kind, p.modality, p.offset, p.text) for p in payloads]
+
+    def commit(self, done: list[Completed], failed: list[Decoded], touched: list[Decoded],
+               copied: list[tuple[Decoded, int]]) -> None:
+        """One transaction: encoded items, failures with reasons, unchanged content with new mtimes, copies."""
+        with self.catalog.atomic():
+            for c in done:
+                task, record = c.task, c.record
+                size = task.size if task else len(record.text.encode("utf-8"))  # type: ignore[union-attr]
+                meta = dict((task.metadata if task else record.metadata) or {})  # type: ignore[union-attr]
+                self._write_item(c.uri, c.modality, c.sha256, size, task.mtime if task else None, meta,
+                                 self._reps(c.reps), c.vectors)
+            for d in failed:
+                item_id = self.catalog.upsert_item(d.task.uri, d.modality or _guess_modality(d.task.uri),
+                                                   sha256=d.sha256 or None, size=d.task.size, mtime=d.task.mtime,
+                                                   metadata=dict(d.task.metadata or {}))
+                self.catalog.mark_failed(item_id, d.error or "unknown error")
+                self._with_vectors.discard(item_id)
+            for d in touched:
+                item = self.catalog.item_by_uri(d.task.uri)
+                self.catalog.upsert_item(d.task.uri, item.modality if item else _guess_modality(d.task.uri),
+                                         sha256=d.sha256, size=d.task.size, mtime=d.task.mtime,
+                                         metadata=item.metadata if item else None)
+            for d, source_id in copied:
+                source = self.catalog.representations_of(source_id)
+                vectors = self.catalog.vectors_for(self.model, np.array([r.id for r in source], dtype=np.int64))
+                self._write_item(d.task.uri, self.catalog.item(source_id).modality, d.sha256, d.task.size, d.task.mtime,
+                                 dict(d.task.metadata or {}),
+                                 [(r.kind, r.modality, r.offset_seconds, r.text) for r in source], vectors)
+
+    def delete_missing(self, roots: list[str], seen: set[str]) -> int:
+        """Mark deleted the items under a scanned folder (or from a scanned manifest) that are no longer there."""
+        prefixes = [r.rstrip(os.sep) + (os.sep if os.path.isdir(r) else "#") for r in roots]
+        gone = [item for item in self.catalog.items()
+                if item.status != "deleted" and item.uri not in seen and any(item.uri.startswith(p) for p in prefixes)]
+        with self.catalog.atomic():
+            for item in gone:
+                self.catalog.mark_deleted(item.id)
+                self._with_vectors.discard(item.id)
+        return len(gone)
