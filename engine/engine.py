@@ -28,6 +28,7 @@ class Engine:
     def __init__(self, store: Store, encoder: Encoder) -> None:
         self.store = store
         self.encoder = encoder
+        self._searcher = None
 
     @classmethod
     def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
@@ -62,6 +63,19 @@ class Engine:
         summary = pipeline.run(found)
         self.store.sync()
         return summary
+
+    def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str = "rrf"):
+        """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) over target modalities."""
+        from engine.query import Filters, as_parts, encode_query
+
+        parts = as_parts(query)
+        vector = encode_query(self.encoder, parts)
+        if self._searcher is None:
+            from engine.query import Searcher
+
+            self._searcher = Searcher(self.store, self.model)
+        wanted = list(targets) if targets else self._searcher.modalities()
+        return self._searcher.search(vector, parts[0].modality, wanted, k, filters or Filters(), depth, fusion)
 
     def close(self) -> None:
         """Close the store."""

@@ -1,0 +1,33 @@
+"""Fusing hits of several target indexes into one ranking per item: reciprocal-rank or calibrated scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FUSIONS = ("rrf", "calibrated")
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Similarity statistics of one (query modality, target modality) pair, estimated from the corpus."""
+
+    mean: float
+    std: float
+
+    def z(self, scores: np.ndarray) -> np.ndarray:
+        """Scores as standard deviations above the pair's background similarity."""
+        return (scores - self.mean) / max(self.std, 1e-6)
+
+
+def estimate_calibration(queries: np.ndarray, corpus: np.ndarray) -> Calibration:
+    """Background similarity of queries against a corpus sample (most pairs are unrelated)."""
+    sims = queries @ corpus.T
+    return Calibration(float(sims.mean()), float(sims.std()))
+
+
+def rrf(ranks: list[int], k: int = RRF_K) -> float:
+    """Reciprocal-rank fusion of one item's ranks (0-based) in several lists."""
+    return float(sum(1.0 / (k + r + 1) for r in ranks))

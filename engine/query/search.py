@@ -1,0 +1,161 @@
+"""First-stage search: ANN per target index, hits grouped by item, fused, filtered to k, hydrated."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from engine.errors import InvalidInput
+from engine.query.fusion import FUSIONS, Calibration, estimate_calibration, rrf
+from index import Hit, Store
+
+log = logging.getLogger(__name__)
+_CAL_SAMPLE = 512
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which items may be returned: item modality, uri glob, mtime range (epoch seconds), metadata equalities."""
+
+    modalities: tuple[str, ...] = ()
+    uri_glob: str | None = None
+    mtime_after: float | None = None
+    mtime_before: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter is set."""
+        return bool(self.modalities or self.uri_glob or self.mtime_after is not None
+                    or self.mtime_before is not None or self.metadata)
+
+    def accepts(self, hit: Hit, mtime: float | None) -> bool:
+        """Whether an item passes every filter."""
+        if self.modalities and hit.item_modality not in self.modalities:
+            return False
+        if self.uri_glob and not fnmatch.fnmatch(hit.uri, self.uri_glob):
+            return False
+        if self.mtime_after is not None and (mtime is None or mtime < self.mtime_after):
+            return False
+        if self.mtime_before is not None and (mtime is None or mtime > self.mtime_before):
+            return False
+        return all(hit.metadata.get(key) == value for key, value in self.metadata.items())
+
+
+@dataclass(frozen=True)
+class Match:
+    """The representation of an item that matched: its kind, modality, offset or caption, cosine and rank."""
+
+    representation_id: int
+    kind: str
+    modality: str
+    offset_seconds: float | None
+    text: str | None
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """One item: its id, uri and modality, the fused score, the best first-stage cosine and what matched."""
+
+    item_id: int
+    uri: str
+    modality: str
+    score: float
+    first_stage: float
+    match: Match
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    rerank_score: float | None = None
+
+
+class Searcher:
+    """Searches one model's vector sets in a store; calibrations are estimated once per catalog generation."""
+
+    def __init__(self, store: Store, model: str) -> None:
+        self.store, self.model = store, model
+        self._calibrations: dict[tuple[str, str], Calibration] = {}
+        self._calibrated_at = -1
+
+    def modalities(self) -> list[str]:
+        """Target modalities that hold vectors for this model."""
+        return [s.modality for s in self.store.catalog.vector_sets() if s.model == self.model and s.count > 0]
+
+    def calibration(self, query_modality: str, target: str) -> Calibration:
+        """Background similarity of ``query_modality`` vectors against ``target`` vectors, from a seeded sample."""
+        generation = self.store.catalog.generation
+        if generation != self._calibrated_at:
+            self._calibrations, self._calibrated_at = {}, generation
+        key = (query_modality, target)
+        if key not in self._calibrations:
+            rng = np.random.default_rng(0)
+            _, corpus = self.store.catalog.load_vectors(self.model, target)
+            sample = corpus[rng.choice(len(corpus), min(len(corpus), _CAL_SAMPLE), replace=False)]
+            sets = {s.modality for s in self.store.catalog.vector_sets() if s.model == self.model}
+            queries = sample
+            if query_modality in sets and query_modality != target:
+                _, qv = self.store.catalog.load_vectors(self.model, query_modality)
+                queries = qv[rng.choice(len(qv), min(len(qv), _CAL_SAMPLE), replace=False)]
+            self._calibrations[key] = estimate_calibration(queries, sample)
+        return self._calibrations[key]
+
+    def _mtimes(self, item_ids: set[int]) -> dict[int, float | None]:
+        ids = sorted(item_ids)
+        rows = self.store.catalog.db.execute(
+            f"SELECT id, mtime FROM items WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall() if ids else []
+        return {int(i): m for i, m in rows}
+
+    def _candidates(self, vector: np.ndarray, target: str, depth: int, filters: Filters) -> tuple[list[tuple[Hit, float]], bool]:
+        scores, ids = self.store.search(self.model, target, vector, depth)
+        hits = self.store.catalog.hydrate(ids[0])
+        pairs = [(hits[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if int(i) in hits]
+        exhausted = int((ids[0] >= 0).sum()) < depth
+        if filters.active:
+            mtimes = self._mtimes({h.item_id for h, _ in pairs}) if filters.mtime_after or filters.mtime_before else {}
+            pairs = [(h, s) for h, s in pairs if filters.accepts(h, mtimes.get(h.item_id))]
+        return [(h, s) for h, s in pairs if h.status == "ok"], exhausted
+
+    def search(self, vector: np.ndarray, query_modality: str, targets: Sequence[str], k: int = 10,
+               filters: Filters = Filters(), depth: int = 100, fusion: str = "rrf") -> list[Result]:
+        """Top ``k`` items for a query vector over the target modalities, fused by item."""
+        if fusion not in FUSIONS:
+            raise InvalidInput(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if k <= 0:
+            raise InvalidInput("k must be positive")
+        available = set(self.modalities())
+        targets = [t for t in targets if t in available]
+        depth = max(depth, k)
+        while True:
+            lists, all_exhausted = {}, True
+            for target in targets:
+                lists[target], exhausted = self._candidates(vector, target, depth, filters)
+                all_exhausted &= exhausted
+            results = self._fuse(lists, query_modality, fusion)
+            if len(results) >= k or all_exhausted:
+                return results[:k]
+            depth *= 4  # filters removed too much: look deeper until k items or nothing left
+
+    def _fuse(self, lists: dict[str, list[tuple[Hit, float]]], query_modality: str, fusion: str) -> list[Result]:
+        best: dict[int, tuple[float, Match, Hit]] = {}
+        fused: dict[int, float] = {}
+        for target, pairs in lists.items():
+            seen: set[int] = set()
+            rank = 0
+            cal = self.calibration(query_modality, target) if fusion == "calibrated" else None
+            for hit, score in pairs:
+                if hit.item_id in seen:
+                    continue
+                seen.add(hit.item_id)
+                value = rrf([rank]) if cal is None else float(cal.z(np.array([score]))[0])
+                fused[hit.item_id] = fused.get(hit.item_id, 0.0) + value if cal is None else max(fused.get(hit.item_id, -np.inf), value)
+                match = Match(hit.representation_id, hit.kind, hit.modality, hit.offset_seconds, hit.text, score, rank)
+                if hit.item_id not in best or score > best[hit.item_id][0]:
+                    best[hit.item_id] = (score, match, hit)
+                rank += 1
+        order = sorted(fused, key=lambda i: (-fused[i], -best[i][0], i))
+        return [Result(i, best[i][2].uri, best[i][2].item_modality, fused[i], best[i][0], best[i][1], best[i][2].metadata)
+                for i in order]
