@@ -1,4 +1,12 @@
-"""Catalog (SQLite, source of truth) and FAISS vector indexes (rebuildable caches)."""
+"""Catalog (SQLite, source of truth) and FAISS vector indexes (rebuildable caches).
+
+Store layout: ``STORE/catalog.db`` (WAL) and ``STORE/indexes/<model>.<modality>.faiss`` with a JSON sidecar
+``<model>.<modality>.json`` (catalog id, generation, factory, tuned parameters, reached recall, size, sha256).
+Every committed catalog transaction bumps ``generation``; vector rows carry the generation that wrote them and
+removals leave tombstones, so an index at generation g catches up by removing tombstoned and rewritten ids
+and adding rows written after g. An index it cannot trust (missing, corrupt, another catalog, ahead of the
+catalog, wrong dimension or count) is rebuilt from the catalog.
+"""
 
 from index.build import VectorSource, build_from_source, build_index
 from index.catalog import Catalog
