@@ -13,7 +13,7 @@ from index.errors import IndexStoreError
 
 # Each module in engine.cli named here defines ``register(subparsers) -> ArgumentParser`` that sets
 # ``func`` on its parser via ``set_defaults``; ``func(args) -> int`` runs the command.
-COMMANDS = ["models", "train", "ingest", "search", "check"]
+COMMANDS = ["models", "train", "ingest", "search", "check", "demo"]
 
 EXIT_INTERRUPTED = 130
 
