@@ -80,10 +80,15 @@ class Searcher:
         self.store, self.model = store, model
         self._calibrations: dict[tuple[str, str], Calibration] = {}
         self._calibrated_at = -1
+        self._modalities: tuple[int, list[str]] = (-1, [])
 
     def modalities(self) -> list[str]:
-        """Target modalities that hold vectors for this model."""
-        return [s.modality for s in self.store.catalog.vector_sets() if s.model == self.model and s.count > 0]
+        """Target modalities that hold vectors for this model (cached per catalog generation)."""
+        generation = self.store.catalog.generation
+        if self._modalities[0] != generation:
+            sets = self.store.catalog.vector_sets()
+            self._modalities = (generation, [s.modality for s in sets if s.model == self.model and s.count > 0])
+        return self._modalities[1]
 
     def calibration(self, query_modality: str, target: str) -> Calibration:
         """Background similarity of ``query_modality`` vectors against ``target`` vectors, from a seeded sample."""
