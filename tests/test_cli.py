@@ -57,3 +57,10 @@ def test_library_errors_become_exit_codes(tmp_path, monkeypatch, capsys):
     assert main(["models"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("xmodal: error:") and "smell" in err and "Traceback" not in err
+
+
+def test_ingest_errors_are_mapped(tmp_path, capsys):
+    code = main(["ingest", str(tmp_path / "does-not-exist"), "--store", str(tmp_path / "s"), "--preset", "tiny-random"])
+    assert code == 6
+    err = capsys.readouterr().err
+    assert "no such file or directory" in err and "Traceback" not in err

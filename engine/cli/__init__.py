@@ -10,6 +10,7 @@ from typing import Sequence
 
 from engine.errors import XmodalError
 from index.errors import IndexStoreError
+from ingest.errors import IngestError
 
 # Each module in engine.cli named here defines ``register(subparsers) -> ArgumentParser`` that sets
 # ``func`` on its parser via ``set_defaults``; ``func(args) -> int`` runs the command.
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (XmodalError, IndexStoreError) as exc:
+    except (XmodalError, IndexStoreError, IngestError) as exc:
         print(f"xmodal: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
