@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 
+from engine.train.augment import AugmentConfig
 from engine.train.recipe import DATA_KINDS, parse_data_spec, train_preset
 from engine.train.trainer import TrainConfig
 
@@ -30,7 +31,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="AdamW learning rate")
     parser.add_argument("--patience", type=int, default=TrainConfig.patience, help="early-stopping patience in epochs")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="seed for everything random")
+    parser.add_argument("--rows-per-set", type=int, default=TrainConfig.rows_per_set,
+                        help="rows drawn from every pair set each epoch (0: each set once), so small sets are not drowned")
+    parser.add_argument("--crop-frames", type=int, default=AugmentConfig.crop_frames,
+                        help="train audio on random windows of this many log-mel frames (0: whole clips)")
+    parser.add_argument("--time-budget", type=float, default=TrainConfig.time_budget_s,
+                        help="stop after the epoch that passes this many seconds (0: no limit)")
     parser.add_argument("--heads-only", action="store_true", help="keep small towers frozen at their saved weights")
+    parser.add_argument("--bind-audio-from-text", action="store_true",
+                        help="fit a CLAP audio head into the preset's text space from the data's captions alone "
+                        "(CLAP text -> target text, ridge regression) instead of training")
     parser.add_argument("--cache", help="feature cache directory (default OUT/cache)")
     parser.add_argument("--json", action="store_true", help="print the training report as JSON")
     parser.set_defaults(func=run)
@@ -40,8 +50,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Train and report the best epoch's validation recall."""
     logging.getLogger("engine.train").setLevel(logging.INFO)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed)
     specs = [parse_data_spec(d) for d in args.data]
+    if args.bind_audio_from_text:
+        return _bind(args, specs)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+                         rows_per_set=args.rows_per_set, time_budget_s=args.time_budget,
+                         augmentation=AugmentConfig(crop_frames=args.crop_frames))
     path, report = train_preset(args.preset, specs, args.out, args.name, config, not args.heads_only, args.cache)
     if args.json:
         print(json.dumps({"preset": str(path), "best_epoch": report.best_epoch, "best_score": report.best_score,
@@ -51,5 +65,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained in {report.seconds:.1f} s; best epoch {report.best_epoch} (validation score {report.best_score:.3f})")
         for name, r in best.get("val_r1", {}).items():
             print(f"  {name}: R@1 a->b {r['a_to_b']:.3f}  b->a {r['b_to_a']:.3f}")
+        print(f"preset written to {path}")
+    return 0
+
+
+def _bind(args: argparse.Namespace, specs: list) -> int:
+    """Fit the audio head from the data's captions and report how well the text map fits."""
+    from engine.train.bind_audio import BindConfig, bind_audio_from_text, captions_of
+
+    path, report = bind_audio_from_text(args.preset, captions_of(specs, args.seed), args.out, args.name, BindConfig(seed=args.seed))
+    scores = report.history[0]
+    if args.json:
+        print(json.dumps({"preset": str(path), "seconds": report.seconds, **scores}, indent=2))
+    else:
+        print(f"audio head bound from {scores['captions']} captions in {report.seconds:.1f} s; "
+              + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k.endswith("_r1")))
         print(f"preset written to {path}")
     return 0

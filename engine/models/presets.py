@@ -59,9 +59,10 @@ class Preset:
 
 
 def preset_dirs() -> list[Path]:
-    """Where presets are looked up: the built-in folder, then ``XMODAL_PRESET_PATH`` entries."""
+    """Where presets are looked up: the built-in folder, the shipped ``data/xmodal-mini`` when present, then ``XMODAL_PRESET_PATH`` entries."""
     extra = [Path(p).expanduser() for p in os.environ.get("XMODAL_PRESET_PATH", "").split(os.pathsep) if p]
-    return [BUILTIN_DIR, *extra]
+    shipped = Path(__file__).resolve().parents[2] / "data" / "xmodal-mini"
+    return [BUILTIN_DIR, *([shipped] if shipped.is_dir() else []), *extra]
 
 
 def _resolve_relative(source: ModelSource, base: Path) -> ModelSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -84,11 +85,10 @@ class _Inputs:
     def side(self, modality: str, items: list[Any]) -> Side:
         unique = list(dict.fromkeys(item.id for item in items))
         by_id = {item.id: item for item in items}
-        key = self.cache.key(tower=self.identity, trainable=self.trainable, ids=unique)
+        key = self.cache.key(tower=self.identity, trainable=self.trainable, ids=unique, format=2)
 
         def make() -> dict[str, torch.Tensor]:
-            loaded = [by_id[i].load() for i in unique]
-            pre = batched(self.tower.preprocessor, loaded)
+            pre = batched(self.tower.preprocessor, [by_id[i].load() for i in unique])
             if self.trainable:
                 return pre
             self.tower.eval()
@@ -96,18 +96,25 @@ class _Inputs:
                 feats = [self.tower.embed({k: v[i : i + 64] for k, v in pre.items()}) for i in range(0, len(unique), 64)]
             return {"features": torch.cat(feats).float()}
 
+        start = time.perf_counter()
         tensors = self.cache.get_or_make(key, make)
+        log.info("%s inputs for %d %s items ready in %.1f s", "tower" if self.trainable else "feature",
+                 len(unique), modality, time.perf_counter() - start)
         row = {item_id: i for i, item_id in enumerate(unique)}
         index = torch.tensor([row[item.id] for item in items], dtype=torch.long)
         return Side(modality, {k: v[index] for k, v in tensors.items()}, frozen_features=not self.trainable)
 
 
 def _pair_sets(dataset: Any, modalities: tuple[str, ...], inputs: dict[str, _Inputs]) -> list[PairSet]:
+    from bench.datasets import Pair
+
     sets = []
     present = [m for m in modalities if m in dataset.modalities()]
     for i, a in enumerate(present):
         for b in present[i + 1 :]:
             pairs = dataset.pairs(a, b, split="train")
+            if dataset.protocol == "class":  # every item of either side gets a class-mate, not only the a-side's few
+                pairs += [Pair(p.b, p.a) for p in dataset.pairs(b, a, split="train", seed=1)]
             if not pairs:
                 continue
             key = (lambda item: item.label) if dataset.protocol == "class" else (lambda item: item.record_id)
@@ -157,6 +164,8 @@ def save_trained(preset: Preset, space: SharedSpace, out: Path, name: str, repor
     """Write trained towers and heads under ``out`` and a preset file referencing them by relative paths."""
     data: dict[str, Any] = {"name": name, "dim": preset.dim, "description": f"{preset.description} (trained)",
                             "towers": {}, "heads": {}}
+    if preset.random_weights:
+        data["random_weights"] = True
     for modality, spec in preset.towers.items():
         entry: dict[str, Any] = {"kind": spec.kind, "source": str(spec.source)}
         if spec.sha256:

@@ -15,6 +15,7 @@ from torch import nn
 
 from engine.models.heads import Head
 from engine.models.towers.base import Tower
+from engine.train.augment import AugmentConfig, augment
 from engine.train.data import PairSet, Side, recall_at_1
 from engine.train.losses import ContrastiveLoss
 
@@ -23,7 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; everything random is drawn from ``seed``."""
+    """Optimisation settings; everything random is drawn from ``seed``.
+
+    ``rows_per_set`` > 0 draws that many rows from every pair set each epoch (repeating small sets, sampling
+    large ones), so a 240-clip set is not drowned by a 4,000-pair one; ``time_budget_s`` > 0 stops after the
+    first epoch that ends past the budget (the best weights are kept either way).
+    """
 
     epochs: int = 40
     batch_size: int = 128
@@ -33,6 +39,9 @@ class TrainConfig:
     seed: int = 0
     temperature: float = 0.07
     augment: bool = True
+    augmentation: AugmentConfig = AugmentConfig()
+    rows_per_set: int = 0
+    time_budget_s: float = 0.0
 
 
 @dataclass
@@ -60,26 +69,6 @@ class SharedSpace(nn.Module):
         return self.heads[side.modality](features)
 
 
-def _augment(batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """Cheap label-preserving noise: time shift and masks on log-mels, small translations on pixels."""
-    out = dict(batch)
-    if "mel" in batch:
-        mel = batch["mel"].clone()
-        n, _, freqs, frames = mel.shape
-        shift = int(torch.randint(0, frames, (1,), generator=gen))
-        mel = torch.roll(mel, shifts=shift, dims=3)
-        for i in range(n):
-            t0 = int(torch.randint(0, max(1, frames - frames // 8), (1,), generator=gen))
-            f0 = int(torch.randint(0, max(1, freqs - freqs // 8), (1,), generator=gen))
-            mel[i, :, :, t0 : t0 + frames // 10] = mel[i].mean()
-            mel[i, :, f0 : f0 + freqs // 10, :] = mel[i].mean()
-        out["mel"] = mel
-    if "pixels" in batch:
-        dx, dy = (int(v) for v in torch.randint(-3, 4, (2,), generator=gen))
-        out["pixels"] = torch.roll(batch["pixels"], shifts=(dy, dx), dims=(2, 3))
-    return out
-
-
 def _embed_all(model: SharedSpace, side: Side, batch_size: int = 256) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -93,10 +82,18 @@ def evaluate(model: SharedSpace, sets: list[PairSet]) -> dict[str, tuple[float, 
     return {s.name: recall_at_1(_embed_all(model, s.a), _embed_all(model, s.b), s.groups.numpy()) for s in sets}
 
 
-def _batches(sets: list[PairSet], size: int, gen: torch.Generator) -> list[tuple[PairSet, torch.Tensor]]:
+def _epoch_rows(n: int, rows: int, gen: torch.Generator) -> torch.Tensor:
+    """Row order for one epoch: a permutation of ``n`` rows, or ``rows`` of them from back-to-back permutations."""
+    if rows <= 0:
+        return torch.randperm(n, generator=gen)
+    perms = [torch.randperm(n, generator=gen) for _ in range(-(-rows // n))]
+    return torch.cat(perms)[:rows]
+
+
+def _batches(sets: list[PairSet], size: int, gen: torch.Generator, rows: int = 0) -> list[tuple[PairSet, torch.Tensor]]:
     plan = []
     for s in sets:
-        order = torch.randperm(len(s.groups), generator=gen)
+        order = _epoch_rows(len(s.groups), rows, gen)
         plan += [(s, order[i : i + size]) for i in range(0, len(order), size) if len(order[i : i + size]) > 1]
     shuffle = torch.randperm(len(plan), generator=gen).tolist()
     return [plan[i] for i in shuffle]
@@ -112,16 +109,16 @@ def train(
     loss_fn = ContrastiveLoss(config.temperature)
     params = list(model.parameters()) + list(loss_fn.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * max(1, len(_batches(train_sets, config.batch_size, torch.Generator().manual_seed(0))))
+    steps = config.epochs * max(1, len(_batches(train_sets, config.batch_size, torch.Generator().manual_seed(0), config.rows_per_set)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     report, best_state, stale, start = TrainReport(), None, 0, time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
         losses = []
-        for pair_set, index in _batches(train_sets, config.batch_size, gen):
+        for pair_set, index in _batches(train_sets, config.batch_size, gen, config.rows_per_set):
             batch_a, batch_b = pair_set.a.take(index), pair_set.b.take(index)
             if config.augment:
-                batch_a, batch_b = _augment(batch_a, gen), _augment(batch_b, gen)
+                batch_a, batch_b = augment(batch_a, config.augmentation, gen), augment(batch_b, config.augmentation, gen)
             loss = loss_fn(model.embed(pair_set.a, batch_a), model.embed(pair_set.b, batch_b), pair_set.groups[index])
             optimizer.zero_grad()
             loss.backward()
@@ -143,6 +140,9 @@ def train(
             stale += 1
             if stale >= config.patience:
                 break
+        if config.time_budget_s and entry["seconds"] > config.time_budget_s:
+            log.info("time budget of %.0f s spent after epoch %d", config.time_budget_s, epoch)
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -16,16 +16,19 @@ from engine.models.serialize import load_config, load_state, save_module
 from engine.models.towers.base import Tower
 
 
-def _conv_stack(in_ch: int, channels: Sequence[int]) -> nn.Sequential:
+def _conv_stack(in_ch: int, channels: Sequence[int], convs_per_block: int = 2) -> nn.Sequential:
     layers: list[nn.Module] = []
     for out_ch in channels:
-        layers += [
-            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True),
-            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        ]
-        in_ch = out_ch
+        for _ in range(convs_per_block):
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+            in_ch = out_ch
+        layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
+
+
+def _columns(frames: torch.Tensor, width: int) -> torch.Tensor:
+    """(n, 1, 1, width) float mask: 1 on each row's first ``frames`` columns."""
+    return (torch.arange(width, device=frames.device)[None, :] < frames[:, None]).to(torch.float32)[:, None, None, :]
 
 
 class _SmallTower(Tower):
@@ -37,12 +40,27 @@ class _SmallTower(Tower):
         super().__init__()
         self.config = config
         self.out_dim = config.out_dim
-        self.features = _conv_stack(in_channels, config.channels)
+        self.features = _conv_stack(in_channels, config.channels, config.convs_per_block)
         self.proj = nn.Linear(2 * config.channels[-1], config.out_dim)
 
-    def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        return self.proj(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
+    def _pool(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean and max over the final map; with ``frames`` (n,), columns past each row's real frames are zeroed
+        after every layer and left out of the pooling, so a clip encodes the same alone or padded in a batch."""
+        if frames is None:
+            x = self.features(x)
+            return self.proj(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
+        x = x * _columns(frames, x.shape[3])
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                frames = (frames + 1) // 2
+            if isinstance(layer, (nn.ReLU, nn.MaxPool2d)):
+                x = x * _columns(frames, x.shape[3])
+        frames = frames.clamp(1, x.shape[3])
+        keep = _columns(frames, x.shape[3]).bool()
+        mean = x.sum(dim=(2, 3)) / (frames[:, None] * x.shape[2]).to(x.dtype)
+        peak = x.masked_fill(~keep, float("-inf")).amax(dim=(2, 3))
+        return self.proj(torch.cat([mean, peak], dim=1))
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors``."""
@@ -70,6 +88,7 @@ class SmallAudioConfig:
     clip_seconds: float = 5.0
     channels: tuple[int, ...] = (32, 64, 128, 256)
     out_dim: int = 256
+    convs_per_block: int = 2
 
 
 class SmallAudioCNN(_SmallTower):
@@ -90,7 +109,16 @@ class SmallAudioCNN(_SmallTower):
         return self.preprocessor.log_mel(samples)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._pool(self.input_norm(batch["mel"]))
+        """Features of a batch of log-mels; with ``frames``, padding columns are cut and left out of the pooling."""
+        mel = batch["mel"]
+        frames = batch.get("frames")
+        if frames is None:
+            return self._pool(self.input_norm(mel))
+        step = 2 ** len(self.config.channels)
+        width = max(step, -(-int(frames.max()) // step) * step)
+        if width > mel.shape[3]:
+            mel = torch.nn.functional.pad(mel, (0, width - mel.shape[3]))
+        return self._pool(self.input_norm(mel[..., :width]), frames.clamp(min=1))
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,7 @@ class SmallImageConfig:
     image_size: int = 64
     channels: tuple[int, ...] = (32, 64, 128, 256)
     out_dim: int = 256
+    convs_per_block: int = 2
 
 
 class SmallImageCNN(_SmallTower):
