@@ -1,0 +1,221 @@
+"""The HTTP API (FastAPI) and the static search page; ``create_app`` builds it over a store or an engine factory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.engine import Engine
+from engine.query import FUSIONS, Filters, QueryPart, Result
+from engine.server_errors import ApiError, error_body, install_error_handlers, status_for
+from engine.server_media import BodyLimit, Thumbnails, media_path, sniff_upload
+from engine.server_stats import item_json, result_json, stats
+from engine.server_worker import EngineWorker, SearchJob
+
+log = logging.getLogger(__name__)
+Modality = Literal["image", "text", "audio"]
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
+            "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Server settings: upload cap, allowed CORS origins (none: closed), thumbnail size."""
+
+    max_upload_mb: float = 20.0
+    cors_origins: tuple[str, ...] = ()
+    thumb_size: int = 256
+
+
+class FiltersIn(BaseModel):
+    """Which items may be returned (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    modalities: list[Modality] = []
+    uri_glob: str | None = Field(None, max_length=1000)
+    mtime_after: float | None = None
+    mtime_before: float | None = None
+    metadata: dict[str, str | int | float | bool | None] = {}
+
+
+class SearchIn(BaseModel):
+    """A search: text (JSON) or an uploaded file plus optional text (multipart), targets, k, filters."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(None, max_length=2000, description="text query (required in a JSON request)")
+    text_weight: float = Field(1.0, description="weight of the text when mixed with an uploaded file")
+    targets: list[Modality] = Field([], description="modalities to search (default: all that hold vectors)")
+    k: int = Field(10, ge=1, le=200)
+    depth: int = Field(100, ge=1, le=10_000, description="ANN candidates per target modality")
+    fusion: Literal[FUSIONS] = "rrf"  # type: ignore[valid-type]
+    filters: FiltersIn = FiltersIn()
+
+    def job(self, upload: tuple[str, bytes] | None) -> SearchJob:
+        """The engine's search job for this request (and the uploaded query file, if any)."""
+        parts = [QueryPart(upload[0], upload[1])] if upload else []
+        if self.text is not None and self.text.strip():
+            parts.append(QueryPart("text", self.text, self.text_weight if parts else 1.0))
+        if not parts:
+            raise ApiError(400, "give a non-empty text query or upload an image or audio file")
+        f = self.filters
+        filters = Filters(tuple(f.modalities), f.uri_glob, f.mtime_after, f.mtime_before, dict(f.metadata))
+        return SearchJob(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion)
+
+
+_SEARCH_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary", "description": "image or audio query (sniffed)"},
+                "text": {"type": "string"}, "text_weight": {"type": "number"},
+                "targets": {"type": "string", "description": "comma-separated: image,text,audio"},
+                "k": {"type": "integer"}, "depth": {"type": "integer"}, "fusion": {"type": "string"},
+                "filters": {"type": "string", "description": "JSON object, as in the JSON body"},
+            }}},
+        },
+    },
+}
+
+
+async def _parse_json(request: Request) -> SearchIn:
+    body = await request.body()
+    try:
+        return SearchIn.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise ApiError(400, "malformed JSON body") from None
+        raise _invalid(exc) from None
+
+
+async def _parse_form(request: Request) -> tuple[SearchIn, tuple[str, bytes] | None]:
+    form = await request.form(max_files=1, max_fields=16)
+    fields: dict[str, Any] = {}
+    upload = None
+    for key, value in form.multi_items():
+        if hasattr(value, "read"):
+            if key != "file":
+                raise ApiError(400, f"unexpected file field {key!r} (use 'file')")
+            data = await value.read()
+            if data:
+                upload = (sniff_upload(data), data)
+        elif key == "targets":
+            fields["targets"] = [t for t in str(value).replace(" ", "").split(",") if t]
+        elif key == "filters":
+            try:
+                fields["filters"] = json.loads(value) if str(value).strip() else {}
+            except ValueError:
+                raise ApiError(400, "the 'filters' field is not valid JSON") from None
+        else:
+            fields[key] = value
+    try:
+        return SearchIn.model_validate(fields), upload
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> ApiError:
+    details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+    return ApiError(422, f"invalid request: {details}")
+
+
+def create_app(source: str | Path | Callable[[], Engine] | None = None, config: ServerConfig = ServerConfig(),
+               preset: str | None = None) -> FastAPI:
+    """The API app over a store folder (opened with ``preset`` or the store's own) or an engine factory."""
+    factory = source if callable(source) else (lambda: Engine.open(source, preset))
+    worker = EngineWorker(factory)
+    thumbs = Thumbnails(config.thumb_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(worker.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(worker.stop)
+
+    app = FastAPI(title="xmodal", version="0.1.0", lifespan=lifespan,
+                  description="Any-to-any search over your own images, sounds and texts.")
+    app.state.worker = worker
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=int(config.max_upload_mb * (1 << 20)))
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"])
+
+    @app.post("/search", summary="Search with text (JSON) or an image/audio upload (multipart)",
+              openapi_extra=_SEARCH_DOC)
+    async def search(request: Request) -> dict:
+        """Top k items for the query, fused across target modalities."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            params, upload = await _parse_json(request), None
+        elif kind == "multipart/form-data":
+            params, upload = await _parse_form(request)
+        else:
+            raise ApiError(415, "send application/json (text query) or multipart/form-data (file upload)")
+        job = params.job(upload)
+        start = time.perf_counter()
+        results: list[Result] = await worker.search(job)
+        return {"results": [result_json(r) for r in results], "took_ms": round(1000 * (time.perf_counter() - start), 2),
+                "query": {"modalities": [p.modality for p in job.parts], "targets": list(job.targets), "k": job.k}}
+
+    @app.get("/items/{item_id}", summary="One catalog item and its representations")
+    async def item(item_id: int) -> dict:
+        """The item's record, representations and media links."""
+        found, reps = await worker.run(lambda e: (e.store.catalog.item(item_id),
+                                                  e.store.catalog.representations_of(item_id)))
+        return item_json(found, reps)
+
+    @app.get("/media/{item_id}", summary="The indexed file of an item, by catalog id only",
+             response_class=Response, responses={200: {"content": {"image/*": {}, "audio/*": {}}}})
+    async def media(item_id: int, thumb: bool = False) -> Response:
+        """The item's file (range requests supported), or a JPEG thumbnail of an image with ``?thumb=1``."""
+        found = await worker.run(lambda e: e.store.catalog.item(item_id))
+        path, mime = await asyncio.to_thread(media_path, found)
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"}
+        if thumb:
+            if found.modality != "image":
+                raise ApiError(404, f"item {item_id} is not an image")
+            data = await asyncio.to_thread(thumbs.get, found, path)
+            return Response(data, media_type="image/jpeg", headers=headers)
+        return FileResponse(path, media_type=mime, headers=headers, content_disposition_type="inline")
+
+    @app.get("/health", summary="Whether the engine is open and the catalog readable")
+    async def health() -> Response:
+        """``ok`` with the preset and catalog generation, or 503 with the reason."""
+        if worker.open_error is not None:
+            return error_body(status_for(worker.open_error), f"engine unavailable: {worker.open_error}")
+        generation = await worker.run(lambda e: e.store.catalog.generation)
+        preset = worker.engine.model if worker.engine else None
+        return Response(json.dumps({"status": "ok", "preset": preset, "generation": generation}),
+                        media_type="application/json")
+
+    @app.get("/stats", summary="Item counts per modality and status, preset, index types")
+    async def get_stats() -> dict:
+        """Counts per modality, the preset, and each vector set's index type and size."""
+        out = await worker.run(stats)
+        return {**out, "server": dict(worker.counters)}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        html = (STATIC / "index.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
+                                           "Referrer-Policy": "no-referrer"})
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app

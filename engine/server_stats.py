@@ -1,0 +1,52 @@
+"""JSON shapes of the API: results, items, and store statistics (run on the engine thread)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from engine.engine import Engine
+from engine.query import Result
+from index.records import Item, Representation
+
+
+def _links(item_id: int, modality: str, uri: str) -> dict[str, str | None]:
+    has_file = modality in ("image", "audio") and "#" not in uri
+    return {"media_url": f"/media/{item_id}" if has_file else None,
+            "thumb_url": f"/media/{item_id}?thumb=1" if has_file and modality == "image" else None}
+
+
+def _name(uri: str) -> str:
+    path, _, record = uri.partition("#")
+    return f"{Path(path).name}#{record}" if record else Path(path).name
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    """One search result as JSON, with links to its media and thumbnail."""
+    return {"item_id": result.item_id, "uri": result.uri, "name": _name(result.uri), "modality": result.modality,
+            "score": result.score, "first_stage": result.first_stage, "match": asdict(result.match),
+            "metadata": dict(result.metadata), **_links(result.item_id, result.modality, result.uri)}
+
+
+def item_json(item: Item, representations: list[Representation]) -> dict[str, Any]:
+    """One catalog item with its representations, as JSON."""
+    return {**asdict(item), "name": _name(item.uri), "representations": [asdict(r) for r in representations],
+            **_links(item.id, item.modality, item.uri)}
+
+
+def stats(engine: Engine) -> dict[str, Any]:
+    """Items per modality and status, the preset, and each of its vector sets' index type and size."""
+    catalog = engine.store.catalog
+    counts: dict[str, dict[str, int]] = {}
+    for modality, status, n in catalog.db.execute(
+            "SELECT modality, status, COUNT(*) FROM items GROUP BY modality, status").fetchall():
+        counts.setdefault(modality, {})[status] = int(n)
+    indexes = {}
+    for vs in catalog.vector_sets():
+        if vs.model != engine.model or vs.count == 0:
+            continue
+        index = engine.store.index(vs.model, vs.modality)
+        indexes[vs.modality] = {"type": index.factory, "vectors": index.ntotal, "dim": vs.dim}
+    return {"preset": engine.model, "dim": engine.encoder.dim, "generation": catalog.generation,
+            "items": {m: c.get("ok", 0) for m, c in counts.items()}, "items_by_status": counts, "indexes": indexes}

@@ -1,0 +1,132 @@
+// xmodal search page: plain JavaScript, no build step, talks only to this server.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+let queryFile = null;
+
+function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function setStatus(text, isError = false) {
+  const status = $("#status");
+  status.textContent = text;
+  status.classList.toggle("error", isError);
+}
+
+function targets() {
+  return [...document.querySelectorAll("input[name=target]:checked")].map((box) => box.value);
+}
+
+function setFile(file) {
+  queryFile = file || null;
+  $("#file-name").textContent = queryFile ? queryFile.name : "";
+  $("#clear-file").hidden = !queryFile;
+  if (queryFile) search();
+}
+
+async function search() {
+  const text = $("#q").value.trim();
+  const k = Math.max(1, Math.min(200, parseInt($("#k").value, 10) || 24));
+  const wanted = targets();
+  if (!text && !queryFile) { setStatus("Type a query or choose a file."); return; }
+  if (!wanted.length) { setStatus("Choose at least one kind of result."); return; }
+  let init;
+  if (queryFile) {
+    const form = new FormData();
+    form.append("file", queryFile);
+    if (text) form.append("text", text);
+    form.append("targets", wanted.join(","));
+    form.append("k", String(k));
+    init = { method: "POST", body: form };
+  } else {
+    init = { method: "POST", headers: { "Content-Type": "application/json" },
+             body: JSON.stringify({ text, targets: wanted, k }) };
+  }
+  setStatus("Searching…");
+  try {
+    const response = await fetch("/search", init);
+    const body = await response.json();
+    if (!response.ok) { setStatus(body.error ? body.error.message : `Error ${response.status}`, true); return; }
+    render(body.results);
+    setStatus(`${body.results.length} results in ${body.took_ms} ms`);
+  } catch (err) {
+    setStatus(`The server did not answer: ${err}`, true);
+  }
+}
+
+function card(result, rank) {
+  const match = result.match;
+  const score = `score ${result.score.toFixed(4)} · cos ${result.first_stage.toFixed(3)}`;
+  const children = [];
+  if (result.thumb_url) {
+    children.push(el("a", { href: result.media_url, target: "_blank", rel: "noopener" },
+      [el("img", { src: result.thumb_url, alt: result.name, loading: "lazy" })]));
+  }
+  if (result.modality === "audio" && result.media_url) {
+    const start = match.offset_seconds ? `#t=${match.offset_seconds.toFixed(1)}` : "";
+    children.push(el("audio", { controls: "", preload: "none", src: result.media_url + start,
+                                "aria-label": `play ${result.name}` }));
+  }
+  children.push(el("div", { class: "name", text: `${rank}. ${result.name}` }));
+  if (match.text) children.push(el("div", { class: "snippet", text: match.text }));
+  const where = match.offset_seconds != null ? ` @ ${match.offset_seconds.toFixed(1)} s` : "";
+  children.push(el("div", { class: "meta" }, [
+    el("span", { class: "badge", text: `${result.modality} · ${match.kind}${where}` }),
+    el("span", { text: score }),
+  ]));
+  return el("li", { class: "card", tabindex: "0", "data-item": String(result.item_id) }, children);
+}
+
+function render(results) {
+  const list = $("#results");
+  list.replaceChildren(...results.map((r, i) => card(r, i + 1)));
+}
+
+async function loadStats() {
+  try {
+    const response = await fetch("/stats");
+    if (!response.ok) return;
+    const stats = await response.json();
+    const counts = Object.entries(stats.items).map(([m, n]) => `${n} ${m}`).join(", ");
+    $("#stats").textContent = `${counts || "empty store"} · preset ${stats.preset}`;
+  } catch (err) { /* the page still works without stats */ }
+}
+
+function wire() {
+  $("#search").addEventListener("submit", (event) => { event.preventDefault(); search(); });
+  const drop = $("#drop");
+  const picker = $("#file");
+  drop.addEventListener("click", (event) => { if (event.target.id !== "clear-file") picker.click(); });
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); picker.click(); }
+  });
+  picker.addEventListener("change", () => setFile(picker.files[0]));
+  $("#clear-file").addEventListener("click", () => { picker.value = ""; setFile(null); drop.focus(); });
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => { event.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    drop.addEventListener(name, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    if (event.dataTransfer.files.length) setFile(event.dataTransfer.files[0]);
+  });
+  document.querySelectorAll("input[name=target]").forEach((box) => box.addEventListener("change", () => {
+    if ($("#q").value.trim() || queryFile) search();
+  }));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "/" && document.activeElement !== $("#q")) { event.preventDefault(); $("#q").focus(); }
+  });
+  loadStats();
+}
+
+wire();
