@@ -11,7 +11,7 @@ import numpy as np
 from index.errors import IndexCorrupt
 from index.persist import index_paths, leftover_temp_files, load_index
 from index.store import Store
-from index.validate import NORM_TOLERANCE
+from index.validate import bad_rows
 
 STALE_TEMP_SECONDS = 600  # a temp file younger than this may belong to a write in progress
 
@@ -62,10 +62,9 @@ def _catalog_vector_problems(store: Store, model: str, modality: str, dim: int) 
     while rows := cur.fetchmany(65536):
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         x = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
-        finite = np.isfinite(x).all(axis=1)
-        norms = np.linalg.norm(np.where(finite[:, None], x, 0), axis=1)
-        nonfinite += ids[~finite].tolist()
-        offnorm += ids[finite & (np.abs(norms - 1) > NORM_TOLERANCE)].tolist()
+        bad_finite, bad_norm = bad_rows(x)
+        nonfinite += ids[bad_finite].tolist()
+        offnorm += ids[bad_norm].tolist()
     if nonfinite:
         problems.append(Problem(model, modality, "catalog-nonfinite", f"{len(nonfinite)} vector(s) with NaN/inf: {nonfinite[:5]}"))
     if offnorm:
