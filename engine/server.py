@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.engine import Engine
 from engine.query import FUSIONS, Filters, QueryPart, Result
-from engine.server_errors import ApiError, error_body, install_error_handlers, status_for
+from engine.server_errors import (
+    ApiError,
+    error_body,
+    install_error_handlers,
+    status_for,
+)
 from engine.server_media import BodyLimit, Thumbnails, media_path, sniff_upload
 from engine.server_stats import item_json, result_json, stats
 from engine.server_worker import EngineWorker, SearchJob
@@ -33,11 +40,12 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' bl
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Server settings: upload cap, allowed CORS origins (none: closed), thumbnail size."""
+    """Server settings: upload cap, allowed CORS origins (none: closed), thumbnail size, compute threads."""
 
     max_upload_mb: float = 20.0
     cors_origins: tuple[str, ...] = ()
     thumb_size: int = 256
+    threads: int | None = 1  # torch/FAISS intra-op threads of the engine thread; None leaves them alone
 
 
 class FiltersIn(BaseModel):
@@ -133,11 +141,45 @@ def _invalid(exc: ValidationError) -> ApiError:
     return ApiError(422, f"invalid request: {details}")
 
 
-def create_app(source: str | Path | Callable[[], Engine] | None = None, config: ServerConfig = ServerConfig(),
-               preset: str | None = None) -> FastAPI:
-    """The API app over a store folder (opened with ``preset`` or the store's own) or an engine factory."""
-    factory = source if callable(source) else (lambda: Engine.open(source, preset))
-    worker = EngineWorker(factory)
+@dataclass(frozen=True)
+class EngineSpec:
+    """How each server process opens its engine: store folder, preset (None: the store's), device, random weights."""
+
+    store: str | None = None
+    preset: str | None = None
+    device: str = "cpu"
+    random_weights: bool = False
+
+    def open(self) -> Engine:
+        """Open the engine this spec names."""
+        return Engine.open(self.store, self.preset, self.device, self.random_weights)
+
+
+SPEC_ENV = "XMODAL_SERVE_SPEC"
+
+
+def app_from_env() -> FastAPI:
+    """App factory for multi-process uvicorn (``--workers``): spec and config from ``$XMODAL_SERVE_SPEC`` (JSON)."""
+    raw = json.loads(os.environ[SPEC_ENV])
+    config = ServerConfig(**{**raw["config"], "cors_origins": tuple(raw["config"]["cors_origins"])})
+    return create_app(EngineSpec(**raw["engine"]), config)
+
+
+def spec_env(spec: EngineSpec, config: ServerConfig) -> str:
+    """The ``$XMODAL_SERVE_SPEC`` value that makes ``app_from_env`` build this app."""
+    return json.dumps({"engine": asdict(spec), "config": asdict(config)})
+
+
+def create_app(source: EngineSpec | str | Path | Callable[[], Engine] | None = None,
+               config: ServerConfig = ServerConfig(), preset: str | None = None) -> FastAPI:
+    """The API app over an ``EngineSpec``, a store folder (with ``preset`` or the store's own) or an engine factory."""
+    if isinstance(source, EngineSpec):
+        factory = source.open
+    elif callable(source):
+        factory = source
+    else:
+        factory = EngineSpec(None if source is None else str(source), preset).open
+    worker = EngineWorker(factory, threads=config.threads)
     thumbs = Thumbnails(config.thumb_size)
 
     @asynccontextmanager
@@ -159,7 +201,7 @@ def create_app(source: str | Path | Callable[[], Engine] | None = None, config: 
 
     @app.post("/search", summary="Search with text (JSON) or an image/audio upload (multipart)",
               openapi_extra=_SEARCH_DOC)
-    async def search(request: Request) -> dict:
+    async def search(request: Request) -> Response:
         """Top k items for the query, fused across target modalities."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
@@ -171,8 +213,9 @@ def create_app(source: str | Path | Callable[[], Engine] | None = None, config: 
         job = params.job(upload)
         start = time.perf_counter()
         results: list[Result] = await worker.search(job)
-        return {"results": [result_json(r) for r in results], "took_ms": round(1000 * (time.perf_counter() - start), 2),
+        body = {"results": [result_json(r) for r in results], "took_ms": round(1000 * (time.perf_counter() - start), 2),
                 "query": {"modalities": [p.modality for p in job.parts], "targets": list(job.targets), "k": job.k}}
+        return Response(json.dumps(body, default=str), media_type="application/json")  # plain JSON: no re-encoding
 
     @app.get("/items/{item_id}", summary="One catalog item and its representations")
     async def item(item_id: int) -> dict:

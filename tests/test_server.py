@@ -164,7 +164,7 @@ def test_media_is_served_by_catalog_id_only(served):
 
 
 def test_deleted_file_media_is_404(served):
-    client, files, root = served
+    client, _, root = served
     extra = root / "media" / "images" / "gone.jpg"
     extra.write_bytes(jpeg_bytes(77))
     with Engine.open(root / "store") as engine:
@@ -207,9 +207,7 @@ def test_cors_closed_by_default(served, tmp_path):
         assert "access-control-allow-origin" not in denied.headers
 
 
-def test_unexpected_errors_have_no_traceback(served):
-    client, _, root = served
-
+def test_unexpected_errors_have_no_traceback():
     def boom():
         raise RuntimeError("secret internals /home/x/.ssh")
 
@@ -230,6 +228,16 @@ def test_weights_unavailable_is_503():
         assert client.get("/health").status_code == 503
         response = client.post("/search", json={"text": "dogs"})
         assert response.status_code == 503 and "weights" in response.json()["error"]["message"]
+
+
+def test_app_from_env_builds_the_same_app(served, monkeypatch):
+    from engine.server import SPEC_ENV, EngineSpec, app_from_env, spec_env
+
+    _, _, root = served
+    monkeypatch.setenv(SPEC_ENV, spec_env(EngineSpec(str(root / "store")), ServerConfig(cors_origins=("http://a.b",))))
+    with TestClient(app_from_env()) as client:  # what each ``--workers`` process runs
+        assert client.get("/health").json()["preset"] == "tiny-random"
+        assert client.get("/health", headers={"Origin": "http://a.b"}).headers["access-control-allow-origin"]
 
 
 def test_sniff_table():

@@ -77,7 +77,7 @@ class Hammer:
                         self.failures.append(reason)
                 time.sleep(0.01)  # leave the (shared) CPU some room for the ingest process
 
-    def __enter__(self) -> "Hammer":
+    def __enter__(self) -> "Hammer":  # noqa: PYI034
         for t in self.threads:
             t.start()
         return self

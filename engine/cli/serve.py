@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from engine.engine import Engine
-
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MB (default 20)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin requests from this origin, e.g. http://localhost:3000 (repeatable)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/FAISS threads for query encoding and search (default 1: best for one query at a time)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes, each with its own engine (default 1; each holds the model in memory)")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                         help="uvicorn log level (default warning)")
     parser.set_defaults(func=run)
@@ -36,16 +38,24 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Open the engine (so a bad preset or missing weights fail here, with an exit code), then serve."""
+    import os
+
     import uvicorn
 
-    from engine.server import ServerConfig, create_app
+    from engine.server import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
 
-    engine = Engine.open(args.store, args.preset, args.device)
-    engine.close()  # checked; the server reopens it on its own thread (SQLite connections are per thread)
-    config = ServerConfig(max_upload_mb=args.max_upload_mb, cors_origins=tuple(args.cors_origin))
-    app = create_app(lambda: Engine.open(args.store, args.preset, args.device), config)
+    spec = EngineSpec(args.store, args.preset, args.device)
+    with spec.open() as engine:  # checked here; each server process reopens it on its own engine thread
+        root, preset = engine.store.root, engine.model
+    config = ServerConfig(max_upload_mb=args.max_upload_mb, cors_origins=tuple(args.cors_origin), threads=args.threads)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines", args.host)
-    print(f"xmodal: serving {engine.store.root} (preset {engine.model}) on http://{args.host}:{args.port}/")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    print(f"xmodal: serving {root} (preset {preset}) on http://{args.host}:{args.port}/ "
+          f"with {args.workers} worker process{'es' if args.workers > 1 else ''}", flush=True)
+    if args.workers > 1:
+        os.environ[SPEC_ENV] = spec_env(EngineSpec(str(root), preset, args.device), config)
+        uvicorn.run("engine.server:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
+                    log_level=args.log_level)
+    else:
+        uvicorn.run(create_app(spec, config), host=args.host, port=args.port, log_level=args.log_level)
     return 0
