@@ -154,3 +154,20 @@ def test_gpu_search_matches_cpu(corpus: np.ndarray) -> None:
     _, i_gpu = gpu.search(q, 10)
     assert gpu.on_gpu
     assert recall_at_k(i_gpu, i_cpu, 10) >= 0.99
+
+
+def test_cuda_without_faiss_gpu_searches_on_cpu_and_logs_once(corpus: np.ndarray, caplog) -> None:
+    import logging
+
+    from index import gpu
+
+    if faiss_has_gpu():
+        pytest.skip("this faiss has a GPU")
+    gpu._logged.discard(("cuda:0", False))
+    with caplog.at_level(logging.INFO, logger="index.gpu"):
+        first = VectorIndex.create(DIM, "IDMap,Flat", device="cuda:0")
+        VectorIndex.create(DIM, "IDMap,Flat", device="cuda:0")
+    first.add(np.arange(10), corpus[:10])
+    assert not first.on_gpu and first.search(corpus[:1], 1)[1][0, 0] == 0
+    assert [r.getMessage() for r in caplog.records].count(
+        "faiss search on CPU: device cuda:0 asked for CUDA but this faiss has no GPU support or sees no GPU") == 1
