@@ -86,8 +86,17 @@ def test_augment_crops_inside_real_frames():
 def test_data_spec_errors():
     from engine.errors import InvalidInput
 
-    assert parse_data_spec("synthetic:10").arg == "10"
+    assert parse_data_spec("synthetic:10").arg == "10" and parse_data_spec("synthetic:10").modalities == ()
     with pytest.raises(InvalidInput):
         parse_data_spec("esc10")
     with pytest.raises(InvalidInput):
         parse_data_spec("nope:1")
+
+
+def test_data_spec_modalities():
+    from engine.errors import InvalidInput
+
+    assert parse_data_spec("synthetic:50@image,text").modalities == ("image", "text")
+    assert parse_data_spec("manifest:/data/a@b.csv").arg == "/data/a@b.csv"
+    with pytest.raises(InvalidInput):
+        parse_data_spec("synthetic:5@image")

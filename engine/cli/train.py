@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         f"train_report.json into --out. Data kinds: {', '.join(DATA_KINDS)}.",
     )
     parser.add_argument("--preset", required=True, help="preset name or JSON file to start from")
-    parser.add_argument("--data", action="append", required=True, metavar="KIND[:ARG]",
+    parser.add_argument("--data", action="append", required=True, metavar="KIND[:ARG][@MODS]",
                         help="training data, repeatable: esc10:DIR, fsdd:DIR, digits, digits3:FSDD_DIR, coco:JSON, "
-                        "flickr:captions.txt, manifest:FILE, synthetic[:N]")
+                        "flickr:captions.txt, manifest:FILE, synthetic[:N]; append @image,text to train only those pairs")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--name", help="name of the trained preset (default PRESET-trained)")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="maximum epochs")

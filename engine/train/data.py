@@ -19,6 +19,7 @@ class Side:
     modality: str
     tensors: dict[str, torch.Tensor]
     frozen_features: bool = False
+    keys: torch.Tensor | None = None  # row -> distinct item, so evaluation embeds each item once
 
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))

@@ -15,7 +15,7 @@ from engine.errors import InvalidInput
 from engine.models.factory import build_towers
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset
-from engine.models.towers.base import Tower
+from engine.models.towers.base import MODALITIES, Tower
 from engine.train.data import PairSet, Side, TensorCache, batched, group_ids
 from engine.train.trainer import SharedSpace, TrainConfig, TrainReport, train
 
@@ -30,16 +30,23 @@ class DataSpec:
 
     kind: str
     arg: str | None = None
+    modalities: tuple[str, ...] = ()  # train only pairs among these (all of the preset's when empty)
 
 
 def parse_data_spec(text: str) -> DataSpec:
-    """Parse ``KIND[:ARG]`` (e.g. ``esc10:../shared/data/esc10``, ``synthetic:5000``, ``digits``)."""
-    kind, _, arg = text.partition(":")
+    """Parse ``KIND[:ARG][@MODALITY,...]`` (e.g. ``esc10:../shared/data/esc10``, ``synthetic:5000@image,text``)."""
+    body, _, only = text.rpartition("@")
+    modalities = tuple(m.strip() for m in only.split(","))
+    if not body or not all(m in MODALITIES for m in modalities):
+        body, modalities = text, ()
+    elif len(modalities) < 2:
+        raise InvalidInput(f"data spec {text!r} names fewer than two modalities after '@'")
+    kind, _, arg = body.partition(":")
     if kind not in DATA_KINDS:
         raise InvalidInput(f"unknown data kind {kind!r} in {text!r}; expected one of {', '.join(DATA_KINDS)}")
     if kind not in ("digits", "synthetic") and not arg:
         raise InvalidInput(f"data spec {text!r} needs a path: {kind}:PATH")
-    return DataSpec(kind, arg or None)
+    return DataSpec(kind, arg or None, modalities)
 
 
 def load_dataset(spec: DataSpec, seed: int = 0) -> Any:
@@ -102,7 +109,7 @@ class _Inputs:
                  len(unique), modality, time.perf_counter() - start)
         row = {item_id: i for i, item_id in enumerate(unique)}
         index = torch.tensor([row[item.id] for item in items], dtype=torch.long)
-        return Side(modality, {k: v[index] for k, v in tensors.items()}, frozen_features=not self.trainable)
+        return Side(modality, {k: v[index] for k, v in tensors.items()}, frozen_features=not self.trainable, keys=index)
 
 
 def _pair_sets(dataset: Any, modalities: tuple[str, ...], inputs: dict[str, _Inputs]) -> list[PairSet]:
@@ -146,8 +153,9 @@ def train_preset(
     for spec in specs:
         dataset = load_dataset(spec, config.seed)
         train_part, val_part = _train_val(dataset)
-        train_sets += _pair_sets(train_part, preset.modalities, inputs)
-        val_sets += _pair_sets(_only_split(val_part, "val"), preset.modalities, inputs)
+        modalities = tuple(m for m in preset.modalities if not spec.modalities or m in spec.modalities)
+        train_sets += _pair_sets(train_part, modalities, inputs)
+        val_sets += _pair_sets(_only_split(val_part, "val"), modalities, inputs)
     if not train_sets:
         raise InvalidInput(f"no training pairs: the data has no two modalities that {preset.name} encodes")
     with torch.random.fork_rng(devices=[]):

@@ -28,7 +28,8 @@ class TrainConfig:
 
     ``rows_per_set`` > 0 draws that many rows from every pair set each epoch (repeating small sets, sampling
     large ones), so a 240-clip set is not drowned by a 4,000-pair one; ``time_budget_s`` > 0 stops after the
-    first epoch that ends past the budget (the best weights are kept either way).
+    first epoch that ends past the budget (the best weights are kept either way); the learning rate rises
+    linearly over ``warmup_steps``, then follows a cosine.
     """
 
     epochs: int = 40
@@ -42,6 +43,7 @@ class TrainConfig:
     augmentation: AugmentConfig = AugmentConfig()
     rows_per_set: int = 0
     time_budget_s: float = 0.0
+    warmup_steps: int = 0
 
 
 @dataclass
@@ -70,11 +72,15 @@ class SharedSpace(nn.Module):
 
 
 def _embed_all(model: SharedSpace, side: Side, batch_size: int = 256) -> np.ndarray:
+    rows, expand = torch.arange(len(side)), None
+    if side.keys is not None:
+        distinct, expand = torch.unique(side.keys, return_inverse=True)
+        rows = torch.zeros(len(distinct), dtype=torch.long).scatter_(0, expand, rows)
     model.eval()
     with torch.no_grad():
-        parts = [model.embed(side, side.take(torch.arange(i, min(i + batch_size, len(side)))))
-                 for i in range(0, len(side), batch_size)]
-    return torch.cat(parts).numpy()
+        parts = [model.embed(side, side.take(rows[i : i + batch_size])) for i in range(0, len(rows), batch_size)]
+    out = torch.cat(parts)
+    return (out if expand is None else out[expand]).numpy()
 
 
 def evaluate(model: SharedSpace, sets: list[PairSet]) -> dict[str, tuple[float, float]]:
@@ -110,7 +116,9 @@ def train(
     params = list(model.parameters()) + list(loss_fn.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * max(1, len(_batches(train_sets, config.batch_size, torch.Generator().manual_seed(0), config.rows_per_set)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    warm = max(1, config.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     report, best_state, stale, start = TrainReport(), None, 0, time.perf_counter()
     for epoch in range(config.epochs):
         model.train()

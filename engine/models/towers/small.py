@@ -16,19 +16,22 @@ from engine.models.serialize import load_config, load_state, save_module
 from engine.models.towers.base import Tower
 
 
-def _conv_stack(in_ch: int, channels: Sequence[int], convs_per_block: int = 2) -> nn.Sequential:
+def _conv_stack(in_ch: int, channels: Sequence[int], convs_per_block: int = 2, dims: int = 2) -> nn.Sequential:
+    """Blocks of (conv 3, batch norm, ReLU) x ``convs_per_block`` then a 2x max pool, in 2-D or 1-D."""
+    conv, norm, pool = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d) if dims == 2 else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
     layers: list[nn.Module] = []
     for out_ch in channels:
         for _ in range(convs_per_block):
-            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+            layers += [conv(in_ch, out_ch, 3, padding=1, bias=False), norm(out_ch), nn.ReLU(inplace=True)]
             in_ch = out_ch
-        layers.append(nn.MaxPool2d(2))
+        layers.append(pool(2))
     return nn.Sequential(*layers)
 
 
-def _columns(frames: torch.Tensor, width: int) -> torch.Tensor:
-    """(n, 1, 1, width) float mask: 1 on each row's first ``frames`` columns."""
-    return (torch.arange(width, device=frames.device)[None, :] < frames[:, None]).to(torch.float32)[:, None, None, :]
+def _columns(frames: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A float mask broadcastable to ``like``: 1 on each row's first ``frames`` positions of the last axis."""
+    keep = (torch.arange(like.shape[-1], device=frames.device)[None, :] < frames[:, None]).to(like.dtype)
+    return keep.reshape(len(frames), *([1] * (like.dim() - 2)), like.shape[-1])
 
 
 class _SmallTower(Tower):
@@ -36,30 +39,32 @@ class _SmallTower(Tower):
 
     config_type: type
 
-    def __init__(self, config: Any, in_channels: int) -> None:
+    def __init__(self, config: Any, in_channels: int, dims: int = 2) -> None:
         super().__init__()
         self.config = config
         self.out_dim = config.out_dim
-        self.features = _conv_stack(in_channels, config.channels, config.convs_per_block)
+        self.features = _conv_stack(in_channels, config.channels, config.convs_per_block, dims)
         self.proj = nn.Linear(2 * config.channels[-1], config.out_dim)
 
     def _pool(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean and max over the final map; with ``frames`` (n,), columns past each row's real frames are zeroed
+        """Mean and max over the final map; with ``frames`` (n,), positions past each row's real frames are zeroed
         after every layer and left out of the pooling, so a clip encodes the same alone or padded in a batch."""
         if frames is None:
             x = self.features(x)
-            return self.proj(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
-        x = x * _columns(frames, x.shape[3])
+            dims = tuple(range(2, x.dim()))
+            return self.proj(torch.cat([x.mean(dim=dims), x.amax(dim=dims)], dim=1))
+        x = x * _columns(frames, x)
         for layer in self.features:
             x = layer(x)
-            if isinstance(layer, nn.MaxPool2d):
+            if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
                 frames = (frames + 1) // 2
-            if isinstance(layer, (nn.ReLU, nn.MaxPool2d)):
-                x = x * _columns(frames, x.shape[3])
-        frames = frames.clamp(1, x.shape[3])
-        keep = _columns(frames, x.shape[3]).bool()
-        mean = x.sum(dim=(2, 3)) / (frames[:, None] * x.shape[2]).to(x.dtype)
-        peak = x.masked_fill(~keep, float("-inf")).amax(dim=(2, 3))
+            if isinstance(layer, (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d)):
+                x = x * _columns(frames, x)
+        frames = frames.clamp(1, x.shape[-1])
+        dims = tuple(range(2, x.dim()))
+        keep = _columns(frames, x).bool()
+        mean = x.sum(dim=dims) / (frames[:, None] * (x[0, 0].numel() // x.shape[-1])).to(x.dtype)
+        peak = x.masked_fill(~keep, float("-inf")).amax(dim=dims)
         return self.proj(torch.cat([mean, peak], dim=1))
 
     def save(self, directory: str | Path) -> Path:
@@ -79,7 +84,7 @@ class _SmallTower(Tower):
 
 @dataclass(frozen=True)
 class SmallAudioConfig:
-    """Log-mel front end and CNN widths of ``SmallAudioCNN``."""
+    """Log-mel front end and CNN widths of ``SmallAudioCNN``; ``temporal`` convolves over time only, mel bins as channels."""
 
     sample_rate: int = 16_000
     n_mels: int = 64
@@ -89,17 +94,23 @@ class SmallAudioConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)
     out_dim: int = 256
     convs_per_block: int = 2
+    temporal: bool = False
 
 
 class SmallAudioCNN(_SmallTower):
-    """A compact CNN over log-mel spectrograms (transformers' audio_utils front end)."""
+    """A compact CNN over log-mel spectrograms (transformers' audio_utils front end): 2-D, or 1-D over time.
+
+    The 1-D (``temporal``) form treats the mel bins as input channels, as keyword-spotting nets such as
+    TC-ResNet do: on a CPU it trains several times faster than the 2-D form at more width.
+    """
 
     modality = "audio"
     config_type = SmallAudioConfig
 
     def __init__(self, config: SmallAudioConfig = SmallAudioConfig()) -> None:
-        super().__init__(config, in_channels=1)
-        self.input_norm = nn.BatchNorm2d(1)
+        temporal = config.temporal
+        super().__init__(config, in_channels=config.n_mels if temporal else 1, dims=1 if temporal else 2)
+        self.input_norm = nn.BatchNorm1d(config.n_mels) if temporal else nn.BatchNorm2d(1)
         self.preprocessor = LogMel(
             config.sample_rate, config.n_mels, config.n_fft, config.hop_length, config.clip_seconds
         )
@@ -110,14 +121,14 @@ class SmallAudioCNN(_SmallTower):
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Features of a batch of log-mels; with ``frames``, padding columns are cut and left out of the pooling."""
-        mel = batch["mel"]
+        mel = batch["mel"][:, 0] if self.config.temporal else batch["mel"]
         frames = batch.get("frames")
         if frames is None:
             return self._pool(self.input_norm(mel))
         step = 2 ** len(self.config.channels)
         width = max(step, -(-int(frames.max()) // step) * step)
-        if width > mel.shape[3]:
-            mel = torch.nn.functional.pad(mel, (0, width - mel.shape[3]))
+        if width > mel.shape[-1]:
+            mel = torch.nn.functional.pad(mel, (0, width - mel.shape[-1]))
         return self._pool(self.input_norm(mel[..., :width]), frames.clamp(min=1))
 
 
