@@ -24,7 +24,7 @@ TEMPLATE = ROOT / "engine" / "train" / "templates" / "xmodal-mini.json"
 SCENES = 2000
 CONFIG = TrainConfig(
     epochs=60, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=15, seed=0, rows_per_set=1024, warmup_steps=50,
-    augmentation=AugmentConfig(crop_frames=96), time_budget_s=660.0,
+    augmentation=AugmentConfig(crop_frames=96), time_budget_s=600.0,
 )
 
 
@@ -54,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         path, report = train_preset(TEMPLATE, specs(data, args.scenes), args.out, "xmodal-mini", config,
                                     cache_dir=args.cache or tmp)
     wall = time.perf_counter() - start
-    summary = {"preset": str(path), "wall_seconds": round(wall, 1), "train_seconds": round(report.seconds, 1),
+    summary = {"preset": str(path), "data": [f"{d.kind}:{d.arg or ''}" + (f"@{','.join(d.modalities)}" if d.modalities else "")
+                                             for d in specs(data, args.scenes)],
+               "wall_seconds": round(wall, 1), "train_seconds": round(report.seconds, 1),
                "epochs_run": len(report.history), "best_epoch": report.best_epoch, "best_val_score": report.best_score}
-    (args.out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "reports" / "train_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.models import get_preset, load_encoder
+from engine.models import get_preset, list_presets, load_encoder
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "xmodal-mini"
 pytestmark = pytest.mark.skipif(not (SHIPPED / "xmodal-mini.json").is_file(), reason="data/xmodal-mini is absent")
@@ -19,6 +19,7 @@ def mini():
 
 def test_found_by_name_with_relative_paths():
     preset = get_preset("xmodal-mini")
+    assert "xmodal-mini" in {p.name for p in list_presets()}  # the folder's reports/ hold no stray *.json
     assert preset.path == (SHIPPED / "xmodal-mini.json").resolve()
     assert preset.towers["audio"].source.name == str((SHIPPED / "towers" / "audio").resolve())
     assert all(spec.path is None or spec.path.is_relative_to(SHIPPED.resolve()) for spec in preset.heads.values())

@@ -41,7 +41,7 @@ def test_one_epoch_writes_a_loadable_preset(trained):
     assert code == 0
     preset = get_preset(out / "tiny-trained.json")
     assert preset.towers["image"].source.scheme == "local" and (out / "towers" / "audio" / "model.safetensors").is_file()
-    report = json.loads((out / "train_report.json").read_text())
+    report = json.loads((out / "reports" / "train_report.json").read_text())
     assert len(report["history"]) == 1 and np.isfinite(report["history"][0]["loss"])
     raw = json.loads((out / "tiny-trained.json").read_text())
     assert raw["towers"]["audio"]["source"] == "local:towers/audio" and raw["heads"]["text"]["path"] == "heads/text"

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Train a preset's heads, and its small towers unless --heads-only, with symmetric InfoNCE on "
         "paired data. Frozen towers' features and small towers' inputs are cached on disk, so a second run reuses "
         "them. Writes towers/, heads/, NAME.json (a preset usable at once by ingest and search) and "
-        f"train_report.json into --out. Data kinds: {', '.join(DATA_KINDS)}.",
+        f"reports/train_report.json into --out (reports sit in a subfolder so --out can join XMODAL_PRESET_PATH). Data kinds: {', '.join(DATA_KINDS)}.",
     )
     parser.add_argument("--preset", required=True, help="preset name or JSON file to start from")
     parser.add_argument("--data", action="append", required=True, metavar="KIND[:ARG][@MODS]",

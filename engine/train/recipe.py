@@ -195,7 +195,8 @@ def save_trained(preset: Preset, space: SharedSpace, out: Path, name: str, repor
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
-    (out / "train_report.json").write_text(json.dumps(
+    (out / "reports").mkdir(exist_ok=True)
+    (out / "reports" / "train_report.json").write_text(json.dumps(
         {"best_epoch": report.best_epoch, "best_score": report.best_score, "seconds": report.seconds,
          "temperature": report.temperature, "history": report.history}, indent=2))
     return path
