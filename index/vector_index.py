@@ -15,6 +15,9 @@ from index.validate import check_ids, check_vectors
 log = logging.getLogger(__name__)
 
 
+_SMALL_BATCH = 4
+
+
 def _chain(index: faiss.Index) -> list[faiss.Index]:
     """The index and its wrapped inner indexes, outermost first (IDMap, PreTransform, Refine peeled)."""
     idx = faiss.downcast_index(index)
@@ -170,4 +173,12 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores, ids), ids -1 where fewer than k vectors exist."""
         queries = check_vectors(queries, self.dim)
-        return self._search_index().search(queries, k)
+        threads = faiss.omp_get_max_threads()
+        if len(queries) > _SMALL_BATCH or threads == 1:
+            return self._search_index().search(queries, k)
+        # A handful of queries gains nothing from OpenMP; its thread wake-ups cost 1-5 ms on a busy machine.
+        faiss.omp_set_num_threads(1)
+        try:
+            return self._search_index().search(queries, k)
+        finally:
+            faiss.omp_set_num_threads(threads)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
+from engine.engine import default_store
 from index import check_store
 
 EXIT_PROBLEMS = 1
@@ -19,8 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Compare every index file with the catalog (ids, dimension, unit norms, generation). "
         "Exit status 0 when they agree (or were repaired), 1 when problems remain.",
     )
-    parser.add_argument("--store", default=os.environ.get("XMODAL_STORE", ".xmodal"),
-                        help="store folder holding catalog.db and indexes/ (default: $XMODAL_STORE or .xmodal)")
+    parser.add_argument("--store", default=None,
+                        help="store folder holding catalog.db and indexes/ (default: $XMODAL_STORE or ./xmodal-store)")
     parser.add_argument("--repair", action="store_true", help="rebuild or catch up indexes that disagree")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the check and print the report."""
-    report = check_store(args.store, repair=args.repair)
+    report = check_store(args.store or default_store(), repair=args.repair)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
