@@ -58,14 +58,15 @@ class CatalogReads:
         """Map representation ids (FAISS hits) to item id, uri, modality, kind, offset, caption text."""
         out: dict[int, Hit] = {}
         for part, marks in _id_chunks([i for i in representation_ids if i >= 0]):
-            for r in self.db.query(
-                f"""SELECT r.id AS representation_id, r.item_id, i.uri, i.modality AS item_modality, r.kind,
-                           r.modality, r.offset_seconds, r.text, i.status, i.metadata
+            rows = self.db.execute(  # raw tuples: this is on every query's path
+                f"""SELECT r.id, r.item_id, i.uri, i.modality, r.kind, r.modality, r.offset_seconds, r.text,
+                           i.status, i.metadata
                     FROM representations r JOIN items i ON i.id = r.item_id
                     WHERE r.id IN ({marks})""",
                 part,
-            ):
-                out[r["representation_id"]] = Hit(**{**r, "metadata": json.loads(r["metadata"] or "{}")})
+            ).fetchall()
+            for *fields, meta in rows:
+                out[fields[0]] = Hit(*fields, json.loads(meta) if meta and meta != "{}" else {})
         return out
 
     def select_representations(self, *, modality: str | None = None, kind: str | None = None,

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from engine.errors import InvalidInput
-from engine.query.fusion import FUSIONS, Calibration, estimate_calibration, rrf
+from engine.query.fusion import FUSIONS, RRF_K, Calibration, estimate_calibration
 from index import Hit, Store
 
 log = logging.getLogger(__name__)
@@ -139,28 +139,34 @@ class Searcher:
             for target in targets:
                 lists[target], exhausted = self._candidates(vector, target, depth, filters)
                 all_exhausted &= exhausted
-            results = self._fuse(lists, query_modality, fusion)
+            results = self._fuse(lists, query_modality, fusion, k)
             if len(results) >= k or all_exhausted:
-                return results[:k]
+                return results
             depth *= 4  # filters removed too much: look deeper until k items or nothing left
 
-    def _fuse(self, lists: dict[str, list[tuple[Hit, float]]], query_modality: str, fusion: str) -> list[Result]:
-        best: dict[int, tuple[float, Match, Hit]] = {}
+    def _fuse(self, lists: dict[str, list[tuple[Hit, float]]], query_modality: str, fusion: str,
+              k: int) -> list[Result]:
+        best: dict[int, tuple[float, Hit, int]] = {}
         fused: dict[int, float] = {}
         for target, pairs in lists.items():
-            seen: set[int] = set()
-            rank = 0
             cal = self.calibration(query_modality, target) if fusion == "calibrated" else None
+            seen: set[int] = set()
             for hit, score in pairs:
-                if hit.item_id in seen:
+                item = hit.item_id
+                if item in seen:
                     continue
-                seen.add(hit.item_id)
-                value = rrf([rank]) if cal is None else float(cal.z(np.array([score]))[0])
-                fused[hit.item_id] = fused.get(hit.item_id, 0.0) + value if cal is None else max(fused.get(hit.item_id, -np.inf), value)
-                match = Match(hit.representation_id, hit.kind, hit.modality, hit.offset_seconds, hit.text, score, rank)
-                if hit.item_id not in best or score > best[hit.item_id][0]:
-                    best[hit.item_id] = (score, match, hit)
-                rank += 1
-        order = sorted(fused, key=lambda i: (-fused[i], -best[i][0], i))
-        return [Result(i, best[i][2].uri, best[i][2].item_modality, fused[i], best[i][0], best[i][1], best[i][2].metadata)
-                for i in order]
+                rank = len(seen)
+                seen.add(item)
+                if cal is None:
+                    fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
+                else:
+                    fused[item] = max(fused.get(item, -np.inf), (score - cal.mean) / max(cal.std, 1e-6))
+                if item not in best or score > best[item][0]:
+                    best[item] = (score, hit, rank)
+        order = sorted(fused, key=lambda i: (-fused[i], -best[i][0], i))[:k]
+        results = []
+        for i in order:
+            score, hit, rank = best[i]
+            match = Match(hit.representation_id, hit.kind, hit.modality, hit.offset_seconds, hit.text, score, rank)
+            results.append(Result(i, hit.uri, hit.item_modality, fused[i], score, match, hit.metadata))
+        return results
