@@ -117,8 +117,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum timed seconds per measurement")
     parser.add_argument("--min-batches", type=int, default=2, help="minimum timed batches per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="alternating xmodal/bare rounds; best of each kept")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     encoder = load_encoder(args.preset, device=args.device, random_weights=args.random)
     random_weights = args.random or encoder.preset.random_weights

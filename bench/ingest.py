@@ -78,8 +78,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=1, help="ingest decoding processes")
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
     parser.add_argument("--workdir", help="where to build the corpus and stores (default: a temp folder)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="xmodal-bench-ingest-"))
     paths = make_corpus(work / "corpus", args.n)
     encoder = load_encoder(args.preset, device="cpu", random_weights=True, modalities=["image"])
