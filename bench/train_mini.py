@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "engine" / "train" / "templates" / "xmodal-mini.json"
 SCENES = 2000
 CONFIG = TrainConfig(
-    epochs=60, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=15, seed=0, rows_per_set=1024, warmup_steps=50,
+    epochs=60, batch_size=64, lr=2e-3, weight_decay=1e-4, patience=15, seed=0, rows_per_set=1024, warmup_steps=30,
     augmentation=AugmentConfig(crop_frames=96), time_budget_s=600.0,
 )
 

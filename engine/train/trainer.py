@@ -96,13 +96,38 @@ def _epoch_rows(n: int, rows: int, gen: torch.Generator) -> torch.Tensor:
     return torch.cat(perms)[:rows]
 
 
-def _batches(sets: list[PairSet], size: int, gen: torch.Generator, rows: int = 0) -> list[tuple[PairSet, torch.Tensor]]:
-    plan = []
+def _steps(sets: list[PairSet], size: int, gen: torch.Generator, rows: int = 0) -> list[list[tuple[PairSet, torch.Tensor]]]:
+    """One epoch's steps: step k holds batch k of every pair set that still has one.
+
+    Mixing the sets in each step keeps batch-norm statistics the same in training and evaluation: batches
+    of one domain each (all speech, then all ESC) would train on per-domain statistics but evaluate on
+    their running mixture.
+    """
+    per_set = []
     for s in sets:
         order = _epoch_rows(len(s.groups), rows, gen)
-        plan += [(s, order[i : i + size]) for i in range(0, len(order), size) if len(order[i : i + size]) > 1]
-    shuffle = torch.randperm(len(plan), generator=gen).tolist()
-    return [plan[i] for i in shuffle]
+        per_set.append([(s, order[i : i + size]) for i in range(0, len(order), size) if len(order[i : i + size]) > 1])
+    return [[chunks[k] for chunks in per_set if k < len(chunks)] for k in range(max(map(len, per_set), default=0))]
+
+
+def _step_loss(model: SharedSpace, loss_fn: ContrastiveLoss, step: list[tuple[PairSet, torch.Tensor]],
+               config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Mean loss over the step's pair sets, with one tower pass per modality over all their rows."""
+    rows: dict[tuple[str, bool], list[tuple[int, str, dict[str, torch.Tensor]]]] = {}
+    for i, (pair_set, index) in enumerate(step):
+        for name, side in (("a", pair_set.a), ("b", pair_set.b)):
+            batch = side.take(index)
+            if config.augment:
+                batch = augment(batch, config.augmentation, gen)
+            rows.setdefault((side.modality, side.frozen_features), []).append((i, name, batch))
+    vectors: dict[tuple[int, str], torch.Tensor] = {}
+    for (modality, frozen), entries in rows.items():
+        joined = {k: torch.cat([batch[k] for _, _, batch in entries]) for k in entries[0][2]}
+        out = model.embed(Side(modality, {}, frozen), joined)
+        for (i, name, _), part in zip(entries, out.split([len(next(iter(b.values()))) for _, _, b in entries])):
+            vectors[(i, name)] = part
+    losses = [loss_fn(vectors[(i, "a")], vectors[(i, "b")], pair_set.groups[index]) for i, (pair_set, index) in enumerate(step)]
+    return torch.stack(losses).mean()
 
 
 def train(
@@ -115,7 +140,7 @@ def train(
     loss_fn = ContrastiveLoss(config.temperature)
     params = list(model.parameters()) + list(loss_fn.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * max(1, len(_batches(train_sets, config.batch_size, torch.Generator().manual_seed(0), config.rows_per_set)))
+    steps = config.epochs * max(1, len(_steps(train_sets, config.batch_size, torch.Generator().manual_seed(0), config.rows_per_set)))
     warm = max(1, config.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -123,11 +148,8 @@ def train(
     for epoch in range(config.epochs):
         model.train()
         losses = []
-        for pair_set, index in _batches(train_sets, config.batch_size, gen, config.rows_per_set):
-            batch_a, batch_b = pair_set.a.take(index), pair_set.b.take(index)
-            if config.augment:
-                batch_a, batch_b = augment(batch_a, config.augmentation, gen), augment(batch_b, config.augmentation, gen)
-            loss = loss_fn(model.embed(pair_set.a, batch_a), model.embed(pair_set.b, batch_b), pair_set.groups[index])
+        for step in _steps(train_sets, config.batch_size, gen, config.rows_per_set):
+            loss = _step_loss(model, loss_fn, step, config, gen)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
