@@ -64,9 +64,9 @@ class Engine:
         self.store.sync()
         return summary
 
-    def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str = "rrf"):
+    def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str | None = None):
         """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) over target modalities."""
-        from engine.query import Filters, as_parts, encode_query
+        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query
 
         parts = as_parts(query)
         vector = encode_query(self.encoder, parts)
@@ -75,7 +75,8 @@ class Engine:
 
             self._searcher = Searcher(self.store, self.model)
         wanted = list(targets) if targets else self._searcher.modalities()
-        return self._searcher.search(vector, parts[0].modality, wanted, k, filters or Filters(), depth, fusion)
+        return self._searcher.search(vector, parts[0].modality, wanted, k, filters or Filters(), depth,
+                                     fusion or DEFAULT_FUSION)
 
     def close(self) -> None:
         """Close the store."""

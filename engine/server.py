@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.engine import Engine
-from engine.query import FUSIONS, Filters, QueryPart, Result
+from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart, Result
 from engine.server_errors import (
     ApiError,
     error_body,
@@ -68,7 +68,7 @@ class SearchIn(BaseModel):
     targets: list[Modality] = Field([], description="modalities to search (default: all that hold vectors)")
     k: int = Field(10, ge=1, le=200)
     depth: int = Field(100, ge=1, le=10_000, description="ANN candidates per target modality")
-    fusion: Literal[FUSIONS] = "rrf"  # type: ignore[valid-type]
+    fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
     filters: FiltersIn = FiltersIn()
 
     def job(self, upload: tuple[str, bytes] | None) -> SearchJob:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engine.engine import Engine
-from engine.query import Filters, QueryPart, Result, Searcher, encode_query
+from engine.query import DEFAULT_FUSION, Filters, QueryPart, Result, Searcher, encode_query
 from engine.server_errors import is_busy
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class SearchJob:
     k: int = 10
     filters: Filters = field(default_factory=Filters)
     depth: int = 100
-    fusion: str = "rrf"
+    fusion: str = DEFAULT_FUSION
 
     @property
     def text_only(self) -> str | None:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from engine.engine import Engine
 from engine.errors import InvalidInput
-from engine.query import FUSIONS, Filters, QueryPart
+from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--targets", default="", help="comma-separated target modalities (default: all)")
     parser.add_argument("--k", type=int, default=10, help="number of results")
     parser.add_argument("--depth", type=int, default=100, help="ANN candidates per target modality")
-    parser.add_argument("--fusion", choices=FUSIONS, default="rrf", help="how lists of several modalities merge")
+    parser.add_argument("--fusion", choices=FUSIONS, default=DEFAULT_FUSION,
+                        help="how lists of several modalities merge (default: calibrated, which measured better)")
     parser.add_argument("--uri", help="only items whose uri matches this glob")
     parser.add_argument("--modality", action="append", default=[], help="only items of this modality (repeatable)")
     parser.add_argument("--after", help="only items modified at or after this ISO date/time")

