@@ -12,36 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.server_errors import ApiError, error_body
 from index.records import Item
+from ingest.decode import sniff_media as sniff  # one signature table, shared with ingest
 
-# (prefix, offset, modality, MIME type); RIFF containers are told apart at offset 8.
-_MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
-    (b"\xff\xd8\xff", 0, "image", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", 0, "image", "image/png"),
-    (b"GIF87a", 0, "image", "image/gif"),
-    (b"GIF89a", 0, "image", "image/gif"),
-    (b"WEBP", 8, "image", "image/webp"),
-    (b"II*\x00", 0, "image", "image/tiff"),
-    (b"MM\x00*", 0, "image", "image/tiff"),
-    (b"BM", 0, "image", "image/bmp"),
-    (b"WAVE", 8, "audio", "audio/wav"),
-    (b"fLaC", 0, "audio", "audio/flac"),
-    (b"OggS", 0, "audio", "audio/ogg"),
-    (b"ID3", 0, "audio", "audio/mpeg"),
-    (b"\xff\xfb", 0, "audio", "audio/mpeg"),
-    (b"\xff\xf3", 0, "audio", "audio/mpeg"),
-    (b"\xff\xf2", 0, "audio", "audio/mpeg"),
-)
 SNIFF_BYTES = 16
-
-
-def sniff(head: bytes) -> tuple[str, str] | None:
-    """(modality, MIME type) of an image or audio file from its first bytes, or None when it is neither."""
-    for magic, offset, modality, mime in _MAGIC:
-        if offset == 8 and not head.startswith(b"RIFF"):
-            continue
-        if head[offset:offset + len(magic)] == magic:
-            return modality, mime
-    return None
 
 
 def sniff_upload(data: bytes) -> str:

@@ -31,19 +31,42 @@ class DecodeSettings:
     max_audio_s: float = 3600.0
 
 
+# (prefix, offset, modality, MIME type); RIFF and FORM containers are told apart by the bytes at offset 8.
+_SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image", "image/png"),
+    (b"GIF87a", 0, "image", "image/gif"),
+    (b"GIF89a", 0, "image", "image/gif"),
+    (b"BM", 0, "image", "image/bmp"),
+    (b"II*\x00", 0, "image", "image/tiff"),
+    (b"MM\x00*", 0, "image", "image/tiff"),
+    (b"WEBP", 8, "image", "image/webp"),
+    (b"WAVE", 8, "audio", "audio/wav"),
+    (b"AIFF", 8, "audio", "audio/aiff"),
+    (b"AIFC", 8, "audio", "audio/aiff"),
+    (b"OggS", 0, "audio", "audio/ogg"),
+    (b"fLaC", 0, "audio", "audio/flac"),
+    (b"ID3", 0, "audio", "audio/mpeg"),
+)
+_CONTAINERS = {b"WEBP": b"RIFF", b"WAVE": b"RIFF", b"AIFF": b"FORM", b"AIFC": b"FORM"}
+
+
+def sniff_media(head: bytes) -> tuple[str, str] | None:
+    """(modality, MIME type) that a file's first bytes announce, or None for anything but known images and audio."""
+    for magic, offset, modality, mime in _SIGNATURES:
+        if offset and not head.startswith(_CONTAINERS[magic]):
+            continue
+        if head[offset : offset + len(magic)] == magic:
+            return modality, mime
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG audio frame sync
+        return "audio", "audio/mpeg"
+    return None
+
+
 def sniff_modality(head: bytes) -> str | None:
     """The modality a file's first bytes announce, if they carry a known signature."""
-    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")):
-        return "image"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio"
-    if head.startswith((b"OggS", b"fLaC", b"ID3")) or (head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC")):
-        return "audio"
-    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG audio frame sync
-        return "audio"
-    return None
+    found = sniff_media(head)
+    return found[0] if found else None
 
 
 def modality_of(path: str | Path, head: bytes) -> str | None:
