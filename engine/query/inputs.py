@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import soundfile as sf
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from engine.errors import InvalidInput
 from engine.models import AudioClip, Encoder
+from ingest.decode import decode_audio, decode_image
+from ingest.errors import DecodeError
 
 
 @dataclass(frozen=True)
@@ -24,31 +24,33 @@ class QueryPart:
     weight: float = 1.0
 
 
+def _read(value: Any, what: str) -> bytes:
+    try:
+        return value if isinstance(value, bytes) else Path(value).read_bytes()
+    except (OSError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"query {what} could not be read: {exc}") from exc
+
+
 def _image(value: Any) -> Image.Image:
+    """A query image decoded exactly as ingest decodes files (EXIF, modes, first frame, bomb guard)."""
     if isinstance(value, Image.Image):
         return value.convert("RGB")
     try:
-        raw = value if isinstance(value, bytes) else Path(value).read_bytes()
-        with Image.open(io.BytesIO(raw)) as image:
-            image.seek(0)
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(f"query image could not be read: {exc}") from exc
+        return decode_image(_read(value, "image"), "query image")
+    except DecodeError as exc:
+        raise InvalidInput(f"query image could not be read: {exc.reason}") from exc
 
 
 def _audio(value: Any) -> AudioClip:
+    """A query clip decoded exactly as ingest decodes files (mono, non-empty, finite)."""
     if isinstance(value, AudioClip):
         return value
     if isinstance(value, tuple) and len(value) == 2:
         return AudioClip(np.asarray(value[0], dtype=np.float32), int(value[1]))
     try:
-        raw = value if isinstance(value, bytes) else Path(value).read_bytes()
-        samples, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
-    except (OSError, RuntimeError, TypeError, ValueError) as exc:
-        raise InvalidInput(f"query audio could not be read: {exc}") from exc
-    if len(samples) == 0:
-        raise InvalidInput("query audio has no samples")
-    return AudioClip(samples.mean(axis=1), int(rate))
+        return decode_audio(_read(value, "audio"), "query audio")
+    except DecodeError as exc:
+        raise InvalidInput(f"query audio could not be read: {exc.reason}") from exc
 
 
 def as_parts(query: Any) -> list[QueryPart]:
