@@ -82,22 +82,6 @@ def set_compute_threads(n: int) -> None:
     faiss.omp_set_num_threads(n)
 
 
-class _GenerationCachedSearcher(Searcher):
-    """A ``Searcher`` whose list of searchable modalities is re-read only when the catalog generation changes."""
-
-    _seen: tuple[int, list[str]] | None = None
-    batch_generation: int | None = None  # set while a batch runs inside one read snapshot
-
-    def modalities(self) -> list[str]:
-        """Target modalities holding vectors for this model (counting vectors once per generation)."""
-        generation = self.batch_generation
-        if generation is None:
-            generation = self.store.catalog.generation
-        if self._seen is None or self._seen[0] != generation:
-            self._seen = (generation, super().modalities())
-        return list(self._seen[1])
-
-
 class EngineWorker:
     """Owns the engine on one thread; ``run`` and ``search`` are awaitable from the event loop."""
 
@@ -153,7 +137,7 @@ class EngineWorker:
             self.engine = self._factory()
             gc.collect()
             gc.freeze()  # the models' many long-lived objects leave the GC's view: no ~0.5 s full collections later
-            self._searcher = _GenerationCachedSearcher(self.engine.store, self.engine.model)
+            self._searcher = Searcher(self.engine.store, self.engine.model)
         except BaseException as exc:  # noqa: BLE001  (reported by every job and by /health)
             self.open_error = exc
             log.error("engine failed to open: %s", exc)
@@ -209,13 +193,13 @@ class EngineWorker:
         catalog = self.engine.store.catalog  # type: ignore[union-attr]
         try:
             with catalog.snapshot():  # one read transaction per batch: consistent, and cheaper per statement
-                self._searcher.batch_generation = self._retrying(lambda: catalog.generation)
+                self._searcher.pinned_generation = self._retrying(lambda: catalog.generation)
                 self._run_each(jobs, vectors)
         except Exception as exc:  # noqa: BLE001  (the snapshot failed: every job not run yet reports it)
             for job in jobs:
                 job.outcome = job.outcome or (True, exc)
         finally:
-            self._searcher.batch_generation = None
+            self._searcher.pinned_generation = None
 
     def _run_each(self, jobs: list[_Job], vectors: dict[str, np.ndarray]) -> None:
         for job in jobs:

@@ -29,7 +29,3 @@ def estimate_calibration(queries: np.ndarray, corpus: np.ndarray) -> Calibration
     sims = queries @ corpus.T
     return Calibration(float(sims.mean()), float(sims.std()))
 
-
-def rrf(ranks: list[int], k: int = RRF_K) -> float:
-    """Reciprocal-rank fusion of one item's ranks (0-based) in several lists."""
-    return float(sum(1.0 / (k + r + 1) for r in ranks))

@@ -81,30 +81,36 @@ class Searcher:
         self._calibrations: dict[tuple[str, str], Calibration] = {}
         self._calibrated_at = -1
         self._modalities: tuple[int, list[str]] = (-1, [])
+        self.pinned_generation: int | None = None  # set by a caller reading inside one snapshot
+
+    def _generation(self) -> int:
+        return self.pinned_generation if self.pinned_generation is not None else self.store.catalog.generation
 
     def modalities(self) -> list[str]:
         """Target modalities that hold vectors for this model (cached per catalog generation)."""
-        generation = self.store.catalog.generation
+        generation = self._generation()
         if self._modalities[0] != generation:
             sets = self.store.catalog.vector_sets()
             self._modalities = (generation, [s.modality for s in sets if s.model == self.model and s.count > 0])
-        return self._modalities[1]
+        return list(self._modalities[1])
+
+    def _sample(self, modality: str, rng: np.random.Generator) -> np.ndarray:
+        """Up to ``_CAL_SAMPLE`` of a set's vectors, read by id (never the whole set)."""
+        ids = self.store.catalog.vector_ids(self.model, modality)
+        picked = np.sort(rng.choice(ids, min(len(ids), _CAL_SAMPLE), replace=False))
+        return self.store.catalog.vectors_for(self.model, picked)
 
     def calibration(self, query_modality: str, target: str) -> Calibration:
         """Background similarity of ``query_modality`` vectors against ``target`` vectors, from a seeded sample."""
-        generation = self.store.catalog.generation
+        generation = self._generation()
         if generation != self._calibrated_at:
             self._calibrations, self._calibrated_at = {}, generation
         key = (query_modality, target)
         if key not in self._calibrations:
             rng = np.random.default_rng(0)
-            _, corpus = self.store.catalog.load_vectors(self.model, target)
-            sample = corpus[rng.choice(len(corpus), min(len(corpus), _CAL_SAMPLE), replace=False)]
-            sets = {s.modality for s in self.store.catalog.vector_sets() if s.model == self.model}
-            queries = sample
-            if query_modality in sets and query_modality != target:
-                _, qv = self.store.catalog.load_vectors(self.model, query_modality)
-                queries = qv[rng.choice(len(qv), min(len(qv), _CAL_SAMPLE), replace=False)]
+            sample = self._sample(target, rng)
+            other = query_modality != target and query_modality in self.modalities()
+            queries = self._sample(query_modality, rng) if other else sample
             self._calibrations[key] = estimate_calibration(queries, sample)
         return self._calibrations[key]
 
@@ -120,7 +126,7 @@ class Searcher:
         pairs = [(hits[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if int(i) in hits]
         exhausted = int((ids[0] >= 0).sum()) < depth
         if filters.active:
-            mtimes = self._mtimes({h.item_id for h, _ in pairs}) if filters.mtime_after or filters.mtime_before else {}
+            mtimes = self._mtimes({h.item_id for h, _ in pairs}) if filters.mtime_after is not None or filters.mtime_before is not None else {}
             pairs = [(h, s) for h, s in pairs if filters.accepts(h, mtimes.get(h.item_id))]
         return [(h, s) for h, s in pairs if h.status == "ok"], exhausted
 
