@@ -44,6 +44,19 @@ def live_server(tmp_path_factory):
     thread.join(30)
 
 
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
+    """Poll a JS expression from Python until truthy.
+
+    page.wait_for_function polls with eval inside the page, which the app's CSP (script-src 'self') rightly
+    blocks; page.evaluate goes through the DevTools protocol and is not subject to it.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {expression}")
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def page():
     with playwright.sync_playwright() as p:
@@ -59,12 +72,11 @@ def test_type_a_query_and_see_thumbnails(live_server, page, tmp_path_factory):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.goto(base + "/")
-    page.wait_for_function("document.querySelector('#stats').textContent.includes('preset')")
+    wait_until(page, "document.querySelector('#stats').textContent.includes('preset')")
     page.keyboard.type("a red square above a blue circle")  # the query box has focus on load
     page.keyboard.press("Enter")
     page.wait_for_selector("#results li.card img", timeout=30_000)
-    page.wait_for_function("[...document.querySelectorAll('#results img')].some(i => i.complete && i.naturalWidth > 0)",
-                           timeout=30_000)
+    wait_until(page, "[...document.querySelectorAll('#results img')].some(i => i.complete && i.naturalWidth > 0)")
     cards = page.locator("#results li.card")
     assert cards.count() == 11  # 6 images, 2 sounds, 3 notes
     assert page.locator("#results audio").count() == 2
@@ -85,7 +97,7 @@ def test_target_toggle_and_file_query_from_the_keyboard(live_server, page):
     page.locator("input[name=target][value=audio]").uncheck()
     page.locator("input[name=target][value=text]").uncheck()
     page.locator("#file").set_input_files(str(root / "media" / "images" / "img_2.jpg"))
-    page.wait_for_function("document.querySelector('#status').textContent.includes('results in')", timeout=30_000)
+    wait_until(page, "document.querySelector('#status').textContent.includes('results in')")
     names = page.locator("#results .name").all_inner_texts()
     assert names[0].endswith("img_2.jpg") and len(names) == 6
     page.keyboard.press("/")
