@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     meta_path = root / "indexes" / f"{engine.model}.image.json"
     index_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     payload = {"bench": "query", "preset": encoder.preset.name, "n": args.n, "k": args.k, "queries": args.queries,
-               "index": {k: index_meta.get(k) for k in ("factory", "params", "recall_at_10")},
+               "index": {"factory": index_meta.get("factory"), "params": index_meta.get("params"),
+                         "recall_at_10": index_meta.get("recall")},
                "end_to_end": percentiles(end_to_end), "encode": percentiles(encode_ms), "ann_search": percentiles(ann_ms),
                "hydrate_and_fuse": percentiles(fuse_ms), "machine": machine_info()}
     engine.close()
