@@ -2,7 +2,8 @@
 
 from engine.engine import DEFAULT_PRESET, Engine, default_store
 from engine.errors import (
-    DeviceUnavailable, InvalidInput, InvalidModelSource, InvalidPreset, PresetNotFound, UnsupportedModality,
+    DeviceUnavailable, InvalidInput, InvalidModelSource, InvalidPreset, PresetNotFound, RerankerUnavailable,
+    UnsupportedModality,
     WeightsChecksumMismatch, WeightsUnavailable, XmodalError,
 )
 from engine.models import AudioClip, Encoder, get_preset, list_presets, load_encoder
@@ -10,7 +11,7 @@ from engine.query import Filters, QueryPart, Result
 
 __all__ = [
     "DEFAULT_PRESET", "AudioClip", "DeviceUnavailable", "Encoder", "Engine", "Filters", "InvalidInput",
-    "InvalidModelSource", "InvalidPreset", "PresetNotFound", "QueryPart", "Result", "UnsupportedModality",
+    "InvalidModelSource", "InvalidPreset", "PresetNotFound", "QueryPart", "RerankerUnavailable", "Result", "UnsupportedModality",
     "WeightsChecksumMismatch", "WeightsUnavailable", "XmodalError", "default_store", "get_preset", "list_presets",
     "load_encoder",
 ]

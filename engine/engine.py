@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from engine.devices import resolve_device
+from engine.errors import RerankerUnavailable
 from engine.models import Encoder, load_encoder
 from index import Store, open_store
 
@@ -64,11 +65,18 @@ class Engine:
         self.store.sync()
         return summary
 
-    def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str | None = None):
-        """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) over target modalities."""
+    def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str | None = None,
+               rerank: bool | None = None):
+        """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) over target modalities.
+
+        ``rerank``: None follows the preset's default; True re-ranks the fused candidates with the preset's
+        attention re-ranker (``RerankerUnavailable`` when it has none); False keeps the first-stage order.
+        """
         from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query
 
         parts = as_parts(query)
+        if rerank:
+            raise RerankerUnavailable(f"preset {self.encoder.preset.name!r} has no attention re-ranker")
         vector = encode_query(self.encoder, parts)
         if self._searcher is None:
             from engine.query import Searcher

@@ -60,3 +60,9 @@ class DeviceUnavailable(XmodalError):
     """The requested device (e.g. ``cuda``) does not exist on this machine."""
 
     exit_code = 4
+
+
+class RerankerUnavailable(XmodalError):
+    """Re-ranking was asked for but the preset has no re-ranker, or the store holds no tokens for the candidates."""
+
+    exit_code = 2
