@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.datasets import SceneConfig, esc_class_texts, generate_scenes, load_digits_trimodal, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
-from bench.retrieval_metrics import mean_average_precision, recall_at_k
+from bench.protocol import mean_average_precision, recall_at_k
 from engine.models import load_encoder
 from engine.models.encoder import Encoder
 
