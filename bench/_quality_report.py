@@ -1,0 +1,119 @@
+"""``bench.quality`` output: a Markdown table and PNG plots (matplotlib, Agg backend) from the result payload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+STAGES = ("exact", "ann", "fused", "reranked")
+STAGE_LABELS = {"exact": "exact (numpy)", "ann": "ANN (FAISS)", "fused": "fused (Engine.search)",
+                "reranked": "re-ranked"}
+
+
+def _cell(value: Any, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """One table row per direction and stage; unavailable stages are listed with their reason."""
+    machine = payload.get("machine", {})
+    class_level = payload["protocol"] == "class"
+    lines = [
+        f"# bench.quality: {payload['dataset']} with {payload['preset']}", "",
+        f"{payload['description']}. Protocol: {payload['protocol']} level. "
+        f"Commit {machine.get('commit') or '?'}, {machine.get('date', '?')}, {machine.get('cpu', '?')} "
+        f"({machine.get('cpu_count', '?')} CPUs, {machine.get('torch_threads', '?')} torch threads).", "",
+        "ms/query: one query's top results, timed alone (mean). exact and ANN search pre-encoded query vectors; "
+        "fused and re-ranked run `Engine.search` end to end, query encoding included "
+        "(single-query encoding alone is shown per direction).", "",
+        "| direction | queries | corpus | stage | R@1 | R@5 | R@10 |" + (" mAP |" if class_level else "") + " ms/query |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: |" + (" ---: |" if class_level else "") + " ---: |",
+    ]
+    notes = []
+    for name, d in payload["directions"].items():
+        for stage in STAGES:
+            f = d["stages"].get(stage)
+            row = f"| {name} | {d['queries']} | {d['corpus']} | {STAGE_LABELS[stage]} |"
+            if f is None:
+                row += " — | — | — |" + (" — |" if class_level else "") + " — |"
+                notes.append(f"- {name}, {STAGE_LABELS[stage]}: {d['unavailable'].get(stage, 'not run')}")
+            else:
+                row += f" {_cell(f['R@1'])} | {_cell(f['R@5'])} | {_cell(f['R@10'])} |"
+                row += (f" {_cell(f.get('mAP'))} |" if class_level else "") + f" {_cell(f['ms_per_query'], 3)} |"
+            lines.append(row)
+    lines += ["", "Query encoding alone (one query, mean ms): " + ", ".join(
+        f"{n} {_cell(d['query_encode_ms'], 2)}" for n, d in payload["directions"].items()) + "."]
+    if notes:
+        lines += ["", "Stages not measured:", *dict.fromkeys(notes)]
+    lines += ["", "ANN indexes (built over the same vectors as exact): " + "; ".join(
+        f"{k}: {_index(v)}" for k, v in payload["ann_indexes"].items()) + "."]
+    store = payload["store"]
+    lines += [f"Store: {store['items']} items ingested in {store['ingest_seconds']:.1f} s "
+              f"({store['failed']} failed); indexes: " + "; ".join(f"{k}: {_index(v)}" for k, v in store["indexes"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _index(info: dict[str, Any] | str) -> str:
+    if isinstance(info, str):
+        return info
+    params = ", ".join(f"{k}={v}" for k, v in info["params"].items()) or "no search parameters"
+    return f"`{info['factory']}` ({params}; tuned recall@10 {info['tuned_recall_at_10']})"
+
+
+def plots(payload: dict[str, Any], folder: str | Path) -> list[Path]:
+    """Recall@k curves per direction and stage, and recall@10 against ms/query; returns the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"quality-{payload['dataset']}-{payload['preset']}"
+    directions = payload["directions"]
+    cols = min(4, len(directions))
+    rows = -(-len(directions) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    for ax, (name, d) in zip(axes.flat, directions.items()):
+        for s, stage in enumerate(STAGES):
+            f = d["stages"].get(stage)
+            if f is not None:  # styles differ so that identical curves stay visible on top of each other
+                ks = [int(k) for k in f["curve"]]
+                ax.plot(ks, list(f["curve"].values()), color=f"C{s}", linestyle=("-", "--", ":", "-.")[s],
+                        marker="o", markersize=6 - 1.5 * s, linewidth=2.2 - 0.4 * s, label=STAGE_LABELS[stage])
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("k")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(directions):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("recall@k")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{payload['dataset']} / {payload['preset']}: recall@k per stage", fontsize=10)
+    fig.tight_layout()
+    curves = out / f"{stem}-recall.png"
+    fig.savefig(curves, dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    markers = "osD^v<>pP*"
+    for s, stage in enumerate(STAGES):
+        label: str | None = STAGE_LABELS[stage]
+        for m, (name, d) in enumerate(directions.items()):
+            f = d["stages"].get(stage)
+            if f is not None and f["ms_per_query"]:
+                ax.scatter(f["ms_per_query"], f["R@10"], color=f"C{s}", marker=markers[m % len(markers)], label=label)
+                ax.annotate(name, (f["ms_per_query"], f["R@10"]), fontsize=6, alpha=0.7)
+                label = None  # one legend entry per stage
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per query (log)")
+    ax.set_ylabel("recall@10")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{payload['dataset']} / {payload['preset']}: recall@10 against latency", fontsize=10)
+    fig.tight_layout()
+    latency = out / f"{stem}-latency.png"
+    fig.savefig(latency, dpi=90)
+    plt.close(fig)
+    return [curves, latency]
