@@ -100,9 +100,9 @@ class VectorCache:
         self.counts: dict[str, int] = {}
 
     def __call__(self, items: tuple[Any, ...]) -> np.ndarray:
-        missing = [it for it in dict.fromkeys(items) if (it.modality, it.id) not in self.memo]
+        missing = {(it.modality, it.id): it for it in items if (it.modality, it.id) not in self.memo}
         by_modality: dict[str, list[Any]] = {}
-        for it in missing:
+        for it in missing.values():
             by_modality.setdefault(it.modality, []).append(it)
         for modality, group in by_modality.items():
             contents = [it.load() for it in group]  # decoding is not encoding: keep it out of the timing

@@ -22,7 +22,7 @@ def markdown(payload: dict[str, Any]) -> str:
         f"# bench.quality: {payload['dataset']} with {payload['preset']}", "",
         f"{payload['description']}. Protocol: {payload['protocol']} level. "
         f"Commit {machine.get('commit') or '?'}, {machine.get('date', '?')}, {machine.get('cpu', '?')} "
-        f"({machine.get('cpu_count', '?')} CPUs, {machine.get('torch_threads', '?')} torch threads).", "",
+        f"({machine.get('cpu_count', '?')} CPUs, {machine.get('torch_threads', '?')} torch threads{_load(payload)}).", "",
         "ms/query: one query's top results, timed alone (mean). exact and ANN search pre-encoded query vectors; "
         "fused and re-ranked run `Engine.search` end to end, query encoding included "
         "(single-query encoding alone is shown per direction).", "",
@@ -51,6 +51,11 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [f"Store: {store['items']} items ingested in {store['ingest_seconds']:.1f} s "
               f"({store['failed']} failed); indexes: " + "; ".join(f"{k}: {_index(v)}" for k, v in store["indexes"].items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _load(payload: dict[str, Any]) -> str:
+    load = payload.get("load_average_1min")
+    return f", 1-min load average {load['start']} at start, {load['end']} at end" if load else ""
 
 
 def _index(info: dict[str, Any] | str) -> str:

@@ -16,6 +16,7 @@ class captions, class protocol), ``fsdd`` (speech of held-out speakers, digit im
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--factory", default=None, help="force the ANN stage's FAISS factory, e.g. HNSW32 or IVF64,Flat")
     parser.add_argument("--max-queries", type=int, default=None, help="seeded sample of at most N queries per direction")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--json", dest="json_out", help="write the results to this JSON file")
     parser.add_argument("--md", dest="md_out", help="write the Markdown table to this file")
     parser.add_argument("--plots", help="write PNG plots into this folder")
@@ -168,8 +170,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         suite = load_suite(args.dataset, args.data, args.scenes, args.seed)
     except FileNotFoundError as exc:
         parser.error(str(exc))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     payload = run(subsample(suite, args.max_queries), args.preset, args.factory, args.device)
     payload["max_queries"] = args.max_queries
+    payload["load_average_1min"] = {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)}
     if args.dataset == "scenes":
         payload["scenes"] = {"generated": args.scenes, "seed": args.seed}
     payload["machine"] = machine_info()

@@ -17,39 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from bench._quality_data import VectorCache
 from bench.datasets import SceneConfig, esc_class_texts, generate_scenes, load_digits_trimodal, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
 from bench.protocol import mean_average_precision, recall_at_k
 from engine.models import load_encoder
-from engine.models.encoder import Encoder
 
 GOALS = {"esc10_text_audio_accuracy": 0.85, "fsdd_digits_map": 0.90}
 
 
-class _Vectors:
-    """Encodes each item once per modality, by item id."""
-
-    def __init__(self, encoder: Encoder) -> None:
-        self.encoder, self.memo = encoder, {}
-
-    def __call__(self, items: tuple[Any, ...]) -> np.ndarray:
-        missing = [it for it in dict.fromkeys(items) if (it.modality, it.id) not in self.memo]
-        if missing:
-            by_modality: dict[str, list[Any]] = {}
-            for it in missing:
-                by_modality.setdefault(it.modality, []).append(it)
-            for modality, group in by_modality.items():
-                vectors = self.encoder.encode(modality, [it.load() for it in group], batch_size=64)
-                self.memo.update({(modality, it.id): v for it, v in zip(group, vectors)})
-        return np.stack([self.memo[(it.modality, it.id)] for it in items])
-
-
-def _task(vectors: _Vectors, task: Any) -> tuple[np.ndarray, np.ndarray]:
+def _task(vectors: VectorCache, task: Any) -> tuple[np.ndarray, np.ndarray]:
     """Similarities and relevance of a ``RetrievalTask``."""
     return vectors(task.queries) @ vectors(task.corpus).T, task.relevance_matrix()
 
 
-def esc10(vectors: _Vectors, root: Path) -> dict[str, Any]:
+def esc10(vectors: VectorCache, root: Path) -> dict[str, Any]:
     """ESC-10 fold 5: caption classification accuracy, audio->text R@1, text->audio mAP."""
     data = load_esc(root)
     clips = data.items("audio", "test")
@@ -63,7 +45,7 @@ def esc10(vectors: _Vectors, root: Path) -> dict[str, Any]:
             "text_audio_accuracy": accuracy, "audio_to_text_r1": a2t, "text_to_audio_map": t2a}
 
 
-def fsdd_digits(vectors: _Vectors, root: Path) -> dict[str, Any]:
+def fsdd_digits(vectors: VectorCache, root: Path) -> dict[str, Any]:
     """Held-out speakers and digit images: mAP in every direction between speech, images and digit words."""
     data = load_digits_trimodal(root)
     speech, images = data.items("audio", "test"), data.items("image", "test")
@@ -77,7 +59,7 @@ def fsdd_digits(vectors: _Vectors, root: Path) -> dict[str, Any]:
     return out
 
 
-def scenes(vectors: _Vectors, n_scenes: int, seed: int) -> dict[str, Any]:
+def scenes(vectors: VectorCache, n_scenes: int, seed: int) -> dict[str, Any]:
     """Synthetic test split: COCO-protocol R@1/5/10 text->image and image->text."""
     data = generate_scenes(SceneConfig(n_scenes=n_scenes, seed=seed))
     t2i = recall_at_k(*_task(vectors, data.retrieval("text", "image")))
@@ -97,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.data or shared_data_dir()
     start = time.perf_counter()
-    vectors = _Vectors(load_encoder(args.preset))
+    vectors = VectorCache(load_encoder(args.preset))
     figures: dict[str, Any] = {"preset": args.preset}
     if data is not None:
         figures["esc10_fold5"] = esc10(vectors, data / "esc10")
