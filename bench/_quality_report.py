@@ -29,14 +29,14 @@ def markdown(payload: dict[str, Any]) -> str:
         "| direction | queries | corpus | stage | R@1 | R@5 | R@10 |" + (" mAP |" if class_level else "") + " ms/query |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: |" + (" ---: |" if class_level else "") + " ---: |",
     ]
-    notes = []
+    notes: dict[tuple[str, str], list[str]] = {}  # (stage, reason) -> directions
     for name, d in payload["directions"].items():
         for stage in STAGES:
             f = d["stages"].get(stage)
             row = f"| {name} | {d['queries']} | {d['corpus']} | {STAGE_LABELS[stage]} |"
             if f is None:
                 row += " — | — | — |" + (" — |" if class_level else "") + " — |"
-                notes.append(f"- {name}, {STAGE_LABELS[stage]}: {d['unavailable'].get(stage, 'not run')}")
+                notes.setdefault((stage, d["unavailable"].get(stage, "not run")), []).append(name)
             else:
                 row += f" {_cell(f['R@1'])} | {_cell(f['R@5'])} | {_cell(f['R@10'])} |"
                 row += (f" {_cell(f.get('mAP'))} |" if class_level else "") + f" {_cell(f['ms_per_query'], 3)} |"
@@ -44,7 +44,8 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "Query encoding alone (one query, mean ms): " + ", ".join(
         f"{n} {_cell(d['query_encode_ms'], 2)}" for n, d in payload["directions"].items()) + "."]
     if notes:
-        lines += ["", "Stages not measured:", *dict.fromkeys(notes)]
+        lines += ["", "Stages not measured:", *(f"- {STAGE_LABELS[stage]} ({', '.join(names)}): {reason}"
+                                               for (stage, reason), names in notes.items())]
     lines += ["", "ANN indexes (built over the same vectors as exact): " + "; ".join(
         f"{k}: {_index(v)}" for k, v in payload["ann_indexes"].items()) + "."]
     store = payload["store"]
@@ -100,22 +101,29 @@ def plots(payload: dict[str, Any], folder: str | Path) -> list[Path]:
     fig.savefig(curves, dpi=90)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     markers = "osD^v<>pP*"
+    lowest = 1.0
     for s, stage in enumerate(STAGES):
-        label: str | None = STAGE_LABELS[stage]
-        for m, (name, d) in enumerate(directions.items()):
+        for m, d in enumerate(directions.values()):
             f = d["stages"].get(stage)
             if f is not None and f["ms_per_query"]:
-                ax.scatter(f["ms_per_query"], f["R@10"], color=f"C{s}", marker=markers[m % len(markers)], label=label)
-                ax.annotate(name, (f["ms_per_query"], f["R@10"]), fontsize=6, alpha=0.7)
-                label = None  # one legend entry per stage
+                ax.scatter(f["ms_per_query"], f["R@10"], color=f"C{s}", marker=markers[m % len(markers)], alpha=0.8)
+                lowest = min(lowest, f["R@10"])
+    from matplotlib.lines import Line2D
+
+    shown = [s for s in STAGES if any(d["stages"].get(s) for d in directions.values())]
+    stage_legend = ax.legend([Line2D([], [], color=f"C{STAGES.index(s)}", marker="o", linestyle="") for s in shown],
+                             [STAGE_LABELS[s] for s in shown], fontsize=7, loc="lower left", title="stage",
+                             title_fontsize=7)
+    ax.add_artist(stage_legend)
+    ax.legend([Line2D([], [], color="gray", marker=markers[m % len(markers)], linestyle="") for m in range(len(directions))],
+              list(directions), fontsize=7, loc="lower right", title="direction", title_fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("ms per query (log)")
     ax.set_ylabel("recall@10")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(max(0.0, lowest - 0.35), 1.02)  # room below the points for the legends
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     ax.set_title(f"{payload['dataset']} / {payload['preset']}: recall@10 against latency", fontsize=10)
     fig.tight_layout()
     latency = out / f"{stem}-latency.png"
