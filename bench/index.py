@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench._index_run import RunSpec
@@ -36,31 +36,40 @@ def _print_row(row: dict) -> None:
     print("  ".join(f"{c}={row.get(c)}" for c in _COLUMNS), flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run every requested index type in a child process and report the figures."""
-    args = _parser().parse_args(argv)
-    kinds = args.kinds or (DEFAULT_KINDS_SMALL if args.n <= 4_000_000 else DEFAULT_KINDS_LARGE)
-    report: dict = {"n": args.n, "dim": args.dim, "seed": args.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+def default_kinds(n: int) -> list[str]:
+    """The index types benchmarked by default at corpus size ``n``."""
+    return DEFAULT_KINDS_SMALL if n <= 4_000_000 else DEFAULT_KINDS_LARGE
+
+
+def run_kinds(base: RunSpec, kinds: Sequence[str], json_path: Path | None = None) -> dict:
+    """Run each index type of ``kinds`` at ``base``'s size in a child process; rows of failed types carry ``error``."""
+    report: dict = {"n": base.n, "dim": base.dim, "seed": base.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "data": "bench._synthetic_vectors.ClusteredSpec defaults", "results": []}
-    status = 0
     for kind in kinds:
-        spec = RunSpec(kind=kind, n=args.n, dim=args.dim, queries=args.queries, target_recall=args.target_recall,
-                       memory_gb=args.memory_gb, seed=args.seed)
+        spec = replace(base, kind=kind)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "bench._index_run", json.dumps(asdict(spec))],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             row = {"kind": kind, "error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
-            status = 1
         else:
             row = json.loads(proc.stdout.strip().splitlines()[-1])
         row["wall_seconds"] = round(time.perf_counter() - t0, 1)
         report["results"].append(row)
         _print_row(row)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return status
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every requested index type in a child process and report the figures."""
+    args = _parser().parse_args(argv)
+    base = RunSpec(kind="", n=args.n, dim=args.dim, queries=args.queries, target_recall=args.target_recall,
+                   memory_gb=args.memory_gb, seed=args.seed)
+    report = run_kinds(base, args.kinds or default_kinds(args.n), args.json)
+    return 1 if any("error" in row for row in report["results"]) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""``xmodal bench``: parsing and dispatch, the README figures table, the rclip-style baseline, peer skips."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from bench import _clip_retrieval, _rclip, figures, peers, speed
+from bench._errors import InvalidBenchArgs, MarkersNotFound, PeerUnavailable
+from engine.cli import build_parser, main
+from index import exact_search
+
+
+def test_sizes_parse():
+    assert speed.parse_sizes("100k,1M, 2500,1.5m") == [100_000, 1_000_000, 2500, 1_500_000]
+    assert [speed.size_label(n) for n in (100_000, 1_000_000, 10_000_000, 2500)] == ["100k", "1M", "10M", "2500"]
+    for bad in ("10x", "k", "-5", "10"):
+        with pytest.raises(InvalidBenchArgs):
+            speed.parse_size(bad)
+
+
+def test_default_index_kinds_leave_hnsw_out_above_200k():
+    assert "hnsw" in speed.kinds_for(100_000)
+    assert speed.kinds_for(1_000_000) == ["flat", "ivf-flat", "ivf-pq"]
+    assert speed.kinds_for(10_000_000) == ["ivf-pq"]
+
+
+def test_bench_subcommands_parse():
+    args = build_parser().parse_args(["bench", "speed", "--sizes", "100k,1M", "--quick", "--kinds", "flat"])
+    assert (args.sizes, args.quick, args.kinds, args.json_out) == ("100k,1M", True, "flat", None)
+    args = build_parser().parse_args(["bench", "peers", "--parts", "rclip", "--queries", "7"])
+    assert (args.parts, args.queries, args.sizes) == ("rclip", 7, "100k,1M")
+    args = build_parser().parse_args(["bench", "quality", "--dataset", "esc10", "--help"])
+    assert args.argv == ["--dataset", "esc10", "--help"]  # leading options reach bench.quality untouched
+
+
+@pytest.mark.parametrize("name", ["speed", "peers", "figures"])
+def test_subcommands_dispatch(name, monkeypatch):
+    seen = []
+    monkeypatch.setattr({"speed": speed, "peers": peers, "figures": figures}[name], "run", seen.append)
+    assert main(["bench", name]) == 0
+    assert len(seen) == 1 and isinstance(seen[0], argparse.Namespace)
+
+
+def test_quality_gets_argv(monkeypatch):
+    seen = []
+    fake = types.ModuleType("bench.quality")
+    fake.main = lambda argv=None: seen.append(argv) or {}
+    monkeypatch.setitem(sys.modules, "bench.quality", fake)
+    monkeypatch.setattr(sys.modules["bench"], "quality", fake, raising=False)
+    assert main(["bench", "quality", "--dataset", "fsdd", "--json", "out.json"]) == 0
+    assert seen == [["--dataset", "fsdd", "--json", "out.json"]]
+
+
+def test_bad_input_is_exit_2_without_running(capsys):
+    assert main(["bench", "speed", "--sizes", "lots"]) == 2
+    assert main(["bench", "speed", "--stages", "encode,warp"]) == 2
+    err = capsys.readouterr().err
+    assert "xmodal: error: not a corpus size: 'lots'" in err and "warp" in err and "Traceback" not in err
+
+
+def test_all_lists_every_step_and_runs_nothing(capsys):
+    assert main(["bench", "all", "--list"]) == 0
+    out = capsys.readouterr().out
+    for module in ("bench.speed", "bench.peers", "bench.fusion", "bench.serve"):
+        assert module in out
+    assert out.strip().endswith("figures: xmodal bench figures")
+
+
+def _fake_results(tmp_path):
+    machine = {"date": "2026-11-22T10:00:00+00:00", "commit": "abc1234"}
+    speed_json = {"machine": machine, "encode": {"results": [
+        {"modality": "image", "precision": "fp32", "batch_size": 32, "ratio_vs_bare": 0.97},
+        {"modality": "image", "precision": "bf16", "batch_size": 32, "ratio_vs_bare": 0.8},
+        {"modality": "image", "precision": "fp32", "batch_size": 1, "ratio_vs_bare": 0.1}]},
+        "index": {"1M": {"results": [{"kind": "ivf-flat", "overhead_ratio": 1.02, "recall_at_10": 0.93}]}}}
+    peers_json = {"machine": machine, "clip_retrieval": {"skipped": "pip failed | offline"}}
+    fusion_json = {"machine": machine, "results": {"rrf": {"map": 0.8}, "calibrated": {"map": 0.9}}}
+    for name, payload in (("speed.json", speed_json), ("peers.json", peers_json), ("fusion-xmodal-mini.json", fusion_json)):
+        (tmp_path / name).write_text(json.dumps(payload))
+    return tmp_path
+
+
+def test_figure_rows_goals_and_missing_files(tmp_path):
+    rows = {r.what: r for r in figures.build_rows(_fake_results(tmp_path))}
+    met = lambda what: (rows[what].figure, rows[what].goal, rows[what].met)  # noqa: E731
+    assert met("encode, image fp32 batch 32: xmodal / bare open_clip throughput") == ("0.970", ">= 0.95", "yes")
+    assert met("encode, image bf16 batch 32: xmodal / bare open_clip throughput") == ("0.800", ">= 0.95", "no")
+    assert met("encode, text fp32 batch 32: xmodal / bare open_clip throughput") == ("not in results", ">= 0.95", "—")
+    assert met("index 1M IVF-Flat: xmodal / raw faiss batched search time") == ("1.020", "<= 1.1", "yes")
+    assert met("index 1M IVF-Flat: recall@10") == ("0.9300", ">= 0.95", "no")
+    assert met("fusion (xmodal-mini, digits + speech): calibrated mAP@200") == ("0.9000", ">= RRF's 0.8", "yes")
+    skipped = rows["peer clip-retrieval `clip inference`: xmodal ingest / its images/s (ViT-B-32 fp32)"]
+    assert skipped.figure == "skipped: pip failed | offline" and skipped.met == "—"
+    assert rows["server: failed requests"].figure == "not measured"  # serve-mini.json is absent
+    assert rows["index 1M IVF-Flat: recall@10"].when == "2026-11-22 / abc1234"
+    assert rows["index 1M IVF-Flat: recall@10"].source == "`bench/results/speed.json`"
+    table = figures.render(list(rows.values()))
+    assert "skipped: pip failed \\| offline" in table  # a pipe in a message cannot break the table
+    assert len(table.splitlines()) == 4 + len(figures.FIGURES)
+
+
+def test_readme_rewrite_between_markers_is_idempotent(tmp_path):
+    results = _fake_results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{figures.BEGIN}\nold table\n{figures.END}\nafter\n")
+    assert figures.update_readme(readme, results) is True
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{figures.END}\nafter\n")
+    assert "old table" not in text and "| encode, image fp32 batch 32" in text
+    assert figures.update_readme(readme, results) is False
+    assert readme.read_text() == text
+    (results / "speed.json").unlink()
+    assert figures.update_readme(readme, results) is True and "not measured" in readme.read_text()
+
+
+def test_readme_without_markers(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(MarkersNotFound):
+        figures.update_readme(readme, tmp_path)
+    assert main(["bench", "figures", "--readme", str(readme), "--results", str(tmp_path)]) == 1
+    assert "figures:begin" in capsys.readouterr().err
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_rclip_brute_force_is_exact_top_k(tmp_path):
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((3000, 64), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(3000, dtype=np.int64) * 7 + 5
+    db = tmp_path / "rclip.db"
+    assert _rclip.write_vectors(db, [(ids[:1000], vectors[:1000]), (ids[1000:], vectors[1000:])]) == 3000
+    assert _rclip.count_vectors(db) == 3000 and _rclip.count_vectors(tmp_path / "none.db") == 0
+    loaded_ids, features = _rclip.load_features(db)
+    np.testing.assert_array_equal(loaded_ids, ids)
+    np.testing.assert_array_equal(features, vectors)
+    queries = rng.standard_normal((20, 64), dtype=np.float32)
+    _, truth = exact_search(queries, vectors, 10, ids=ids)
+    found = np.stack([_rclip.brute_force_top_k(features, loaded_ids, q, 10) for q in queries])
+    np.testing.assert_array_equal(found, truth)
+
+
+def test_peer_venv_that_cannot_be_created_is_skipped(tmp_path, capsys):
+    with pytest.raises(PeerUnavailable, match="could not be installed"):
+        _clip_retrieval.ensure_venv(tmp_path / "venv", python=str(tmp_path / "no-python"))
+    args = build_parser().parse_args(["bench", "peers", "--parts", "clip-retrieval", "--peer-venv", str(tmp_path / "venv"),
+                                      "--workdir", str(tmp_path), "--json", str(tmp_path / "peers.json")])
+    result = peers.clip_retrieval_vs_xmodal(args, python="/bin/false")
+    assert result["skipped"].startswith("clip-retrieval could not be installed into")
+    assert "/bin/false -m venv" in result["skipped"]
+    assert "clip-retrieval: skipped: clip-retrieval could not be installed" in capsys.readouterr().out
+    assert not (tmp_path / "images").exists()  # nothing was built for a peer that cannot run
