@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import operator
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,13 +145,23 @@ FIGURES: tuple[Figure, ...] = (
 )
 
 
-def _when(payload: dict[str, Any]) -> str:
+def _when(payload: dict[str, Any], path: Path) -> str:
+    """The run's date and commit from the JSON; for older files without them, the commit that added the file."""
     machine = payload.get("machine") or {}
-    date = str(machine.get("date") or payload.get("started") or "")[:10] or "?"
-    return f"{date} / {machine.get('commit') or '?'}"
+    date, commit = str(machine.get("date") or payload.get("started") or "")[:10], machine.get("commit")
+    if date and commit:
+        return f"{date} / {commit}"
+    try:
+        logged = subprocess.run(["git", "log", "-1", "--format=%cs %h", "--", path.name], cwd=path.parent,
+                                capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        logged = []
+    if len(logged) == 2:
+        return f"{date or logged[0]} / {logged[1]} (file's commit)"
+    return f"{date or '?'} / ?"
 
 
-def evaluate(figure: Figure, payload: dict[str, Any] | None) -> Row:
+def evaluate(figure: Figure, payload: dict[str, Any] | None, path: Path) -> Row:
     """One row from a figure and its results file (None when the file is missing)."""
     goal_text, met = "", "—"
     value = figure.value(payload) if payload is not None else None
@@ -170,7 +181,7 @@ def evaluate(figure: Figure, payload: dict[str, Any] | None) -> Row:
         text = figure.fmt.format(value)
         if figure.goal is not None and target is not None:
             met = "yes" if _OPS[figure.goal.op](value, target) else "no"
-    when = _when(payload) if payload is not None else "—"
+    when = _when(payload, path) if payload is not None else "—"
     return Row(figure.what, text, goal_text, met, f"`bench/results/{figure.source}`", when)
 
 
@@ -181,7 +192,7 @@ def build_rows(results: Path = RESULTS, figures: tuple[Figure, ...] = FIGURES) -
         if f.source not in cache:
             path = results / f.source
             cache[f.source] = json.loads(path.read_text()) if path.is_file() else None
-    return [evaluate(f, cache[f.source]) for f in figures]
+    return [evaluate(f, cache[f.source], results / f.source) for f in figures]
 
 
 def render(rows: list[Row]) -> str:
