@@ -43,6 +43,10 @@ def markdown(payload: dict[str, Any]) -> str:
             lines.append(row)
     lines += ["", "Query encoding alone (one query, mean ms): " + ", ".join(
         f"{n} {_cell(d['query_encode_ms'], 2)}" for n, d in payload["directions"].items()) + "."]
+    tied = {n: d.get("corpus_tied", 0) for n, d in payload["directions"].items()}
+    if any(tied.values()):
+        lines += ["", "Corpus items whose vector equals another item's (exact ties, which each stage breaks its own way, "
+                  "so stages may differ slightly): " + ", ".join(f"{n} {t}" for n, t in tied.items()) + "."]
     if notes:
         lines += ["", "Stages not measured:", *(f"- {STAGE_LABELS[stage]} ({', '.join(names)}): {reason}"
                                                for (stage, reason), names in notes.items())]

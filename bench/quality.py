@@ -117,7 +117,9 @@ class _Run:
         else:
             results["reranked"] = reranked
         figures = {s: stages.figures(sims, d.relevant, self.protocol, ms) for s, (sims, ms) in results.items()}
+        _, counts = np.unique(corpus, axis=0, return_counts=True)
         return {"queries": len(d.queries), "corpus": len(d.corpus), "targets": list(d.targets), "depth": depth,
+                "corpus_tied": int(counts[counts > 1].sum()),
                 "stages": {s: figures.get(s) for s in ("exact", "ann", "fused", "reranked")},
                 "unavailable": unavailable, "query_encode_ms": self.query_encode_ms(d, contents)}
 
