@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._child import run_module
-from bench._errors import InvalidBenchArgs
+from bench._errors import BenchError, InvalidBenchArgs
 from bench.report import machine_info, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload: dict[str, Any] = {"bench": "speed", "quick": args.quick, "sizes": sizes, "stages": stages,
                                "kinds": args.kinds, "machine": machine_info(), "loadavg_start": list(os.getloadavg())}
     t_start = time.perf_counter()
+    failed: list[str] = []
     # index and query first, then ingest, then encode: on a busy machine the long model stages come last
     for n in sizes:
         label = size_label(n)
@@ -118,26 +119,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"== query at {label}: end-to-end text queries ({args.query_preset})", flush=True)
             argv = ["--preset", args.query_preset, "--n", str(n), "--queries", QUERY_QUERIES[q],
                     "--workdir", str(RESULTS / "tmp" / "query")]
-            res = run_module("bench.query", argv, work / f"query-{label}.json")
-            payload.setdefault("query", {})[label] = _strip(res.payload) | {"peak_rss_gib": res.peak_rss_gib,
-                                                                              "wall_seconds": res.wall_seconds}
+            payload.setdefault("query", {})[label] = _stage(failed, "bench.query", argv, work / f"query-{label}.json")
             write_json(out, payload)
     if "ingest" in stages:
         print("== ingest: whole ingest vs bare encode_image", flush=True)
-        res = run_module("bench.ingest", [*INGEST_ARGS[q], "--workdir", str(work / "ingest")], work / "ingest.json")
-        payload["ingest"] = _strip(res.payload) | {"peak_rss_gib": res.peak_rss_gib, "wall_seconds": res.wall_seconds}
+        payload["ingest"] = _stage(failed, "bench.ingest", [*INGEST_ARGS[q], "--workdir", str(work / "ingest")],
+                                   work / "ingest.json")
         write_json(out, payload)
     if "encode" in stages:
         print("== encode: xmodal encode vs bare open_clip / CLAP loops", flush=True)
-        res = run_module("bench.encode", ENCODE_ARGS[q], work / "encode.json")
-        payload["encode"] = _strip(res.payload) | {"peak_rss_gib": res.peak_rss_gib, "wall_seconds": res.wall_seconds}
+        payload["encode"] = _stage(failed, "bench.encode", ENCODE_ARGS[q], work / "encode.json")
         write_json(out, payload)
     payload["loadavg_end"] = list(os.getloadavg())
     payload["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_json(out, payload)
     print_summary(payload)
     print(f"wrote {out}")
+    if failed:
+        raise BenchError(f"stage(s) failed, the others' figures are in {out}: " + "; ".join(failed))
     return payload
+
+
+def _stage(failed: list[str], module: str, argv: list[str], json_path: Path) -> dict[str, Any]:
+    """One child benchmark's payload plus its peak RSS and wall time, or ``{"error": ...}`` (noted in ``failed``)."""
+    try:
+        res = run_module(module, argv, json_path)
+    except BenchError as exc:
+        failed.append(str(exc))
+        return {"error": str(exc)}
+    return _strip(res.payload) | {"peak_rss_gib": res.peak_rss_gib, "wall_seconds": res.wall_seconds}
 
 
 def _strip(child: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +171,9 @@ def print_summary(payload: dict[str, Any]) -> None:
                   f"{row['raw_faiss_batched_qps']}), p50 {row['single_p50_ms']} ms, p99 {row['single_p99_ms']} ms, "
                   f"recall@10 {row['recall_at_10']}, overhead vs raw faiss {row['overhead_ratio']}, RSS {row['peak_rss_gib']} GiB")
     for label, res in payload.get("query", {}).items():
+        if "error" in res:
+            print(f"query {label}: error {res['error']}")
+            continue
         e2e = res["end_to_end"]
         print(f"query {label} end to end: p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms")
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bench import _clip_retrieval, _rclip, figures, peers, speed
-from bench._errors import InvalidBenchArgs, MarkersNotFound, PeerUnavailable
+from bench._child import ChildResult
+from bench._errors import BenchError, InvalidBenchArgs, MarkersNotFound, PeerUnavailable
 from engine.cli import build_parser, main
 from index import exact_search
 
@@ -156,3 +157,24 @@ def test_peer_venv_that_cannot_be_created_is_skipped(tmp_path, capsys):
     assert "/bin/false -m venv" in result["skipped"]
     assert "clip-retrieval: skipped: clip-retrieval could not be installed" in capsys.readouterr().out
     assert not (tmp_path / "images").exists()  # nothing was built for a peer that cannot run
+
+
+def test_a_failed_speed_stage_is_recorded_and_the_others_still_run(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run_module(module, argv, json_path):
+        calls.append(module)
+        if module == "bench.ingest":
+            raise BenchError("bench.ingest --n 300 exited with status 1")
+        return ChildResult({"bench": "encode", "machine": {"commit": "x"}, "results": []}, 1.5, 2.0)
+
+    monkeypatch.setattr(speed, "run_module", fake_run_module)
+    out = tmp_path / "speed.json"
+    args = build_parser().parse_args(["bench", "speed", "--stages", "ingest,encode", "--json", str(out)])
+    with pytest.raises(BenchError, match="bench.ingest --n 300 exited"):
+        speed.run(args)
+    saved = json.loads(out.read_text())
+    assert calls == ["bench.ingest", "bench.encode"]
+    assert saved["ingest"] == {"error": "bench.ingest --n 300 exited with status 1"}
+    assert saved["encode"] == {"bench": "encode", "results": [], "peak_rss_gib": 1.5, "wall_seconds": 2.0}
+    assert saved["machine"]["commit"] is not None and "loadavg_end" in saved
