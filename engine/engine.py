@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -9,7 +10,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from engine.devices import resolve_device
-from engine.errors import RerankerUnavailable
 from engine.models import Encoder, load_encoder
 from index import Store, open_store
 
@@ -26,15 +26,20 @@ def default_store() -> Path:
 class Engine:
     """Ingest into and (later) search a store with one preset's encoder."""
 
-    def __init__(self, store: Store, encoder: Encoder) -> None:
+    def __init__(self, store: Store, encoder: Encoder, reranker: str | Path | None = None) -> None:
+        from engine.rerank import Reranker
+
         self.store = store
         self.encoder = encoder
+        path = reranker or encoder.preset.reranker
+        self.reranker = Reranker.load(path) if path else None
         self._searcher = None
 
     @classmethod
     def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
-             random_weights: bool = False) -> "Engine":
-        """Open (or create) a store; the preset defaults to the one the store was last used with."""
+             random_weights: bool = False, reranker: str | Path | None = None) -> "Engine":
+        """Open (or create) a store; the preset defaults to the one the store was last used with; ``reranker``
+        overrides the preset's attention re-ranker directory."""
         root = Path(store) if store else default_store()
         settings_path = root / SETTINGS_NAME
         settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
@@ -45,7 +50,7 @@ class Engine:
         if settings.get("preset") != chosen:
             settings_path.write_text(json.dumps({**settings, "preset": chosen}, indent=2))
         log.info("engine: store %s, preset %s, device %s", root, encoder.preset.name, dev)
-        return cls(opened, encoder)
+        return cls(opened, encoder, reranker)
 
     @property
     def model(self) -> str:
@@ -60,31 +65,49 @@ class Engine:
         from ingest.sources import ScanOptions, scan_sources
 
         found = scan_sources(paths, scan or ScanOptions())
-        pipeline = Pipeline(self.encoder, CatalogSink(self.store, self.model), options or IngestOptions(), on_progress)
+        options = options or IngestOptions()
+        if self.reranker is not None and not options.tokens:  # candidates need token features to be re-ranked
+            options = dataclasses.replace(options, tokens=True)
+        pipeline = Pipeline(self.encoder, CatalogSink(self.store, self.model, options.tokens), options, on_progress)
         summary = pipeline.run(found)
         self.store.sync()
         return summary
 
     def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str | None = None,
-               rerank: bool | None = None):
+               rerank: bool | None = None, rerank_depth: int | None = None):
         """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) over target modalities.
 
-        ``rerank``: None follows the preset's default; True re-ranks the fused candidates with the preset's
-        attention re-ranker (``RerankerUnavailable`` when it has none); False keeps the first-stage order.
+        ``rerank``: None follows the preset's default (on for directions where held-out data showed a gain);
+        True re-ranks the top ``rerank_depth`` fused candidates with the attention re-ranker
+        (``RerankerUnavailable`` when the preset has none); False keeps the first-stage order.
         """
-        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query
+        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query, encode_query_with_tokens
+        from engine.rerank import RERANK_DEPTH, Side, wanted
+        from engine.rerank.apply import rerank as rerank_results
 
         parts = as_parts(query)
-        if rerank:
-            raise RerankerUnavailable(f"preset {self.encoder.preset.name!r} has no attention re-ranker")
-        vector = encode_query(self.encoder, parts)
+        targets = list(targets) if targets else self.store_modalities()
+        heaviest = max(parts, key=lambda p: abs(p.weight)).modality
+        use = wanted(self.reranker, heaviest, targets, rerank, self.model)
+        if not use:
+            vector = encode_query(self.encoder, parts)
+            return self._searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,
+                                         fusion or DEFAULT_FUSION)
+        vector, modality, tokens = encode_query_with_tokens(self.encoder, parts)
+        pool = max(k, rerank_depth or RERANK_DEPTH)
+        results = self._searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
+                                        fusion or DEFAULT_FUSION)
+        query_side = Side.from_arrays([tokens], vector, modality, self.reranker.config.max_tokens)
+        return rerank_results(self.reranker, self.store.catalog, self.model, results, query_side,
+                              self._searcher.calibration, k)
+
+    def store_modalities(self) -> list[str]:
+        """Modalities the store holds vectors of for this preset."""
         if self._searcher is None:
             from engine.query import Searcher
 
             self._searcher = Searcher(self.store, self.model)
-        wanted = list(targets) if targets else self._searcher.modalities()
-        return self._searcher.search(vector, parts[0].modality, wanted, k, filters or Filters(), depth,
-                                     fusion or DEFAULT_FUSION)
+        return self._searcher.modalities()
 
     def close(self) -> None:
         """Close the store."""

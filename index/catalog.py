@@ -170,6 +170,8 @@ class Catalog(CatalogReads):
         with self.atomic():
             rep_ids = [r[0] for r in self.db.execute("SELECT id FROM representations WHERE item_id = ?", (item_id,))]
             self._delete_vectors("representation_id IN (SELECT id FROM representations WHERE item_id = ?)", (item_id,))
+            self.db.execute("DELETE FROM tokens WHERE representation_id IN "
+                            "(SELECT id FROM representations WHERE item_id = ?)", (item_id,))
             self.db.execute("DELETE FROM representations WHERE item_id = ?", (item_id,))
             if rep_ids:
                 self._write_generation()
@@ -185,6 +187,7 @@ class Catalog(CatalogReads):
             f"SELECT representation_id, model, modality, ? FROM vectors WHERE {where}",
             (gen, *params),
         )
+        self.db.execute(f"DELETE FROM tokens WHERE {where}", params)
         return self.db.execute(f"DELETE FROM vectors WHERE {where}", params).rowcount
 
     def delete_vectors(self, model: str, representation_ids: np.ndarray | list[int]) -> int:
@@ -226,6 +229,22 @@ class Catalog(CatalogReads):
                 ((int(i), model, modality[int(i)], dim, v.astype("<f4").tobytes(), gen) for i, v in zip(ids, vectors)),
             )
             return len(ids)
+
+    def write_tokens(self, model: str, representation_ids: np.ndarray | list[int], tokens: list[np.ndarray]) -> int:
+        """Store (or replace) each representation's re-ranker token features (float16, (n, dim)) for ``model``."""
+        ids = check_ids(representation_ids, len(tokens))
+        rows = []
+        for i, t in zip(ids, tokens):
+            t = np.asarray(t)
+            if t.ndim != 2 or not len(t) or not np.isfinite(t).all():
+                raise WrongShape(f"tokens of representation {int(i)} must be a finite (n, dim) array, got {t.shape}")
+            rows.append((int(i), model, t.shape[0], t.shape[1], t.astype("<f2").tobytes()))
+        with self.atomic():
+            self.db.conn.executemany(
+                """INSERT INTO tokens (representation_id, model, n, dim, data) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (representation_id, model) DO UPDATE SET
+                     n = excluded.n, dim = excluded.dim, data = excluded.data""", rows)
+            return len(rows)
 
     def item(self, item_id: int) -> Item:
         """The item with this id, or ``ItemNotFound``."""

@@ -174,3 +174,14 @@ class CatalogReads:
         upserted = np.array([r[0] for r in new], dtype=np.int64)
         removed = np.union1d(np.array([r[0] for r in dead], dtype=np.int64), upserted)
         return Changes(since=generation, generation=current, removed=removed, upserted=upserted)
+
+    def tokens_for(self, model: str, representation_ids: np.ndarray | list[int]) -> dict[int, np.ndarray]:
+        """Stored re-ranker token features (float16 (n, dim)) of these representations; absent ones are left out."""
+        out: dict[int, np.ndarray] = {}
+        for part, marks in _id_chunks(representation_ids):
+            rows = self.db.execute(
+                f"SELECT representation_id, n, dim, data FROM tokens WHERE model = ? AND representation_id IN ({marks})",
+                [model, *part]).fetchall()
+            for rep, n, dim, data in rows:
+                out[int(rep)] = np.frombuffer(data, dtype="<f2").reshape(n, dim)
+        return out

@@ -69,8 +69,20 @@ _V1 = [
     "CREATE INDEX tombstones_set_generation ON tombstones (model, modality, generation)",
 ]
 
+# Token features for the attention re-ranker: float16 (n, dim) per representation and model, stored at ingest.
+_V2 = [
+    """CREATE TABLE tokens (
+        representation_id INTEGER NOT NULL REFERENCES representations (id),
+        model TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        dim INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (representation_id, model)
+    )""",
+]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

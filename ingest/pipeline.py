@@ -20,7 +20,8 @@ from ingest.work import Decoded, FileTask, RepPayload, init_worker, process, pro
 
 @dataclass(frozen=True)
 class IngestOptions:
-    """How to ingest: batch size, worker processes (0 = in-process), precision, retries, decode limits."""
+    """How to ingest: batch size, worker processes (0 = in-process), precision, retries, decode limits, and
+    whether to store the re-ranker's token features (on when the preset has a re-ranker)."""
 
     batch_size: int = 32
     workers: int = 1
@@ -28,6 +29,7 @@ class IngestOptions:
     retry_failed: bool = False
     prefetch_batches: int = 4
     decode: DecodeSettings = DecodeSettings()
+    tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Completed:
     vectors: np.ndarray
     task: FileTask | None = None
     record: TextRecord | None = None
+    tokens: list[np.ndarray] | None = None
 
 
 class Sink(Protocol):
@@ -88,6 +91,7 @@ class _Pending:
     decoded: Decoded
     vectors: list[np.ndarray | None]
     left: int
+    tokens: list[np.ndarray | None] = field(default_factory=list)
 
 
 class Pipeline:
@@ -166,7 +170,7 @@ class Pipeline:
             self._copied.append((decoded, source))
         else:
             self._in_run[decoded.sha256] = decoded.task.uri
-            pending = _Pending(decoded, [None] * len(decoded.reps), len(decoded.reps))
+            pending = _Pending(decoded, [None] * len(decoded.reps), len(decoded.reps), [None] * len(decoded.reps))
             for i, rep in enumerate(decoded.reps):
                 buffer = self._buffers.setdefault(rep.modality, [])
                 buffer.append((pending, i))
@@ -182,15 +186,24 @@ class Pipeline:
             batch = self.encoder.preprocess("text", [r.text for r in reps])
         else:
             batch = {k: torch.cat([r.batch[k] for r in reps]) for k in reps[0].batch}
-        vectors = self.encoder.embed(modality, batch, self.options.precision)
-        for (pending, i), vector in zip(entries, vectors):
+        vectors, tokens = self._embed(modality, batch)
+        for (pending, i), vector, token in zip(entries, vectors, tokens):
             pending.vectors[i] = vector
+            pending.tokens[i] = token
             pending.decoded.reps[i].batch = None  # free the tensors once encoded
             pending.left -= 1
             if pending.left == 0:
                 d = pending.decoded
-                self._ready.append(Completed(d.task.uri, d.sha256, d.modality or "", d.reps, np.stack(pending.vectors), task=d.task))
+                self._ready.append(Completed(d.task.uri, d.sha256, d.modality or "", d.reps, np.stack(pending.vectors),
+                                             task=d.task, tokens=pending.tokens if self.options.tokens else None))
         self._commit()
+
+    def _embed(self, modality: str, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, list]:
+        """Vectors, and token features when asked (one tower pass either way)."""
+        if self.options.tokens:
+            return self.encoder.embed_with_tokens(modality, batch, self.options.precision)
+        vectors = self.encoder.embed(modality, batch, self.options.precision)
+        return vectors, [None] * len(vectors)
 
     def _commit(self) -> None:
         if not (self._ready or self._failed or self._touched or self._copied):
@@ -213,9 +226,10 @@ class Pipeline:
     def _records(self, records: list[TextRecord]) -> None:
         for start in range(0, len(records), self.options.batch_size):
             chunk = records[start : start + self.options.batch_size]
-            vectors = self.encoder.encode("text", [r.text for r in chunk], len(chunk), self.options.precision)
-            self._ready += [Completed(r.uri, r.sha256, "text", [RepPayload("text", "text", text=r.text)],
-                                      v[None, :], record=r) for r, v in zip(chunk, vectors)]
+            vectors, tokens = self._embed("text", self.encoder.preprocess("text", [r.text for r in chunk]))
+            self._ready += [Completed(r.uri, r.sha256, "text", [RepPayload("text", "text", text=r.text)], v[None, :],
+                                      record=r, tokens=[t] if self.options.tokens else None)
+                            for r, v, t in zip(chunk, vectors, tokens)]
             self.summary.seen += len(chunk)
             self._commit()
 

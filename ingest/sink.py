@@ -25,15 +25,23 @@ def _rep_key(kind: str, modality: str, offset: float | None, text: str | None) -
 class CatalogSink:
     """Writes one model's ingest results into a store's catalog; indexes catch up from it afterwards."""
 
-    def __init__(self, store: Store, model: str) -> None:
-        self.store, self.catalog, self.model = store, store.catalog, model
+    def __init__(self, store: Store, model: str, tokens: bool = False) -> None:
+        self.store, self.catalog, self.model, self.tokens = store, store.catalog, model, tokens
         self._with_vectors = self._items_with_vectors()
 
     def _items_with_vectors(self) -> set[int]:
+        """Items encoded for this model (and, when tokens are wanted, with every representation's tokens)."""
         rows = self.catalog.db.execute(
             "SELECT DISTINCT r.item_id FROM vectors v JOIN representations r ON r.id = v.representation_id "
             "WHERE v.model = ?", (self.model,)).fetchall()
-        return {int(r[0]) for r in rows}
+        items = {int(r[0]) for r in rows}
+        if self.tokens:  # items ingested before the preset had a re-ranker get encoded again, with tokens
+            missing = self.catalog.db.execute(
+                "SELECT DISTINCT r.item_id FROM vectors v JOIN representations r ON r.id = v.representation_id "
+                "LEFT JOIN tokens t ON t.representation_id = v.representation_id AND t.model = v.model "
+                "WHERE v.model = ? AND t.representation_id IS NULL", (self.model,)).fetchall()
+            items -= {int(r[0]) for r in missing}
+        return items
 
     def lookup(self, uri: str) -> Known | None:
         """What the catalog knows of ``uri`` for this model."""
@@ -51,7 +59,8 @@ class CatalogSink:
         return None
 
     def _write_item(self, uri: str, modality: str, sha256: str, size: int | None, mtime: float | None,
-                    metadata: dict | None, reps: list[tuple], vectors: np.ndarray) -> int:
+                    metadata: dict | None, reps: list[tuple], vectors: np.ndarray,
+                    tokens: list[np.ndarray] | None = None) -> int:
         """Upsert an item and its representations, reusing identical ones (other models' vectors stay)."""
         previous = self.catalog.item_by_uri(uri)
         item_id = self.catalog.upsert_item(uri, modality, sha256=sha256, size=size, mtime=mtime, metadata=metadata)
@@ -62,7 +71,10 @@ class CatalogSink:
             self.catalog.remove_representations(item_id)
             existing = {key: self.catalog.add_representation(item_id, key[0], key[1], offset_seconds=key[2], text=key[3])
                         for key in wanted}
-        self.catalog.write_vectors(self.model, np.array([existing[k] for k in wanted], dtype=np.int64), vectors)
+        rep_ids = np.array([existing[k] for k in wanted], dtype=np.int64)
+        self.catalog.write_vectors(self.model, rep_ids, vectors)
+        if tokens is not None:
+            self.catalog.write_tokens(self.model, rep_ids, tokens)
         self._with_vectors.add(item_id)
         return item_id
 
@@ -79,7 +91,7 @@ class CatalogSink:
                 size = task.size if task else len(record.text.encode("utf-8"))  # type: ignore[union-attr]
                 meta = dict((task.metadata if task else record.metadata) or {})  # type: ignore[union-attr]
                 self._write_item(c.uri, c.modality, c.sha256, size, task.mtime if task else None, meta,
-                                 self._reps(c.reps), c.vectors)
+                                 self._reps(c.reps), c.vectors, c.tokens)
             for d in failed:
                 item_id = self.catalog.upsert_item(d.task.uri, d.modality or _guess_modality(d.task.uri),
                                                    sha256=d.sha256 or None, size=d.task.size, mtime=d.task.mtime,
@@ -93,10 +105,13 @@ class CatalogSink:
                                          metadata=item.metadata if item else None)
             for d, source_id in copied:
                 source = self.catalog.representations_of(source_id)
-                vectors = self.catalog.vectors_for(self.model, np.array([r.id for r in source], dtype=np.int64))
+                ids = np.array([r.id for r in source], dtype=np.int64)
+                vectors = self.catalog.vectors_for(self.model, ids)
+                stored = self.catalog.tokens_for(self.model, ids)
+                tokens = [stored[int(i)] for i in ids] if len(stored) == len(ids) else None
                 self._write_item(d.task.uri, self.catalog.item(source_id).modality, d.sha256, d.task.size, d.task.mtime,
                                  dict(d.task.metadata or {}),
-                                 [(r.kind, r.modality, r.offset_seconds, r.text) for r in source], vectors)
+                                 [(r.kind, r.modality, r.offset_seconds, r.text) for r in source], vectors, tokens)
 
     def delete_missing(self, roots: list[str], seen: set[str]) -> int:
         """Mark deleted the items under a scanned folder (or from a scanned manifest) that are no longer there."""

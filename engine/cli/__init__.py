@@ -14,7 +14,7 @@ from ingest.errors import IngestError
 
 # Each module in engine.cli named here defines ``register(subparsers) -> ArgumentParser`` that sets
 # ``func`` on its parser via ``set_defaults``; ``func(args) -> int`` runs the command.
-COMMANDS = ["models", "train", "ingest", "search", "check", "demo", "serve", "bench"]
+COMMANDS = ["models", "train", "rerank_train", "ingest", "search", "check", "demo", "serve", "bench"]
 
 EXIT_INTERRUPTED = 130
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from datetime import datetime
 
@@ -29,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=int, default=100, help="ANN candidates per target modality")
     parser.add_argument("--fusion", choices=FUSIONS, default=DEFAULT_FUSION,
                         help="how lists of several modalities merge (default: calibrated, which measured better)")
+    rr = parser.add_mutually_exclusive_group()
+    rr.add_argument("--rerank", dest="rerank", action="store_true", default=None,
+                    help="re-rank the fused candidates with the preset's attention re-ranker")
+    rr.add_argument("--no-rerank", dest="rerank", action="store_false", help="keep the first-stage order")
+    parser.add_argument("--rerank-depth", type=int, default=None, help="fused candidates re-ranked (default 50)")
     parser.add_argument("--uri", help="only items whose uri matches this glob")
     parser.add_argument("--modality", action="append", default=[], help="only items of this modality (repeatable)")
     parser.add_argument("--after", help="only items modified at or after this ISO date/time")
@@ -65,6 +71,21 @@ def query_parts(args: argparse.Namespace) -> list[QueryPart]:
     return parts
 
 
+def rerank_note(engine: Engine, parts: list[QueryPart], targets: list[str], rerank: bool | None) -> str | None:
+    """What the CLI says when the re-ranker stays off by default (no re-ranker, or no held-out gain)."""
+    if rerank is not None:
+        return None
+    if engine.reranker is None:
+        return f"note: preset {engine.model} has no attention re-ranker; results are first-stage (fused) order"
+    heaviest = max(parts, key=lambda p: abs(p.weight)).modality
+    searched = targets or engine.store_modalities()
+    off = [t for t in searched if not engine.reranker.is_enabled(heaviest, t)]
+    if off:
+        return (f"note: re-ranker off by default for {heaviest}->{','.join(off)} with preset {engine.model}: it did "
+                f"not beat the first stage on held-out data there (--rerank forces it)")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Search and print the results."""
     meta = {}
@@ -75,15 +96,20 @@ def run(args: argparse.Namespace) -> int:
         meta[key] = value
     filters = Filters(tuple(args.modality), args.uri, _epoch(args.after), _epoch(args.before), meta)
     targets = [t for t in args.targets.split(",") if t]
+    parts = query_parts(args)
     with Engine.open(args.store, args.preset, args.device) as engine:
-        results = engine.search(query_parts(args), targets, args.k, filters, args.depth, args.fusion)
+        note = rerank_note(engine, parts, targets, args.rerank)
+        results = engine.search(parts, targets, args.k, filters, args.depth, args.fusion, args.rerank, args.rerank_depth)
+    if note:
+        print(note, file=sys.stderr)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2, default=str))
         return 0
     if not results:
         print("no results")
     for rank, r in enumerate(results, 1):
+        reranked = f"  rerank {r.rerank_score:7.3f}" if r.rerank_score is not None else ""
         where = f" @ {r.match.offset_seconds:.1f}s" if r.match.offset_seconds is not None else ""
         said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind == "caption" else ""
-        print(f"{rank:>3}. {r.score:8.4f}  cos {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}")
+        print(f"{rank:>3}. {r.score:8.4f}  cos {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}{reranked}")
     return 0

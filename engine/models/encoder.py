@@ -54,19 +54,34 @@ class Encoder:
         """CPU preprocessing of raw inputs into a batch (safe to run in worker processes)."""
         return self._tower(modality).preprocess(list(inputs))
 
-    def embed(self, modality: str, batch: dict[str, torch.Tensor], precision: str = "fp32") -> np.ndarray:
-        """Run tower and head on a preprocessed batch; returns float32 (n, dim) unit vectors."""
+    def _autocast(self, precision: str) -> contextlib.AbstractContextManager:
         if precision not in PRECISIONS:
             raise InvalidInput(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def embed(self, modality: str, batch: dict[str, torch.Tensor], precision: str = "fp32") -> np.ndarray:
+        """Run tower and head on a preprocessed batch; returns float32 (n, dim) unit vectors."""
+        autocast = self._autocast(precision)
         tower, head = self._tower(modality), self.heads[modality]
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-            if precision == "bf16" else contextlib.nullcontext()
-        )
         with torch.inference_mode(), autocast:
             vectors = head(tower.embed(batch))
         return F.normalize(vectors.float(), dim=-1).cpu().numpy()
+
+    def embed_with_tokens(self, modality: str, batch: dict[str, torch.Tensor],
+                          precision: str = "fp32") -> tuple[np.ndarray, list[np.ndarray]]:
+        """Unit vectors and each input's float16 token features (for the re-ranker), in one tower pass."""
+        from engine.rerank.tokens import forward_with_tokens, pack
+
+        autocast = self._autocast(precision)
+        tower, head = self._tower(modality), self.heads[modality]
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with torch.inference_mode(), autocast:
+            features, tokens, mask = forward_with_tokens(tower, batch)
+            vectors = head(features)
+        return F.normalize(vectors.float(), dim=-1).cpu().numpy(), pack(tokens, mask)
 
     def encode(
         self, modality: str, inputs: Sequence[Any], batch_size: int = 32, precision: str = "fp32"

@@ -51,6 +51,7 @@ class Preset:
     description: str = ""
     random_weights: bool = False
     path: Path | None = field(default=None, compare=False)
+    reranker: Path | None = None  # directory of the attention re-ranker trained for this preset, if any
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -103,7 +104,8 @@ def parse_preset(data: Mapping[str, Any], path: Path | None = None) -> Preset:
         heads[modality] = HeadSpec(head["kind"], _head_path(head.get("path"), base), head.get("hidden_dim"))
     if not towers:
         raise InvalidPreset(f"{where}: no towers")
-    return Preset(name, dim, towers, heads, str(data.get("description", "")), bool(data.get("random_weights")), path)
+    return Preset(name, dim, towers, heads, str(data.get("description", "")), bool(data.get("random_weights")), path,
+                  _head_path(data.get("reranker"), base))
 
 
 def load_preset_file(path: str | Path) -> Preset:

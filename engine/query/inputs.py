@@ -68,24 +68,47 @@ def as_parts(query: Any) -> list[QueryPart]:
     raise InvalidInput("a query is text, a PIL image, an AudioClip, a QueryPart, or a list of QueryParts")
 
 
+def _value(part: QueryPart) -> Any:
+    """A part's value decoded and checked for its modality."""
+    if part.modality == "text":
+        if not isinstance(part.value, str) or not part.value.strip():
+            raise InvalidInput("text query is empty")
+        return part.value
+    if part.modality == "image":
+        return _image(part.value)
+    if part.modality == "audio":
+        return _audio(part.value)
+    raise InvalidInput(f"unknown query modality {part.modality!r}")
+
+
+def _combine(total: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(total))
+    if norm == 0.0 or not np.isfinite(norm):
+        raise InvalidInput("the query's weighted parts cancel out")
+    return total / norm
+
+
 def encode_query(encoder: Encoder, parts: Sequence[QueryPart]) -> np.ndarray:
     """One unit vector (1, dim): the weighted sum of the parts' vectors, renormalised."""
     if not parts:
         raise InvalidInput("empty query")
     total = np.zeros((1, encoder.dim), dtype=np.float32)
     for part in parts:
-        if part.modality == "text":
-            if not isinstance(part.value, str) or not part.value.strip():
-                raise InvalidInput("text query is empty")
-            value: Any = part.value
-        elif part.modality == "image":
-            value = _image(part.value)
-        elif part.modality == "audio":
-            value = _audio(part.value)
-        else:
-            raise InvalidInput(f"unknown query modality {part.modality!r}")
-        total += part.weight * encoder.encode(part.modality, [value])
-    norm = float(np.linalg.norm(total))
-    if norm == 0.0 or not np.isfinite(norm):
-        raise InvalidInput("the query's weighted parts cancel out")
-    return total / norm
+        total += part.weight * encoder.encode(part.modality, [_value(part)])
+    return _combine(total)
+
+
+def encode_query_with_tokens(encoder: Encoder, parts: Sequence[QueryPart]) -> tuple[np.ndarray, str, np.ndarray]:
+    """The query vector as ``encode_query`` gives it, plus the modality and float16 token features of its
+    heaviest part (what the re-ranker attends over), from the same tower passes."""
+    if not parts:
+        raise InvalidInput("empty query")
+    total = np.zeros((1, encoder.dim), dtype=np.float32)
+    heaviest = max(range(len(parts)), key=lambda i: abs(parts[i].weight))
+    tokens = None
+    for i, part in enumerate(parts):
+        vector, part_tokens = encoder.embed_with_tokens(part.modality, encoder.preprocess(part.modality, [_value(part)]))
+        total += part.weight * vector
+        if i == heaviest:
+            tokens = part_tokens[0]
+    return _combine(total), parts[heaviest].modality, tokens

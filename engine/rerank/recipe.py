@@ -1,0 +1,61 @@
+"""``xmodal rerank-train``: build directions from dataset specs, train the re-ranker, save it beside a preset."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from engine.errors import InvalidInput
+from engine.models import Encoder
+from engine.rerank.data import Direction, direction, encode_cached
+from engine.rerank.model import Reranker
+from engine.rerank.train import RerankTrainConfig, train_reranker
+from engine.train.data import TensorCache
+
+log = logging.getLogger(__name__)
+
+
+def dataset_directions(encoder: Encoder, dataset: Any, pairs: Sequence[tuple[str, str]], split: str,
+                       cache: TensorCache | None, protocol: str | None = None) -> list[Direction]:
+    """One ``Direction`` per (query, corpus) modality pair of a dataset split; items are encoded once per modality."""
+    encoded: dict[tuple[str, ...], Any] = {}
+    out = []
+    for query, corpus in pairs:
+        task = dataset.retrieval(query, corpus, split=split, protocol=protocol)
+        sides = []
+        for modality, items in ((query, task.queries), (corpus, task.corpus)):
+            key = (modality, *[i.id for i in items])
+            if key not in encoded:
+                encoded[key] = encode_cached(encoder, modality, items, cache, f"{dataset.name}:{split}")
+            sides.append(encoded[key])
+        out.append(direction(f"{dataset.name}:{query}->{corpus}", sides[0], sides[1], task.relevance_matrix()))
+    return out
+
+
+def split_names(dataset: Any, wanted: Sequence[str]) -> list[str]:
+    """The wanted split names the dataset has (error naming what exists otherwise)."""
+    found = [s for s in wanted if s in dataset.splits]
+    if not found:
+        raise InvalidInput(f"dataset {dataset.name} has none of the splits {list(wanted)}; it has {dataset.splits}")
+    return found
+
+
+def train_and_save(encoder: Encoder, train: list[Direction], val: list[Direction], out: Path,
+                   config: RerankTrainConfig, on_step: Callable[[int, float], None] | None = None) -> tuple[Reranker, dict]:
+    """Train, then save the re-ranker to ``out`` with its report (``report.json``)."""
+    model, report = train_reranker(train, val, config, on_step)
+    # Directions are named "<dataset>:<query>-><target>"; the search layer switches on per "<query>-><target>".
+    by_modality: dict[str, list[bool]] = {}
+    for name, e in report["evaluation"].items():
+        pair = name.split(":", 1)[-1]
+        by_modality.setdefault(pair, []).append(name in model.config.enabled)
+    enabled = tuple(sorted(p for p, votes in by_modality.items() if all(votes)))
+    model.config = type(model.config)(**{**model.config.__dict__, "enabled": enabled})
+    report["enabled"] = list(enabled)
+    report["preset"] = encoder.preset.name
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return model, report

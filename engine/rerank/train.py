@@ -1,0 +1,131 @@
+"""Train the re-ranker on first-stage hard negatives (listwise softmax), evaluate it against the first stage."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from engine.rerank.data import Direction, hard_negatives
+from engine.rerank.model import Reranker, RerankerConfig
+
+log = logging.getLogger(__name__)
+KS = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class RerankTrainConfig:
+    """Steps, lists (one positive + hard negatives), optimiser and model size; seeded."""
+
+    steps: int = 1500
+    queries_per_step: int = 32
+    list_size: int = 16
+    hard_pool: int = 50
+    depth: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    seed: int = 0
+    min_gain: float = 0.005
+
+
+def _lists(d: Direction, negatives: np.ndarray, rng: np.random.Generator, cfg: RerankTrainConfig
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Query rows and candidate rows (queries x list_size, positive first) for one step."""
+    has = np.flatnonzero(d.relevant.any(axis=1))
+    queries = rng.choice(has, min(cfg.queries_per_step, len(has)), replace=False)
+    n_neg = min(cfg.list_size - 1, negatives.shape[1])
+    cands = np.empty((len(queries), 1 + n_neg), dtype=np.int64)
+    for i, q in enumerate(queries):
+        cands[i, 0] = rng.choice(np.flatnonzero(d.relevant[q]))
+        cands[i, 1:] = rng.choice(negatives[q], n_neg, replace=False)
+    return np.repeat(queries, cands.shape[1]), cands.reshape(-1)
+
+
+def _score(model: Reranker, d: Direction, sims: np.ndarray, q_rows: np.ndarray, c_rows: np.ndarray) -> torch.Tensor:
+    q, c = torch.from_numpy(q_rows), torch.from_numpy(c_rows)
+    first = torch.from_numpy(d.calibrated(sims[q_rows, c_rows]).astype(np.float32))
+    return model(d.queries.side(q), d.corpus.side(c), first)
+
+
+def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrainConfig = RerankTrainConfig(),
+                   on_step: Callable[[int, float], None] | None = None) -> tuple[Reranker, dict[str, Any]]:
+    """Train on ``train`` directions in turn; evaluate on ``val``; enable it where it beats the first stage."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    dims: dict[str, int] = {}
+    for d in train:
+        for side in (d.queries, d.corpus):
+            dims[side.modality] = int(side.tokens.shape[2])
+    vector_dim = int(train[0].queries.vectors.shape[1])
+    model = Reranker(RerankerConfig(dims, vector_dim, cfg.width, cfg.layers, cfg.heads, dropout=cfg.dropout))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, cfg.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    prepared = [(d, d.sims, hard_negatives(d, cfg.hard_pool)) for d in train]
+    model.train()
+    started, losses = time.perf_counter(), []
+    for step in range(cfg.steps):
+        d, sims, negatives = prepared[step % len(prepared)]
+        q_rows, c_rows = _lists(d, negatives, rng, cfg)
+        scores = _score(model, d, sims, q_rows, c_rows).view(-1, cfg.list_size if negatives.shape[1] >= cfg.list_size - 1
+                                                             else negatives.shape[1] + 1)
+        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+        if on_step and (step + 1) % 100 == 0:
+            on_step(step + 1, float(np.mean(losses[-100:])))
+    model.eval()
+    evaluation = {d.name: evaluate(model, d, cfg.depth) for d in val}
+    enabled = tuple(name for name, e in evaluation.items() if e["gain_r1"] >= cfg.min_gain and e["gain_mean"] >= 0)
+    config = RerankerConfig(dims, vector_dim, cfg.width, cfg.layers, cfg.heads, dropout=cfg.dropout,
+                            enabled=enabled, evaluation=evaluation)
+    final = Reranker(config)
+    final.load_state_dict(model.state_dict())
+    report = {"steps": cfg.steps, "seconds": round(time.perf_counter() - started, 1),
+              "final_loss": float(np.mean(losses[-100:])), "evaluation": evaluation, "enabled": list(enabled)}
+    return final.eval(), report
+
+
+def _recalls(ranked_relevant: np.ndarray) -> dict[str, float]:
+    return {f"R@{k}": round(float(ranked_relevant[:, :k].any(axis=1).mean()), 4) for k in KS}
+
+
+@torch.inference_mode()
+def rerank_rows(model: Reranker, d: Direction, depth: int, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """First-stage top-``depth`` corpus rows per query, and the same rows in re-ranked order."""
+    sims = d.sims
+    depth = min(depth, sims.shape[1])
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :depth]
+    reranked = np.empty_like(top)
+    for start in range(0, len(top), chunk):
+        rows = np.arange(start, min(start + chunk, len(top)))
+        scores = _score(model, d, sims, np.repeat(rows, depth), top[rows].reshape(-1)).view(len(rows), depth).numpy()
+        order = np.argsort(-scores, axis=1, kind="stable")
+        reranked[rows] = np.take_along_axis(top[rows], order, axis=1)
+    return top, reranked
+
+
+def evaluate(model: Reranker, d: Direction, depth: int) -> dict[str, Any]:
+    """Recall@1/5/10 of the first stage and of the re-ranked top ``depth``, per query, over a direction."""
+    keep = d.relevant.any(axis=1)
+    top, reranked = rerank_rows(model, d, depth)
+    first = _recalls(np.take_along_axis(d.relevant, top, axis=1)[keep])
+    second = _recalls(np.take_along_axis(d.relevant, reranked, axis=1)[keep])
+    gains = [second[f"R@{k}"] - first[f"R@{k}"] for k in KS]
+    return {"queries": int(keep.sum()), "corpus": int(d.relevant.shape[1]), "depth": depth,
+            "first_stage": first, "reranked": second, "gain_r1": round(gains[0], 4),
+            "gain_mean": round(float(np.mean(gains)), 4)}
