@@ -42,6 +42,6 @@ def rerank(reranker: Reranker, catalog: Catalog, model: str, results: list[Resul
         cosines = np.array([results[i].first_stage for i in rows], dtype=np.float32)
         first = torch.from_numpy((cosines - cal.mean) / max(cal.std, 1e-6))
         candidates = Side.from_arrays([stored[int(r)] for r in rep_ids], vectors, modality, reranker.config.max_tokens)
-        scores[rows] = reranker(query.expand(len(rows)), candidates, first).numpy()
+        scores[rows] = reranker(query, candidates, first).numpy()
     order = sorted(range(len(results)), key=lambda i: (-float(scores[i]), -results[i].score, results[i].item_id))[:k]
     return [replace(results[i], rerank_score=float(scores[i])) for i in order]

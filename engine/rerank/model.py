@@ -1,7 +1,8 @@
 """The attention re-ranker: a small transformer over query tokens and candidate tokens that scores each pair.
 
-Input per pair: ``[CLS] [query vector] query tokens [candidate vector] candidate tokens``, each token projected
-from its tower's width, tagged with its modality, side and position. The score is the first-stage calibrated
+Each side is ``[vector] tokens``, every token projected from its tower's width and tagged with its modality,
+side and position. The query's tokens pass one self-attention layer once per query; each candidate's
+``[CLS] [vector] tokens`` then pass blocks of self-attention and cross-attention to the query's tokens. The score is the first-stage calibrated
 score times a learned scale plus a learned correction read from ``[CLS]``; the correction starts at zero, so an
 untrained re-ranker keeps the first-stage order.
 """
@@ -62,17 +63,49 @@ class Side:
             padded[i, :n], mask[i, :n] = t[:n], True
         return cls(torch.from_numpy(padded), torch.from_numpy(mask), torch.as_tensor(vectors, dtype=torch.float32), modality)
 
-    def expand(self, n: int) -> "Side":
-        """A single-row side repeated ``n`` times (one query against n candidates), without copying."""
-        return Side(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1), self.vectors.expand(n, -1), self.modality)
-
     def take(self, rows: torch.Tensor) -> "Side":
         """The given rows."""
         return Side(self.tokens[rows], self.mask[rows], self.vectors[rows], self.modality)
 
 
+class _CrossBlock(nn.Module):
+    """Pre-norm block over candidate tokens: self-attention, cross-attention to the query's tokens, feed-forward.
+
+    The query's keys and values are computed once per query and gathered per pair (``owner``), so a query
+    scored against 100 candidates costs one pass over its tokens, not 100.
+    """
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.n1, self.n2, self.n3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
+        self.self_attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.o = nn.Linear(width, width)
+        self.ff = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.drop = nn.Dropout(dropout)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.heads, -1).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, x_keep: torch.Tensor, memory: torch.Tensor, m_keep: torch.Tensor,
+                owner: torch.Tensor) -> torch.Tensor:
+        h = self.n1(x)
+        x = x + self.drop(self.self_attn(h, h, h, key_padding_mask=~x_keep, need_weights=False)[0])
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        k, v, m_keep = self._split(k), self._split(v), m_keep[:, None, None, :]
+        if len(memory) == 1:  # one query against every candidate: broadcast, no copies
+            k, v, m_keep = k.expand(len(x), -1, -1, -1), v.expand(len(x), -1, -1, -1), m_keep.expand(len(x), -1, -1, -1)
+        else:
+            k, v, m_keep = k[owner], v[owner], m_keep[owner]
+        attn = nn.functional.scaled_dot_product_attention(self._split(self.q(self.n2(x))), k, v, attn_mask=m_keep)
+        x = x + self.drop(self.o(attn.transpose(1, 2).reshape(x.shape)))
+        return x + self.drop(self.ff(self.n3(x)))
+
+
 class Reranker(nn.Module):
-    """Scores (query, candidate) pairs with joint self-attention over both sides' tokens."""
+    """Scores (query, candidate) pairs: candidate tokens attend to each other and to the query's tokens."""
 
     def __init__(self, config: RerankerConfig) -> None:
         super().__init__()
@@ -85,7 +118,8 @@ class Reranker(nn.Module):
         self.position = nn.Embedding(config.max_tokens + 1, w)
         self.cls = nn.Parameter(torch.zeros(1, 1, w))
         layer = nn.TransformerEncoderLayer(w, config.heads, 2 * w, config.dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.query_encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(_CrossBlock(w, config.heads, config.dropout) for _ in range(config.layers))
         self.norm = nn.LayerNorm(w)
         self.out = nn.Linear(w, 1)
         nn.init.zeros_(self.out.weight)
@@ -107,19 +141,25 @@ class Reranker(nn.Module):
         keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         return x, keep
 
-    def forward(self, query: Side, candidate: Side, first_stage: torch.Tensor) -> torch.Tensor:
-        """Scores (n,) for n pairs; ``first_stage`` is the calibrated first-stage score of each pair."""
+    def forward(self, query: Side, candidate: Side, first_stage: torch.Tensor,
+                owner: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores (n,) for n candidates; ``owner[i]`` is the query row of candidate i (default: row 0 if the query
+        side has one row, else row i); ``first_stage`` is each pair's calibrated first-stage score."""
         q, q_keep = self._embed(query, 0)
+        memory = self.query_encoder(q, src_key_padding_mask=~q_keep)
         c, c_keep = self._embed(candidate, 1)
         n = c.shape[0]
-        x = torch.cat([self.cls.expand(n, -1, -1), q.expand(n, -1, -1), c], dim=1)
-        keep = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=x.device), q_keep.expand(n, -1), c_keep], dim=1)
-        h = self.norm(self.encoder(x, src_key_padding_mask=~keep))
-        lq = q.shape[1]
-        hq = nn.functional.normalize(self.match_q(h[:, 1 : 1 + lq]), dim=-1)
-        hc = nn.functional.normalize(self.match_c(h[:, 1 + lq :]), dim=-1)
+        if owner is None:
+            owner = torch.zeros(n, dtype=torch.long) if q.shape[0] == 1 else torch.arange(n)
+        x = torch.cat([self.cls.expand(n, -1, -1), c], dim=1)
+        x_keep = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=x.device), c_keep], dim=1)
+        for block in self.blocks:
+            x = block(x, x_keep, memory, q_keep, owner)
+        h = self.norm(x)
+        hq = nn.functional.normalize(self.match_q(memory), dim=-1)[owner]
+        hc = nn.functional.normalize(self.match_c(h[:, 1:]), dim=-1)
         sims = (hq @ hc.transpose(1, 2)).masked_fill(~c_keep[:, None, :], -1.0)
-        q_mask = q_keep.expand(n, -1).to(sims.dtype)
+        q_mask = q_keep[owner].to(sims.dtype)
         match = (sims.amax(dim=2) * q_mask).sum(dim=1) / q_mask.sum(dim=1)
         return self.scale * first_stage + self.match_weight * match + self.out(h[:, 0]).squeeze(-1)
 

@@ -47,13 +47,15 @@ def _lists(d: Direction, negatives: np.ndarray, rng: np.random.Generator, cfg: R
     for i, q in enumerate(queries):
         cands[i, 0] = rng.choice(np.flatnonzero(d.relevant[q]))
         cands[i, 1:] = rng.choice(negatives[q], n_neg, replace=False)
-    return np.repeat(queries, cands.shape[1]), cands.reshape(-1)
+    return queries, cands.reshape(-1)
 
 
-def _score(model: Reranker, d: Direction, sims: np.ndarray, q_rows: np.ndarray, c_rows: np.ndarray) -> torch.Tensor:
-    q, c = torch.from_numpy(q_rows), torch.from_numpy(c_rows)
-    first = torch.from_numpy(d.calibrated(sims[q_rows, c_rows]).astype(np.float32))
-    return model(d.queries.side(q), d.corpus.side(c), first)
+def _score(model: Reranker, d: Direction, sims: np.ndarray, queries: np.ndarray, c_rows: np.ndarray) -> torch.Tensor:
+    """Scores of candidate rows ``c_rows``, an equal number per query of ``queries`` (in order)."""
+    per = len(c_rows) // len(queries)
+    owner = torch.arange(len(queries)).repeat_interleave(per)
+    first = torch.from_numpy(d.calibrated(sims[np.repeat(queries, per), c_rows]).astype(np.float32))
+    return model(d.queries.side(torch.from_numpy(queries)), d.corpus.side(torch.from_numpy(c_rows)), first, owner)
 
 
 def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrainConfig = RerankTrainConfig(),
@@ -76,9 +78,8 @@ def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrai
     started, losses = time.perf_counter(), []
     for step in range(cfg.steps):
         d, sims, negatives = prepared[step % len(prepared)]
-        q_rows, c_rows = _lists(d, negatives, rng, cfg)
-        scores = _score(model, d, sims, q_rows, c_rows).view(-1, cfg.list_size if negatives.shape[1] >= cfg.list_size - 1
-                                                             else negatives.shape[1] + 1)
+        queries, c_rows = _lists(d, negatives, rng, cfg)
+        scores = _score(model, d, sims, queries, c_rows).view(len(queries), -1)
         loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -113,7 +114,7 @@ def rerank_rows(model: Reranker, d: Direction, depth: int, chunk: int = 32) -> t
     reranked = np.empty_like(top)
     for start in range(0, len(top), chunk):
         rows = np.arange(start, min(start + chunk, len(top)))
-        scores = _score(model, d, sims, np.repeat(rows, depth), top[rows].reshape(-1)).view(len(rows), depth).numpy()
+        scores = _score(model, d, sims, rows, top[rows].reshape(-1)).view(len(rows), depth).numpy()
         order = np.argsort(-scores, axis=1, kind="stable")
         reranked[rows] = np.take_along_axis(top[rows], order, axis=1)
     return top, reranked
