@@ -53,8 +53,10 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "ANN indexes (built over the same vectors as exact): " + "; ".join(
         f"{k}: {_index(v)}" for k, v in payload["ann_indexes"].items()) + "."]
     store = payload["store"]
+    lost = (f", {store['missing_from_store']} corpus files absent from the store (never retrievable when fused)"
+            if store.get("missing_from_store") else "")
     lines += [f"Store: {store['items']} items ingested in {store['ingest_seconds']:.1f} s "
-              f"({store['failed']} failed); indexes: " + "; ".join(f"{k}: {_index(v)}" for k, v in store["indexes"].items()) + "."]
+              f"({store['failed']} failed{lost}); indexes: " + "; ".join(f"{k}: {_index(v)}" for k, v in store["indexes"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -135,13 +135,16 @@ def run(suite: Suite, preset: str, factory: str | None = None, device: str = "cp
             summary = engine.ingest([Path(tmp) / "corpus"], IngestOptions(workers=0))
             ingest_seconds = time.perf_counter() - ingest_start
             modalities = engine.store_modalities()  # also opens the engine's searcher before the first search
+            stored = {item.uri for item in engine.store.catalog.items(status="ok")}
+            missing = sorted(set(files) - stored)  # silently lost files would read as retrieval misses
             state = _Run(engine, files, factory, suite.protocol)
             directions = {}
             for d in suite.directions:
                 print(f"{suite.name} {d.name}: {len(d.queries)} queries, {len(d.corpus)} corpus items", flush=True)
                 directions[d.name] = state.measure(d)
             store = {"items": summary.added + summary.reused, "failed": summary.failed, "modalities": modalities,
-                     "representations": summary.representations,
+                     "representations": summary.representations, "missing_from_store": len(missing),
+                     "missing_examples": missing[:5],
                      "ingest_seconds": round(ingest_seconds, 2),
                      "indexes": {m: stages.describe(engine.store.index(engine.model, m))
                                  for m in sorted({t for d in suite.directions for t in d.targets})}}

@@ -58,7 +58,7 @@ def test_exact_equals_ann_with_flat_and_fused(scenes_run):
         assert _figures(d["stages"]["ann"]) == exact
         # one representation per item and a Flat store: grouping and calibrated fusion keep the exact order
         assert _figures(d["stages"]["fused"]) == exact
-    assert payload["store"]["failed"] == 0
+    assert payload["store"]["failed"] == 0 and payload["store"]["missing_from_store"] == 0
 
 
 def test_markdown_and_plots_are_written(scenes_run):
