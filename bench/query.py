@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for t in texts[:20]:  # warm: index loaded, caches filled, first-call costs paid
         engine.search(t, targets=["image"], k=args.k)
     end_to_end, encode_ms, ann_ms, fuse_ms = [], [], [], []
-    searcher = engine._searcher
+    searcher = engine.searcher
     index = engine.store.index(engine.model, "image")
     for t in texts[20:]:
         t0 = time.perf_counter()

@@ -91,23 +91,28 @@ class Engine:
         use = wanted(self.reranker, heaviest, targets, rerank, self.model)
         if not use:
             vector = encode_query(self.encoder, parts)
-            return self._searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,
+            return self.searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,
                                          fusion or DEFAULT_FUSION)
         vector, modality, tokens = encode_query_with_tokens(self.encoder, parts)
         pool = max(k, rerank_depth or RERANK_DEPTH)
-        results = self._searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
+        results = self.searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
                                         fusion or DEFAULT_FUSION)
         query_side = Side.from_arrays([tokens], vector, modality, self.reranker.config.max_tokens)
         return rerank_results(self.reranker, self.store.catalog, self.model, results, query_side,
-                              self._searcher.calibration, k)
+                              self.searcher.calibration, k)
 
-    def store_modalities(self) -> list[str]:
-        """Modalities the store holds vectors of for this preset."""
+    @property
+    def searcher(self):
+        """The store's first-stage searcher for this preset (made on first use)."""
         if self._searcher is None:
             from engine.query import Searcher
 
             self._searcher = Searcher(self.store, self.model)
-        return self._searcher.modalities()
+        return self._searcher
+
+    def store_modalities(self) -> list[str]:
+        """Modalities the store holds vectors of for this preset."""
+        return self.searcher.modalities()
 
     def close(self) -> None:
         """Close the store."""
