@@ -34,6 +34,35 @@ def dataset_directions(encoder: Encoder, dataset: Any, pairs: Sequence[tuple[str
     return out
 
 
+def with_counterfactuals(dataset: Any, split: str = "train") -> Any:
+    """Synthetic scenes plus, for each scene of ``split``, distractors that differ only in binding: renders of its
+    hard-negative scenes (swapped colours or relation) and its hard-negative captions, relevant to nothing.
+
+    Mined first-stage negatives then include exactly the cases a pooled embedding confuses and token-level
+    attention can tell apart. Datasets without scenes come back unchanged.
+    """
+    from dataclasses import replace
+    from functools import partial
+    import random
+
+    from bench.datasets import Record
+    from bench.datasets._scene_render import render_image
+    from bench.datasets.synthetic import hard_negative_scenes
+
+    extra = []
+    for record in dataset.records:
+        scene = record.meta.get("scene") if record.split == split else None
+        if scene is None:
+            continue
+        size = record.image.args[1] if isinstance(record.image, partial) and len(record.image.args) > 1 else 64
+        rng = random.Random(f"xmodal-rerank-counterfactual:{record.id}")
+        extra += [Record(f"{record.id}~cf{k}", split, image=partial(render_image, negative, size))
+                  for k, negative in enumerate(hard_negative_scenes(scene, rng))]
+        if record.hard_negatives:
+            extra.append(Record(f"{record.id}~neg", split, texts=record.hard_negatives))
+    return replace(dataset, records=dataset.records + tuple(extra)) if extra else dataset
+
+
 def split_names(dataset: Any, wanted: Sequence[str]) -> list[str]:
     """The wanted split names the dataset has (error naming what exists otherwise)."""
     found = [s for s in wanted if s in dataset.splits]
