@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.errors import InvalidInput
 from engine.models import load_encoder
-from engine.rerank.recipe import dataset_directions, split_names, train_and_save
+from engine.rerank.recipe import dataset_directions, split_names, train_and_save, with_counterfactuals
 from engine.rerank.train import RerankTrainConfig
 from engine.train.data import TensorCache
 from engine.train.recipe import DATA_KINDS, load_dataset, parse_data_spec
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     train, val = [], []
     for text in args.data:
         spec = parse_data_spec(text)
-        dataset = load_dataset(spec, seed=args.seed + 7)
+        dataset = with_counterfactuals(load_dataset(spec, seed=args.seed + 7))
         modalities = [m for m in (spec.modalities or dataset.modalities()) if m in encoder.modalities]
         pairs = [(q, c) for q, c in itertools.permutations(modalities, 2)]
         if not pairs:
