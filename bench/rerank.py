@@ -25,6 +25,7 @@ import torch
 from bench.datasets import SceneConfig, generate_scenes, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
 from engine.engine import Engine
+from engine.errors import RerankerUnavailable
 from engine.models import load_encoder
 from engine.rerank.data import encode_items
 from index import open_store
@@ -81,13 +82,19 @@ def run_direction(preset: str, reranker: Path | None, task: Any, query_modality:
             plans = [("fused", False, None)] + [(f"reranked@{d}", True, d) for d in DEPTHS] if engine.reranker else [("fused", False, None)]
             for name, rerank, depth in plans:
                 ranked, ms = [], []
-                for q in q_inputs:
-                    t0 = time.perf_counter()
-                    results = engine.search(q, [corpus_modality], max(KS), depth=max(100, depth or 0), rerank=rerank,
-                                            rerank_depth=depth)
-                    ms.append((time.perf_counter() - t0) * 1000)
-                    ranked.append([ids[r.item_id] for r in results])
+                try:
+                    for q in q_inputs:
+                        t0 = time.perf_counter()
+                        results = engine.search(q, [corpus_modality], max(KS), depth=max(100, depth or 0),
+                                                rerank=rerank, rerank_depth=depth)
+                        ms.append((time.perf_counter() - t0) * 1000)
+                        ranked.append([ids[r.item_id] for r in results])
+                except RerankerUnavailable as exc:
+                    out[name] = {"unavailable": str(exc)}
+                    continue
                 stages[name] = (ranked, ms)
+            if engine.reranker is not None:
+                out["on_by_default"] = engine.reranker.is_enabled(query_modality, corpus_modality)
         finally:
             engine.close()
     base = statistics.median(stages["fused"][1])
@@ -136,6 +143,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _print_row(key: str, d: dict[str, Any]) -> None:
     for stage in [s for s in d if s == "first_stage" or s == "fused" or s.startswith("reranked")]:
         r = d[stage]
+        if "unavailable" in r:
+            print(f"  {stage:<13} unavailable: {r['unavailable']}")
+            continue
         extra = f"  {r['ms_per_query_p50']:.2f} ms/query" if "ms_per_query_p50" in r else ""
         extra += f" (+{r['added_ms_p50']:.2f} ms)" if "added_ms_p50" in r else ""
         print(f"  {stage:<13} R@1 {r['R@1']:.4f}  R@5 {r['R@5']:.4f}  R@10 {r['R@10']:.4f}{extra}", flush=True)
