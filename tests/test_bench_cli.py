@@ -178,3 +178,13 @@ def test_a_failed_speed_stage_is_recorded_and_the_others_still_run(monkeypatch, 
     assert saved["ingest"] == {"error": "bench.ingest --n 300 exited with status 1"}
     assert saved["encode"] == {"bench": "encode", "results": [], "peak_rss_gib": 1.5, "wall_seconds": 2.0}
     assert saved["machine"]["commit"] is not None and "loadavg_end" in saved
+
+
+def test_failed_stages_show_as_failed(tmp_path):
+    machine = {"date": "2026-11-22T10:00:00+00:00", "commit": "abc1234"}
+    (tmp_path / "speed.json").write_text(json.dumps({"machine": machine, "query": {"1M": {"error": "bench.query exited 1"}},
+                                                     "index": {"1M": {"results": [{"kind": "ivf-flat", "error": ["MemoryError"]}]}}}))
+    rows = {r.what: r for r in figures.build_rows(tmp_path)}
+    assert rows["query over 1M, end to end: p99, ms"].figure == "failed: bench.query exited 1"
+    assert rows["index 1M IVF-Flat: recall@10"].figure == "failed: MemoryError"
+    assert rows["index 1M IVF-Flat: recall@10"].met == "—"
