@@ -83,6 +83,31 @@ def test_augment_crops_inside_real_frames():
     assert torch.equal(out["mel"][1], mel[1, :, :, :5])
 
 
+def test_augment_speed_resamples_real_frames_only():
+    import torch
+
+    from engine.train.augment import change_speed
+
+    mel = torch.arange(20, dtype=torch.float32).repeat(2, 1, 3, 1)  # (2, 1, 3, 20): column index as value
+    out, frames = change_speed(mel, torch.tensor([10, 20]), torch.tensor([2.0, 0.5]))
+    assert frames.tolist() == [5, 20]
+    assert out[0, 0, 0, :5].tolist() == [0, 2, 4, 6, 8]  # twice as fast: every other frame
+    assert torch.allclose(out[1, 0, 0, :4], torch.tensor([0.0, 0.5, 1.0, 1.5]))  # half speed: interpolated
+    assert out[0, 0, 0, 5:].eq(0).all()  # past the new length: the floor
+
+
+def test_augment_channel_colour_keeps_shape_and_frames():
+    import torch
+
+    mel = torch.randn(3, 1, 8, 12) * 10 - 40
+    frames = torch.tensor([12, 6, 3])
+    config = AugmentConfig(gain_db=0, mel_shift=0, time_mask=0, freq_mask=0, speed=0.2, tilt_db=10, noise_db=(10, 30))
+    out = augment({"mel": mel, "frames": frames}, config, torch.Generator().manual_seed(0))
+    again = augment({"mel": mel, "frames": frames}, config, torch.Generator().manual_seed(0))
+    assert out["mel"].shape == mel.shape and torch.equal(out["mel"], again["mel"])
+    assert torch.isfinite(out["mel"]).all() and (out["frames"] >= 1).all() and (out["frames"] <= 12).all()
+
+
 def test_data_spec_errors():
     from engine.errors import InvalidInput
 

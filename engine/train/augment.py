@@ -1,4 +1,5 @@
-"""Cheap label-preserving augmentations for training batches: log-mel crops, gain, pitch shifts and masks; pixel shifts."""
+"""Cheap label-preserving augmentations for training batches: log-mel crops, speed, gain, pitch shifts, channel
+colour (spectral tilt, added noise floor) and masks; pixel shifts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import torch
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """How hard to perturb: the log-mel crop width (0 = none), gain range in dB, mel-bin shift, mask sizes, pixel shift."""
+    """How hard to perturb: the log-mel crop width (0 = none), gain range in dB, mel-bin shift, mask sizes, pixel shift.
+
+    The channel perturbations default to off: ``speed`` (0.1 = each clip played 0.9-1.1x as fast, by resampling
+    its frames), ``tilt_db`` (a linear spectral tilt of up to that many dB from the lowest to the highest mel
+    bin, as a different microphone would add) and ``noise_db`` ``(low, high)``: a coloured noise floor added
+    ``low`` to ``high`` dB below each clip's loudest bin ((0, 0) = none).
+    """
 
     crop_frames: int = 0
     gain_db: float = 6.0
@@ -17,6 +24,9 @@ class AugmentConfig:
     time_mask: float = 0.1
     freq_mask: float = 0.1
     pixel_shift: int = 3
+    speed: float = 0.0
+    tilt_db: float = 0.0
+    noise_db: tuple[float, float] = (0.0, 0.0)
 
 
 def _int(high: int, gen: torch.Generator, low: int = 0) -> int:
@@ -37,14 +47,53 @@ def crop_mel(mel: torch.Tensor, frames: torch.Tensor, width: int, gen: torch.Gen
     return torch.gather(mel, 3, index), frames.clamp(max=width)
 
 
+def change_speed(mel: torch.Tensor, frames: torch.Tensor, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each clip's real frames resampled (linear interpolation in time) to play ``factor`` (n,) times as fast."""
+    width = mel.shape[-1]
+    new_frames = (frames.to(factor.dtype) / factor).round().long().clamp(1, width)
+    source = torch.arange(width, dtype=factor.dtype)[None, :] * factor[:, None]
+    source = torch.minimum(source, (frames - 1).clamp(min=0).to(factor.dtype)[:, None])
+    low = source.floor().long()
+    high = (low + 1).clamp(max=width - 1)
+    weight = (source - low.to(source.dtype))[:, None, None, :]
+    expand = (mel.shape[0], mel.shape[1], mel.shape[2], width)
+    out = torch.gather(mel, 3, low[:, None, None, :].expand(expand)) * (1 - weight) \
+        + torch.gather(mel, 3, high[:, None, None, :].expand(expand)) * weight
+    floor = mel.amin(dim=(1, 2, 3), keepdim=True)
+    return torch.where((torch.arange(width)[None, :] < new_frames[:, None])[:, None, None, :], out, floor), new_frames
+
+
+def colour_channel(mel: torch.Tensor, real: torch.Tensor, config: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """A random spectral tilt and a random coloured noise floor per clip, on dB log-mels."""
+    n, _, bins, width = mel.shape
+    position = torch.linspace(-0.5, 0.5, bins)[None, None, :, None]
+    if config.tilt_db:
+        mel = mel + ((torch.rand(n, generator=gen) * 2 - 1) * config.tilt_db)[:, None, None, None] * position
+    low, high = config.noise_db
+    if high > 0:
+        inside = (torch.arange(width)[None, :] < real[:, None])[:, None, None, :]
+        peak = mel.masked_fill(~inside, float("-inf")).amax(dim=(1, 2, 3))
+        level = peak - (low + torch.rand(n, generator=gen) * (high - low))
+        colour = ((torch.rand(n, generator=gen) * 2 - 1) * 20.0)[:, None, None, None] * position
+        noise = level[:, None, None, None] + colour + torch.randn(mel.shape, generator=gen) * 3.0
+        to_nepers = torch.log(torch.tensor(10.0)) / 10
+        mel = torch.where(inside, torch.logaddexp(mel * to_nepers, noise * to_nepers) / to_nepers, mel)
+    return mel
+
+
 def augment_mel(mel: torch.Tensor, frames: torch.Tensor | None, config: AugmentConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Crop (when ``config.crop_frames``), then per clip: gain, a mel-bin shift, one time and one frequency mask."""
+    """Crop (when ``config.crop_frames``), then per clip: speed, gain, channel colour, a mel-bin shift, one time and
+    one frequency mask."""
     if frames is not None and config.crop_frames:
         mel, frames = crop_mel(mel, frames, config.crop_frames, gen)
     n, channels, bins, width = mel.shape
+    if frames is not None and config.speed:
+        mel, frames = change_speed(mel, frames, 1 + (torch.rand(n, generator=gen) * 2 - 1) * config.speed)
     real = frames if frames is not None else torch.full((n,), width)
     gains = (torch.rand(n, generator=gen) * 2 - 1) * config.gain_db
     mel = mel + gains[:, None, None, None]
+    if config.tilt_db or config.noise_db[1] > 0:
+        mel = colour_channel(mel, real, config, gen)
     if config.mel_shift:
         shift = _ints(torch.full((n,), 2 * config.mel_shift), gen) - config.mel_shift
         rows = (torch.arange(bins)[None, :] - shift[:, None]).clamp(0, bins - 1)
