@@ -169,13 +169,17 @@ class Pipeline:
         elif (source := self.sink.find_sha(decoded.sha256)) is not None:
             self._copied.append((decoded, source))
         else:
-            self._in_run[decoded.sha256] = decoded.task.uri
-            pending = _Pending(decoded, [None] * len(decoded.reps), len(decoded.reps), [None] * len(decoded.reps))
-            for i, rep in enumerate(decoded.reps):
-                buffer = self._buffers.setdefault(rep.modality, [])
-                buffer.append((pending, i))
-                if len(buffer) >= self.options.batch_size:
-                    self._flush(rep.modality)
+            self._encode(decoded)
+
+    def _encode(self, decoded: Decoded) -> None:
+        """Queue a decoded file's representations for encoding; its content is now in this run."""
+        self._in_run[decoded.sha256] = decoded.task.uri
+        pending = _Pending(decoded, [None] * len(decoded.reps), len(decoded.reps), [None] * len(decoded.reps))
+        for i, rep in enumerate(decoded.reps):
+            buffer = self._buffers.setdefault(rep.modality, [])
+            buffer.append((pending, i))
+            if len(buffer) >= self.options.batch_size:
+                self._flush(rep.modality)
 
     def _flush(self, modality: str) -> None:
         entries = self._buffers.pop(modality, [])
@@ -216,10 +220,19 @@ class Pipeline:
         s.failures += [(d.task.uri, d.error or "") for d in self._failed]
         s.touched += len(self._touched)
         s.reused += len(self._copied)
-        # Files whose content was being encoded under another path copy its vectors once those are committed.
+        # Files whose content was being encoded under another path copy its vectors once those are committed;
+        # content committed is no longer "in the run", so later twins find it in the catalog instead.
         twins = [twin for done in self._ready for twin in self._parked.pop(done.sha256, [])]
+        for done in self._ready:
+            self._in_run.pop(done.sha256, None)
         self._ready, self._failed, self._touched = [], [], []
-        self._copied = [(d, src) for d in twins if (src := self.sink.find_sha(d.sha256)) is not None]
+        self._copied = []
+        for twin in twins:
+            source = self.sink.find_sha(twin.sha256)
+            if source is not None:
+                self._copied.append((twin, source))
+            else:  # never silently dropped: encode it itself
+                self._encode(twin)
         if self._copied:
             self._commit()
 
@@ -246,8 +259,9 @@ class Pipeline:
             if len(self._failed) + len(self._touched) + len(self._copied) >= self.options.batch_size:
                 self._commit()
             self.on_progress(self.summary, total)
-        for modality in list(self._buffers):
-            self._flush(modality)
+        while self._buffers:  # flushing commits, which may queue twins whose source vanished
+            for modality in list(self._buffers):
+                self._flush(modality)
         self._commit()
         self._records(records)
         seen = {t.uri for t in scan.files} | {r.uri for r in scan.records}

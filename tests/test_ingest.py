@@ -107,6 +107,17 @@ def test_identical_content_embedded_once(engine, tmp_path):
     np.testing.assert_array_equal(va, vb)
 
 
+def test_twin_arriving_after_its_source_was_committed_is_kept(engine, tmp_path):
+    root = tmp_path / "late"
+    root.mkdir()
+    for i in range(5):  # a_0 and z_twin share content; with batch size 1, a_0 commits long before z_twin arrives
+        (root / f"a_{i}.txt").write_text(f"note number {i}")
+    (root / "z_twin.txt").write_text("note number 0")
+    summary = engine.ingest([root], IngestOptions(workers=0, batch_size=1))
+    assert summary.added + summary.reused == 6 and summary.failed == 0
+    assert set(_ok_items(engine)) == {str(p) for p in root.iterdir()}
+
+
 def test_workers_match_in_process(tmp_path, corpus):
     root, *_ = corpus
     with Engine.open(tmp_path / "s0", "tiny-random") as e0, Engine.open(tmp_path / "s1", "tiny-random") as e1:
