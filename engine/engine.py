@@ -66,7 +66,8 @@ class Engine:
 
         found = scan_sources(paths, scan or ScanOptions())
         options = options or IngestOptions()
-        if self.reranker is not None and not options.tokens:  # candidates need token features to be re-ranked
+        if self.reranker is not None and self.reranker.config.enabled and not options.tokens:
+            # candidates need token features to be re-ranked; a re-ranker off everywhere stores none unless asked
             options = dataclasses.replace(options, tokens=True)
         pipeline = Pipeline(self.encoder, CatalogSink(self.store, self.model, options.tokens), options, on_progress)
         summary = pipeline.run(found)

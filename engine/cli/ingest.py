@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
     parser.add_argument("--follow-symlinks", action="store_true", help="follow symlinks that lead out of a folder")
+    parser.add_argument("--tokens", action="store_true",
+                        help="store the re-ranker's token features even where the preset's re-ranker is off by default "
+                        "(so `xmodal search --rerank` can use it)")
     parser.add_argument("--retry-failed", action="store_true", help="try again files that failed before")
     parser.add_argument("--max-image-pixels", type=int, default=DecodeSettings.max_image_pixels,
                         help="decompression-bomb guard: refuse larger images")
@@ -49,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Ingest and print the summary."""
     options = IngestOptions(batch_size=args.batch_size, workers=args.workers, precision=args.precision,
-                            retry_failed=args.retry_failed, decode=DecodeSettings(max_image_pixels=args.max_image_pixels))
+                            retry_failed=args.retry_failed, tokens=args.tokens, decode=DecodeSettings(max_image_pixels=args.max_image_pixels))
     scan = ScanOptions(tuple(args.include), tuple(args.exclude), args.follow_symlinks)
     with Engine.open(args.store, args.preset, args.device, args.random_weights) as engine:
         with IngestProgress(enabled=not (args.no_progress or args.json)) as progress:

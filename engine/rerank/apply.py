@@ -36,7 +36,7 @@ def rerank(reranker: Reranker, catalog: Catalog, model: str, results: list[Resul
         if missing:
             raise RerankerUnavailable(
                 f"{len(missing)} candidate(s) have no stored token features for {model} (e.g. representation "
-                f"{missing[0]}); run `xmodal ingest` again on those files to add them")
+                f"{missing[0]}); run `xmodal ingest --tokens` again on those files to add them")
         vectors = catalog.vectors_for(model, rep_ids)
         cal = calibration(query.modality, modality)
         cosines = np.array([results[i].first_stage for i in rows], dtype=np.float32)
