@@ -40,16 +40,7 @@ def _small_audio(tower: SmallAudioCNN, batch: dict[str, torch.Tensor]) -> Tokens
     width = max(step, -(-int(frames.max()) // step) * step)
     if width > mel.shape[-1]:
         mel = F.pad(mel, (0, width - mel.shape[-1]))
-    x = tower.input_norm(mel[..., :width])
-    frames = frames.clamp(min=1)
-    x = x * _columns(frames, x)  # the same masking as SmallAudioCNN._pool, so features match embed()
-    for layer in tower.features:
-        x = layer(x)
-        if isinstance(layer, nn.MaxPool1d):
-            frames = (frames + 1) // 2
-        if isinstance(layer, (nn.ReLU, nn.MaxPool1d)):
-            x = x * _columns(frames, x)
-    frames = frames.clamp(1, x.shape[-1])
+    x, frames = tower.masked_features(tower.input_norm(mel[..., :width]), frames.clamp(min=1))
     keep = _columns(frames, x).bool()
     mean = x.sum(dim=2) / frames[:, None].to(x.dtype)
     peak = x.masked_fill(~keep, float("-inf")).amax(dim=2)

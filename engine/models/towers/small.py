@@ -53,6 +53,16 @@ class _SmallTower(Tower):
             x = self.features(x)
             dims = tuple(range(2, x.dim()))
             return self.proj(torch.cat([x.mean(dim=dims), x.amax(dim=dims)], dim=1))
+        x, frames = self.masked_features(x, frames)
+        dims = tuple(range(2, x.dim()))
+        keep = _columns(frames, x).bool()
+        mean = x.sum(dim=dims) / (frames[:, None] * (x[0, 0].numel() // x.shape[-1])).to(x.dtype)
+        peak = x.masked_fill(~keep, float("-inf")).amax(dim=dims)
+        return self.proj(torch.cat([mean, peak], dim=1))
+
+    def masked_features(self, x: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final feature map with positions past each row's real ``frames`` zeroed after every layer, and
+        each row's frame count on that map (at least 1)."""
         x = x * _columns(frames, x)
         for layer in self.features:
             x = layer(x)
@@ -60,12 +70,7 @@ class _SmallTower(Tower):
                 frames = (frames + 1) // 2
             if isinstance(layer, (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d)):
                 x = x * _columns(frames, x)
-        frames = frames.clamp(1, x.shape[-1])
-        dims = tuple(range(2, x.dim()))
-        keep = _columns(frames, x).bool()
-        mean = x.sum(dim=dims) / (frames[:, None] * (x[0, 0].numel() // x.shape[-1])).to(x.dtype)
-        peak = x.masked_fill(~keep, float("-inf")).amax(dim=dims)
-        return self.proj(torch.cat([mean, peak], dim=1))
+        return x, frames.clamp(1, x.shape[-1])
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors``."""
