@@ -13,6 +13,14 @@ ALL_STEPS: tuple[tuple[str, list[str]], ...] = (
     ("peers", ["bench.peers"]),
     ("fusion", ["bench.fusion", "--json", "bench/results/fusion-xmodal-mini.json"]),
     ("serve", ["bench.serve", "--json", "bench/results/serve-mini.json"]),
+    ("query", ["bench.query", "--json", "bench/results/query-xmodal-mini-1m.json"]),
+    ("rerank", ["bench.rerank", "--json", "bench/results/rerank-xmodal-mini.json"]),
+    *[(f"quality-{d}", ["bench.quality", "--preset", "xmodal-mini", "--dataset", d, "--threads", "1",
+                        "--json", f"bench/results/quality-{d}-xmodal-mini.json",
+                        "--md", f"bench/results/quality-{d}-xmodal-mini.md", "--plots", "bench/results/plots"])
+      for d in ("scenes", "esc10", "fsdd")],
+    # the longest (about 20 min on 2 cores): 10M vectors, IVF-PQ
+    ("index-10m", ["bench.index", "--n", "10000000", "--kinds", "ivf-pq", "--json", "bench/results/index-10m.json"]),
 )
 
 
