@@ -91,7 +91,7 @@ def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrai
             on_step(step + 1, float(np.mean(losses[-100:])))
     model.eval()
     evaluation = {d.name: evaluate(model, d, cfg.depth) for d in val}
-    enabled = tuple(name for name, e in evaluation.items() if e["gain_r1"] >= cfg.min_gain and e["gain_mean"] >= 0)
+    enabled = tuple(name for name, e in evaluation.items() if beats_first_stage(e, cfg.min_gain))
     config = RerankerConfig(dims, vector_dim, cfg.width, cfg.layers, cfg.heads, dropout=cfg.dropout,
                             enabled=enabled, evaluation=evaluation)
     final = Reranker(config)
@@ -120,13 +120,25 @@ def rerank_rows(model: Reranker, d: Direction, depth: int, chunk: int = 32) -> t
     return top, reranked
 
 
+def beats_first_stage(e: dict[str, Any], min_gain: float = 0.0) -> bool:
+    """Whether a held-out evaluation shows a real gain: R@1 up by ``min_gain`` with recall@1/5/10 not down on
+    average, and more queries won at rank 1 than lost by at least two standard deviations of a sign test (so a
+    few queries' luck on a small set does not switch it on)."""
+    wins, losses = e.get("r1_wins", 0), e.get("r1_losses", 0)
+    significant = wins - losses >= max(1.0, 2.0 * (wins + losses) ** 0.5)
+    return e["gain_r1"] >= min_gain and e["gain_mean"] >= 0 and significant
+
+
 def evaluate(model: Reranker, d: Direction, depth: int) -> dict[str, Any]:
     """Recall@1/5/10 of the first stage and of the re-ranked top ``depth``, per query, over a direction."""
     keep = d.relevant.any(axis=1)
     top, reranked = rerank_rows(model, d, depth)
-    first = _recalls(np.take_along_axis(d.relevant, top, axis=1)[keep])
-    second = _recalls(np.take_along_axis(d.relevant, reranked, axis=1)[keep])
+    first_hits = np.take_along_axis(d.relevant, top, axis=1)[keep]
+    second_hits = np.take_along_axis(d.relevant, reranked, axis=1)[keep]
+    first, second = _recalls(first_hits), _recalls(second_hits)
     gains = [second[f"R@{k}"] - first[f"R@{k}"] for k in KS]
     return {"queries": int(keep.sum()), "corpus": int(d.relevant.shape[1]), "depth": depth,
             "first_stage": first, "reranked": second, "gain_r1": round(gains[0], 4),
+            "r1_wins": int((second_hits[:, 0] & ~first_hits[:, 0]).sum()),
+            "r1_losses": int((first_hits[:, 0] & ~second_hits[:, 0]).sum()),
             "gain_mean": round(float(np.mean(gains)), 4)}
