@@ -132,7 +132,8 @@ def run(suite: Suite, preset: str, factory: str | None = None, device: str = "cp
         engine = Engine.open(Path(tmp) / "store", preset, device=device)
         try:
             ingest_start = time.perf_counter()
-            summary = engine.ingest([Path(tmp) / "corpus"], IngestOptions(workers=0))
+            # tokens too, so the re-ranked stage can run even where the preset keeps its re-ranker off by default
+            summary = engine.ingest([Path(tmp) / "corpus"], IngestOptions(workers=0, tokens=engine.reranker is not None))
             ingest_seconds = time.perf_counter() - ingest_start
             modalities = engine.store_modalities()  # also opens the engine's searcher before the first search
             stored = {item.uri for item in engine.store.catalog.items(status="ok")}
