@@ -50,6 +50,12 @@ def test_early_stopping_keeps_best():
     assert report.best_score == max(h["val_score"] for h in report.history)
 
 
+def test_without_validation_pairs_the_lowest_loss_epoch_is_best():
+    report = train(_space(), [_toy(300, 0)], [], TrainConfig(epochs=4, batch_size=64, patience=2, augment=False))
+    losses = [h["loss"] for h in report.history]
+    assert report.best_epoch == int(np.argmin(losses)) and report.best_score == pytest.approx(-min(losses))
+
+
 def test_trainable_tower_one_epoch_smoke(tmp_path):
     rng = np.random.default_rng(0)
     tower = SmallAudioCNN(SmallAudioConfig(channels=(8, 16), out_dim=16, clip_seconds=0.5))

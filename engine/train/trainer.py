@@ -52,7 +52,7 @@ class TrainReport:
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
-    best_score: float = -1.0
+    best_score: float = -float("inf")  # validation recall, or minus the loss when there are no validation pairs
     seconds: float = 0.0
     temperature: float = 0.0
 
