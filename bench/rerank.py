@@ -26,7 +26,7 @@ from bench.datasets import SceneConfig, generate_scenes, load_esc, shared_data_d
 from bench.report import machine_info, write_json
 from engine.engine import Engine
 from engine.errors import RerankerUnavailable
-from engine.models import load_encoder
+from engine.models import Encoder, load_encoder
 from engine.rerank.data import encode_items
 from index import open_store
 
@@ -57,10 +57,9 @@ def _recall(ranked: list[list[str]], relevant: list[frozenset[str]]) -> dict[str
     return {f"R@{k}": round(float(np.mean([bool(set(r[:k]) & rel) for r, rel in zip(ranked, relevant)])), 4) for k in KS}
 
 
-def run_direction(preset: str, reranker: Path | None, task: Any, query_modality: str, corpus_modality: str,
+def run_direction(encoder: Encoder, reranker: Path | None, task: Any, query_modality: str, corpus_modality: str,
                   limit: int | None) -> dict[str, Any]:
     """All stages of one retrieval task, timed per query."""
-    encoder = load_encoder(preset)
     queries = list(task.queries[:limit] if limit else task.queries)
     corpus = list(task.corpus)
     encoded = encode_items(encoder, corpus_modality, [c.load() for c in corpus])
@@ -118,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    encoder = load_encoder(args.preset)
     results: dict[str, Any] = {"bench": "rerank", "preset": args.preset, "reranker": str(args.reranker or "preset"),
                                "threads": args.threads, "directions": {}}
     scenes = generate_scenes(SceneConfig(n_scenes=args.scenes, seed=args.seed))
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, q, c, task in tasks:
         key = f"{name}:{q}->{c}"
         print(f"{key}: {len(task.queries)} queries, {len(task.corpus)} corpus items", flush=True)
-        results["directions"][key] = run_direction(args.preset, args.reranker, task, q, c, args.queries)
+        results["directions"][key] = run_direction(encoder, args.reranker, task, q, c, args.queries)
         _print_row(key, results["directions"][key])
     results["machine"] = machine_info()
     write_json(args.json_out, results)

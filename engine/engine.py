@@ -82,14 +82,15 @@ class Engine:
         True re-ranks the top ``rerank_depth`` fused candidates with the attention re-ranker
         (``RerankerUnavailable`` when the preset has none); False keeps the first-stage order.
         """
-        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query, encode_query_with_tokens
+        from engine.query import (
+            DEFAULT_FUSION, Filters, as_parts, encode_query, encode_query_with_tokens, heaviest_part,
+        )
         from engine.rerank import RERANK_DEPTH, Side, wanted
         from engine.rerank.apply import rerank as rerank_results
 
         parts = as_parts(query)
         targets = list(targets) if targets else self.store_modalities()
-        heaviest = max(parts, key=lambda p: abs(p.weight)).modality
-        use = wanted(self.reranker, heaviest, targets, rerank, self.model)
+        use = wanted(self.reranker, heaviest_part(parts).modality, targets, rerank, self.model)
         if not use:
             vector = encode_query(self.encoder, parts)
             return self.searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import Catalog, Store
+from index import Store
 from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from ingest.pipeline import Completed, Known
 from ingest.work import Decoded, RepPayload

@@ -13,7 +13,6 @@ from engine.errors import RerankerUnavailable
 from engine.rerank import Reranker, RerankerConfig, Side, forward_with_tokens
 from engine.rerank.data import Encoded, direction
 from engine.rerank.train import RerankTrainConfig, evaluate, train_reranker
-from index import open_store
 from index.schema import MIGRATIONS, migrate
 from ingest.pipeline import IngestOptions
 from tests.corpus import good_files

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from engine.engine import Engine
 from engine.errors import InvalidInput
-from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart
+from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart, heaviest_part
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def rerank_note(engine: Engine, parts: list[QueryPart], targets: list[str], rera
         return None
     if engine.reranker is None:
         return f"note: preset {engine.model} has no attention re-ranker; results are first-stage (fused) order"
-    heaviest = max(parts, key=lambda p: abs(p.weight)).modality
+    heaviest = heaviest_part(parts).modality
     searched = targets or engine.store_modalities()
     off = [t for t in searched if not engine.reranker.is_enabled(heaviest, t)]
     if off:

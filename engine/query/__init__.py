@@ -1,10 +1,10 @@
 """The query layer: encode a query, search each target index, fuse by item, filter, hydrate."""
 
 from engine.query.fusion import DEFAULT_FUSION, FUSIONS, Calibration, estimate_calibration
-from engine.query.inputs import QueryPart, as_parts, encode_query, encode_query_with_tokens
+from engine.query.inputs import QueryPart, as_parts, encode_query, encode_query_with_tokens, heaviest_part
 from engine.query.search import Filters, Match, Result, Searcher
 
 __all__ = [
     "DEFAULT_FUSION", "FUSIONS", "Calibration", "Filters", "Match", "QueryPart", "Result", "Searcher", "as_parts",
-    "encode_query", "encode_query_with_tokens", "estimate_calibration",
+    "encode_query", "encode_query_with_tokens", "estimate_calibration", "heaviest_part",
 ]

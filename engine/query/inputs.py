@@ -88,6 +88,11 @@ def _combine(total: np.ndarray) -> np.ndarray:
     return total / norm
 
 
+def heaviest_part(parts: Sequence[QueryPart]) -> QueryPart:
+    """The part with the largest absolute weight (the first of ties): whose tokens the re-ranker reads."""
+    return max(parts, key=lambda p: abs(p.weight))
+
+
 def encode_query(encoder: Encoder, parts: Sequence[QueryPart]) -> np.ndarray:
     """One unit vector (1, dim): the weighted sum of the parts' vectors, renormalised."""
     if not parts:
@@ -104,11 +109,11 @@ def encode_query_with_tokens(encoder: Encoder, parts: Sequence[QueryPart]) -> tu
     if not parts:
         raise InvalidInput("empty query")
     total = np.zeros((1, encoder.dim), dtype=np.float32)
-    heaviest = max(range(len(parts)), key=lambda i: abs(parts[i].weight))
+    heaviest = heaviest_part(parts)
     tokens = None
-    for i, part in enumerate(parts):
+    for part in parts:
         vector, part_tokens = encoder.embed_with_tokens(part.modality, encoder.preprocess(part.modality, [_value(part)]))
         total += part.weight * vector
-        if i == heaviest:
+        if part is heaviest:
             tokens = part_tokens[0]
-    return _combine(total), parts[heaviest].modality, tokens
+    return _combine(total), heaviest.modality, tokens

@@ -1,20 +1,19 @@
 """The attention re-ranker: token features, the model, its training, and re-ranking of fused results."""
 
 from engine.rerank.model import Reranker, RerankerConfig, Side
-from engine.rerank.tokens import MAX_TOKENS, forward_with_tokens, pack, supports_tokens
+from engine.errors import RerankerUnavailable
+from engine.rerank.tokens import MAX_TOKENS, forward_with_tokens, pack
 
 RERANK_DEPTH = 50
 
 __all__ = ["MAX_TOKENS", "RERANK_DEPTH", "Reranker", "RerankerConfig", "Side", "forward_with_tokens", "pack",
-           "supports_tokens", "wanted"]
+           "wanted"]
 
 
 def wanted(reranker: Reranker | None, query_modality: str, targets: list[str], rerank: bool | None,
            preset: str) -> bool:
     """Whether to re-rank: as asked (``True`` needs a re-ranker), else on where held-out data showed a gain for
     every searched direction."""
-    from engine.errors import RerankerUnavailable
-
     if rerank is True and reranker is None:
         raise RerankerUnavailable(f"preset {preset!r} has no attention re-ranker")
     if rerank is not None:

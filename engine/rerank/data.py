@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -72,9 +73,9 @@ class Direction:
     relevant: np.ndarray
     calibration: Calibration
 
-    @property
+    @cached_property
     def sims(self) -> np.ndarray:
-        """First-stage cosine of every query against every corpus item."""
+        """First-stage cosine of every query against every corpus item (computed once)."""
         return self.queries.vectors.numpy() @ self.corpus.vectors.numpy().T
 
     def calibrated(self, sims: np.ndarray | torch.Tensor) -> Any:

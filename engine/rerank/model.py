@@ -20,6 +20,7 @@ from torch import nn
 from engine.errors import InvalidPreset, RerankerUnavailable
 from engine.models.serialize import load_config, load_state, save_module
 from engine.models.towers.base import MODALITIES
+from engine.rerank.tokens import MAX_TOKENS
 
 _MOD = {m: i for i, m in enumerate(MODALITIES)}
 
@@ -33,7 +34,7 @@ class RerankerConfig:
     width: int = 64
     layers: int = 2
     heads: int = 4
-    max_tokens: int = 32
+    max_tokens: int = MAX_TOKENS
     dropout: float = 0.1
     # "query->target" pairs where held-out evaluation showed a gain; elsewhere rerank=None keeps the first stage
     enabled: tuple[str, ...] = ()
@@ -62,10 +63,6 @@ class Side:
             n = min(len(t), length)
             padded[i, :n], mask[i, :n] = t[:n], True
         return cls(torch.from_numpy(padded), torch.from_numpy(mask), torch.as_tensor(vectors, dtype=torch.float32), modality)
-
-    def take(self, rows: torch.Tensor) -> "Side":
-        """The given rows."""
-        return Side(self.tokens[rows], self.mask[rows], self.vectors[rows], self.modality)
 
 
 class _CrossBlock(nn.Module):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -13,8 +13,6 @@ from engine.rerank.data import Direction, direction, encode_cached
 from engine.rerank.model import Reranker
 from engine.rerank.train import RerankTrainConfig, train_reranker
 from engine.train.data import TensorCache
-
-log = logging.getLogger(__name__)
 
 
 def dataset_directions(encoder: Encoder, dataset: Any, pairs: Sequence[tuple[str, str]], split: str,
@@ -41,7 +39,6 @@ def with_counterfactuals(dataset: Any, split: str = "train") -> Any:
     Mined first-stage negatives then include exactly the cases a pooled embedding confuses and token-level
     attention can tell apart. Datasets without scenes come back unchanged.
     """
-    from dataclasses import replace
     from functools import partial
     import random
 
@@ -81,7 +78,7 @@ def train_and_save(encoder: Encoder, train: list[Direction], val: list[Direction
         pair = name.split(":", 1)[-1]
         by_modality.setdefault(pair, []).append(name in model.config.enabled)
     enabled = tuple(sorted(p for p, votes in by_modality.items() if all(votes)))
-    model.config = type(model.config)(**{**model.config.__dict__, "enabled": enabled})
+    model.config = replace(model.config, enabled=enabled)
     report["enabled"] = list(enabled)
     report["preset"] = encoder.preset.name
     out.mkdir(parents=True, exist_ok=True)

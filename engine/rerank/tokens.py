@@ -108,11 +108,6 @@ _EXTRACTORS: list[tuple[type, Callable[..., Tokens]]] = [
 ]
 
 
-def supports_tokens(tower: Tower) -> bool:
-    """Whether token features can be read from this tower."""
-    return any(isinstance(tower, kind) for kind, _ in _EXTRACTORS)
-
-
 def forward_with_tokens(tower: Tower, batch: dict[str, torch.Tensor]) -> Tokens:
     """Pooled features (equal to ``tower.embed``), token features and their validity mask, in one pass."""
     for kind, extract in _EXTRACTORS:

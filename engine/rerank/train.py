@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ import torch
 from engine.rerank.data import Direction, hard_negatives
 from engine.rerank.model import Reranker, RerankerConfig
 
-log = logging.getLogger(__name__)
 KS = (1, 5, 10)
 
 
