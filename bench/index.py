@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench._index_run import RunSpec
+from bench.report import machine_info
 
 DEFAULT_KINDS_SMALL = ["flat", "ivf-flat", "ivf-pq", "hnsw"]
 DEFAULT_KINDS_LARGE = ["ivf-pq"]
@@ -44,6 +45,7 @@ def default_kinds(n: int) -> list[str]:
 def run_kinds(base: RunSpec, kinds: Sequence[str], json_path: Path | None = None) -> dict:
     """Run each index type of ``kinds`` at ``base``'s size in a child process; rows of failed types carry ``error``."""
     report: dict = {"n": base.n, "dim": base.dim, "seed": base.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "machine": machine_info(),
                     "data": "bench._synthetic_vectors.ClusteredSpec defaults", "results": []}
     for kind in kinds:
         spec = replace(base, kind=kind)

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from bench.report import machine_info
 
 FALLBACK = "tiny-random"
 WANTED = "xmodal-mini"
@@ -290,8 +291,7 @@ def main(argv: list[str] | None = None) -> int:
               "peak_rss_mib": rss_after["peak_rss_mib"], "server_counters": stats_after["server"],
               "server_cpu_ms_per_request": round(1000 * server_cpu / max(load.requests, 1), 3),
               "client_cpu_ms_per_request": round(1000 * client_cpu / max(load.requests, 1), 3),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "load_avg_after": os.getloadavg()}}
+              "machine": {**machine_info(), "load_avg_after": os.getloadavg()}}
     print(f"{args.clients} clients x {args.seconds:.0f} s, {args.workers} server process(es) ({'distinct' if args.distinct else 'repeating'} text queries, "
           f"all targets, k=10): {figures['requests']} requests, {figures['errors']} errors, "
           f"{figures['req_per_s']} req/s (after {args.warmup:.0f} s warm-up on the same connections: "
