@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 
 # What ``xmodal bench all`` runs, in order, before regenerating the figures table: every benchmark whose JSON in
 # bench/results feeds the README (at default sizes). Each runs in its own process.
@@ -94,7 +95,10 @@ def run_all(args: argparse.Namespace) -> int:
     failed = []
     for name, cmd in commands:
         print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
-        if subprocess.run(cmd, cwd=figures.ROOT, check=False).returncode != 0:
+        started = time.perf_counter()
+        code = subprocess.run(cmd, cwd=figures.ROOT, check=False).returncode
+        print(f"=== {name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+        if code != 0:
             failed.append(name)
     figures.run(argparse.Namespace(results=figures.RESULTS, readme=figures.README, print_only=False))
     if failed:
