@@ -142,6 +142,19 @@ def test_manifest_loader(tmp_path):
         load_manifest(tmp_path / "odd.csv")
 
 
+def test_manifest_rows_sharing_an_id_merge_media_or_refuse(tmp_path):
+    Image.new("RGB", (6, 5)).save(tmp_path / "a.png")
+    Image.new("RGB", (3, 3)).save(tmp_path / "c.png")
+    soundfile.write(tmp_path / "b.wav", np.zeros(1600, dtype=np.float32), 16000)
+    (tmp_path / "both.csv").write_text("id,path,caption\nk,a.png,a scene\nk,b.wav,its sound\nk,,more text\n")
+    (record,) = load_manifest(tmp_path / "both.csv").records
+    assert record.texts == ("a scene", "its sound", "more text")
+    assert record.load_image().size == (6, 5) and record.load_audio().sample_rate == 16000
+    (tmp_path / "clash.csv").write_text("id,path,caption\nk,a.png,one\nk,c.png,two\n")
+    with pytest.raises(ManifestError, match=r"already has image .*a\.png.*line 2.*c\.png"):
+        load_manifest(tmp_path / "clash.csv")
+
+
 # --- real corpora under ../shared/data (skipped when absent) ---
 
 

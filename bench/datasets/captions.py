@@ -70,10 +70,28 @@ def load_flickr(captions: str | Path, images: str | Path | None = None, name: st
     return Dataset(name, tuple(records))
 
 
+def _merge_row(record: Record, modality: str | None, media: str | None, texts: tuple[str, ...], path: Path,
+               line: int) -> Record:
+    """``record`` with a later row of the same id: its texts appended, and its media filling an empty modality.
+
+    A row that names other media for a modality the record already has is refused rather than dropped.
+    """
+    if media is None:
+        return replace(record, texts=record.texts + texts)
+    held = record.image if modality == "image" else record.audio
+    if held is not None and held != Path(media):
+        raise ManifestError(path, line, f"id {record.id!r} already has {modality} {str(held)!r} (line "
+                            f"{record.meta.get('line')}); this row names {media!r}: give each file its own id")
+    return replace(record, texts=record.texts + texts, **{modality: Path(media)})
+
+
 def load_manifest(path: str | Path, name: str | None = None, base: str | Path | None = None,
                   columns: ManifestColumns = ManifestColumns(), val_fraction: float = 0.0,
                   test_fraction: float = 0.0) -> Dataset:
-    """A CSV/TSV/JSONL manifest of (media, text) rows; rows naming the same media merge into one record.
+    """A CSV/TSV/JSONL manifest of (media, text) rows; rows with the same id (or media) merge into one record.
+
+    Merged rows add texts, and may add the other modality (an id with an image row and an audio row); an id
+    naming two different files of one modality is a ``ManifestError``.
 
     Relative paths resolve against ``base`` (default: the manifest's folder); remote URIs are refused, since
     datasets read local files only. Metadata ``split`` and ``label`` are honoured; otherwise the split is a
@@ -97,7 +115,7 @@ def load_manifest(path: str | Path, name: str | None = None, base: str | Path | 
         record_id = f"{name}:{row.id or row.media or f'line{row.line}'}"
         previous = merged.get(record_id)
         if previous is not None:
-            merged[record_id] = replace(previous, texts=previous.texts + row.texts)
+            merged[record_id] = _merge_row(previous, modality, media, row.texts, path, row.line)
             continue
         split = str(row.metadata.get("split") or hash_split(record_id, val_fraction, test_fraction))
         label = row.metadata.get("label")
