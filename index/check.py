@@ -1,4 +1,5 @@
-"""``check``: do the catalog and the index files agree (ids, dimension, unit norms, generation)? Optionally repair."""
+"""``check``: do the catalog and the index files agree (ids, dimension, unit norms, generation), and are the
+re-ranker's tokens whole? Optionally repair."""
 
 from __future__ import annotations
 
@@ -107,6 +108,39 @@ def _index_problems(store: Store, model: str, modality: str, dim: int, generatio
     return problems
 
 
+def _token_problems(store: Store, model: str, modality: str, repair: bool) -> list[Problem]:
+    """Re-ranker tokens of this vector set: blobs of the wrong size, mixed widths, partial coverage."""
+    db = store.catalog.db
+    joined = ("FROM tokens t JOIN vectors v ON v.representation_id = t.representation_id AND v.model = t.model "
+              "WHERE t.model = ? AND v.modality = ?")
+    bad = [r[0] for r in db.execute(f"SELECT t.representation_id {joined} AND (t.n < 1 OR length(t.data) != t.n * t.dim * 2)",
+                                    (model, modality))]
+    widths = dict(db.execute(f"SELECT t.dim, COUNT(*) {joined} GROUP BY t.dim ORDER BY COUNT(*) DESC", (model, modality)))
+    problems = []
+    if bad:
+        problems.append(Problem(model, modality, "tokens-corrupt", f"{len(bad)} token blob(s) not n x dim float16: "
+                                f"representations {bad[:5]}"))
+    if len(widths) > 1:
+        minority = list(widths)[1:]
+        marks = ",".join("?" * len(minority))
+        bad += [r[0] for r in db.execute(f"SELECT t.representation_id {joined} AND t.dim IN ({marks})",
+                                        (model, modality, *minority))]
+        problems.append(Problem(model, modality, "tokens-dimension", f"token widths {widths} (width: count); the "
+                                "re-ranker expects one"))
+    if repair and bad:
+        with store.catalog.atomic():
+            db.conn.executemany("DELETE FROM tokens WHERE model = ? AND representation_id = ?",
+                                [(model, int(i)) for i in bad])
+        problems = [Problem(**{**asdict(p), "detail": p.detail + "; removed, `xmodal ingest --tokens` re-encodes them",
+                               "repaired": True}) for p in problems]
+    with_tokens = db.execute(f"SELECT COUNT(*) {joined}", (model, modality)).fetchone()[0]
+    total = db.execute("SELECT COUNT(*) FROM vectors WHERE model = ? AND modality = ?", (model, modality)).fetchone()[0]
+    if 0 < with_tokens < total:
+        problems.append(Problem(model, modality, "tokens-partial", f"{total - with_tokens} of {total} representation(s) "
+                                "have no re-ranker tokens; re-ranking refuses until `xmodal ingest --tokens`", "warning"))
+    return problems
+
+
 def _repair(store: Store, model: str, modality: str, problems: list[Problem], bad_ids: list[int]) -> list[Problem]:
     """Fix what can be fixed: drop invalid catalog vectors (item marked failed), then rebuild or catch up the index."""
     if bad_ids:
@@ -132,6 +166,7 @@ def check_store(root: str | Path, *, repair: bool = False) -> CheckReport:
             if repair and problems:
                 problems = _repair(store, vs.model, vs.modality, problems, bad_ids)
             report.problems.extend(problems)
+            report.problems.extend(_token_problems(store, vs.model, vs.modality, repair))
             report.vector_sets.append({"model": vs.model, "modality": vs.modality, "dim": vs.dim, "vectors": vs.count})
         for tmp in leftover_temp_files(store.root):
             old = time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS

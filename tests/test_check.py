@@ -95,3 +95,28 @@ def test_stale_index_and_temp_file_are_warnings(store_dir, capsys) -> None:
 def test_missing_store_is_an_error(tmp_path, capsys) -> None:
     assert _check(tmp_path / "absent") == 2
     assert "no catalog at" in capsys.readouterr().err
+
+
+def test_reranker_tokens_are_checked_and_bad_ones_removed(store_dir, capsys) -> None:
+    with open_store(store_dir) as store:
+        ids = store.catalog.vector_ids("m", "image")
+        rng = np.random.default_rng(0)
+        store.catalog.write_tokens("m", ids, [rng.standard_normal((4, 8)) for _ in ids])
+    assert check_store(store_dir).problems == []
+    conn = sqlite3.connect(store_dir / "catalog.db")  # planted: a cut blob, one row of another width, one missing
+    conn.execute("UPDATE tokens SET data = substr(data, 1, 10) WHERE representation_id = ?", (int(ids[0]),))
+    conn.execute("UPDATE tokens SET dim = 4, n = 8 WHERE representation_id = ?", (int(ids[1]),))
+    conn.execute("DELETE FROM tokens WHERE representation_id = ?", (int(ids[2]),))
+    conn.commit()
+    conn.close()
+    assert _check(store_dir, "--json") == 1
+    found = {p["kind"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
+    assert set(found) == {"tokens-corrupt", "tokens-dimension", "tokens-partial"}
+    assert found["tokens-partial"]["severity"] == "warning" and "1 of 120" in found["tokens-partial"]["detail"]
+    assert _check(store_dir, "--repair") == 0
+    capsys.readouterr()
+    with open_store(store_dir) as store:
+        kept = store.catalog.tokens_for("m", ids)
+    assert len(kept) == 117 and not {int(i) for i in ids[:3]} & set(kept)
+    (left,) = check_store(store_dir).problems
+    assert left.kind == "tokens-partial" and "3 of 120" in left.detail
