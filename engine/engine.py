@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from engine.devices import resolve_device
+from engine.errors import RerankerUnavailable
 from engine.models import Encoder, load_encoder
 from index import Store, open_store
 
@@ -82,26 +83,42 @@ class Engine:
         True re-ranks the top ``rerank_depth`` fused candidates with the attention re-ranker
         (``RerankerUnavailable`` when the preset has none); False keeps the first-stage order.
         """
-        from engine.query import (
-            DEFAULT_FUSION, Filters, as_parts, encode_query, encode_query_with_tokens, heaviest_part,
-        )
-        from engine.rerank import RERANK_DEPTH, Side, wanted
-        from engine.rerank.apply import rerank as rerank_results
+        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query
 
         parts = as_parts(query)
         targets = list(targets) if targets else self.store_modalities()
-        use = wanted(self.reranker, heaviest_part(parts).modality, targets, rerank, self.model)
-        if not use:
-            vector = encode_query(self.encoder, parts)
-            return self.searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,
-                                         fusion or DEFAULT_FUSION)
+        if self.wants_rerank(parts, targets, rerank):
+            return self.reranked_search(parts, targets, k, filters, depth, fusion, rerank_depth)
+        vector = encode_query(self.encoder, parts)
+        return self.searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,
+                                    fusion or DEFAULT_FUSION)
+
+    def wants_rerank(self, parts, targets: list[str], rerank: bool | None) -> bool:
+        """Whether a search re-ranks: as asked (``RerankerUnavailable`` for True without a re-ranker), else the
+        preset's per-direction default."""
+        from engine.query import heaviest_part
+        from engine.rerank import wanted
+
+        return wanted(self.reranker, heaviest_part(parts).modality, targets, rerank, self.model)
+
+    def reranked_search(self, parts, targets: list[str], k: int = 10, filters=None, depth: int = 100,
+                        fusion: str | None = None, rerank_depth: int | None = None, searcher=None):
+        """First stage to ``rerank_depth`` (default ``RERANK_DEPTH``), then the attention re-ranker's top ``k``;
+        ``searcher`` lets a caller with its own (pinned) first-stage searcher use it."""
+        from engine.query import DEFAULT_FUSION, Filters, encode_query_with_tokens
+        from engine.rerank import RERANK_DEPTH, Side
+        from engine.rerank.apply import rerank as rerank_results
+
+        if self.reranker is None:
+            raise RerankerUnavailable(f"preset {self.model!r} has no attention re-ranker")
+        searcher = searcher or self.searcher
         vector, modality, tokens = encode_query_with_tokens(self.encoder, parts)
         pool = max(k, rerank_depth or RERANK_DEPTH)
-        results = self.searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
-                                        fusion or DEFAULT_FUSION)
+        results = searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
+                                  fusion or DEFAULT_FUSION)
         query_side = Side.from_arrays([tokens], vector, modality, self.reranker.config.max_tokens)
         return rerank_results(self.reranker, self.store.catalog, self.model, results, query_side,
-                              self.searcher.calibration, k)
+                              searcher.calibration, k)
 
     @property
     def searcher(self):

@@ -70,6 +70,9 @@ class SearchIn(BaseModel):
     depth: int = Field(100, ge=1, le=10_000, description="ANN candidates per target modality")
     fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
     filters: FiltersIn = FiltersIn()
+    rerank: bool | None = Field(None, description="attention re-ranker: null follows the preset's per-direction "
+                                "default, true forces it (409 when the preset or the store's tokens cannot), false skips it")
+    rerank_depth: int | None = Field(None, ge=1, le=1000, description="fused candidates re-ranked (default 50)")
 
     def job(self, upload: tuple[str, bytes] | None) -> SearchJob:
         """The engine's search job for this request (and the uploaded query file, if any)."""
@@ -80,7 +83,8 @@ class SearchIn(BaseModel):
             raise ApiError(400, "give a non-empty text query or upload an image or audio file")
         f = self.filters
         filters = Filters(tuple(f.modalities), f.uri_glob, f.mtime_after, f.mtime_before, dict(f.metadata))
-        return SearchJob(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion)
+        return SearchJob(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion, self.rerank,
+                         self.rerank_depth)
 
 
 _SEARCH_DOC = {
@@ -93,6 +97,7 @@ _SEARCH_DOC = {
                 "text": {"type": "string"}, "text_weight": {"type": "number"},
                 "targets": {"type": "string", "description": "comma-separated: image,text,audio"},
                 "k": {"type": "integer"}, "depth": {"type": "integer"}, "fusion": {"type": "string"},
+                "rerank": {"type": "boolean"}, "rerank_depth": {"type": "integer"},
                 "filters": {"type": "string", "description": "JSON object, as in the JSON body"},
             }}},
         },

@@ -17,6 +17,7 @@ from engine.errors import (
     InvalidModelSource,
     InvalidPreset,
     PresetNotFound,
+    RerankerUnavailable,
     UnsupportedModality,
     WeightsUnavailable,
     XmodalError,
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 STATUS_MAP: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
     ((InvalidInput, UnsupportedModality, InvalidModelSource, InvalidStatus, InvalidVectors, InvalidIndexConfig), 400),
     ((ItemNotFound, UnknownVectorSet, CatalogNotFound), 404),
+    ((RerankerUnavailable,), 409),
     ((WeightsUnavailable, DeviceUnavailable, PresetNotFound, InvalidPreset), 503),
 )
 

@@ -25,7 +25,8 @@ def _name(uri: str) -> str:
 def result_json(result: Result) -> dict[str, Any]:
     """One search result as JSON, with links to its media and thumbnail."""
     return {"item_id": result.item_id, "uri": result.uri, "name": _name(result.uri), "modality": result.modality,
-            "score": result.score, "first_stage": result.first_stage, "match": asdict(result.match),
+            "score": result.score, "first_stage": result.first_stage, "rerank_score": result.rerank_score,
+            "match": asdict(result.match),
             "metadata": dict(result.metadata), **_links(result.item_id, result.modality, result.uri)}
 
 

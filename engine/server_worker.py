@@ -36,7 +36,7 @@ BACKOFF_S = 0.02
 
 @dataclass(frozen=True)
 class SearchJob:
-    """One search: query parts, targets (empty: all), k, filters, depth and fusion."""
+    """One search: query parts, targets (empty: all), k, filters, depth, fusion and re-ranking (None: preset default)."""
 
     parts: tuple[QueryPart, ...]
     targets: tuple[str, ...] = ()
@@ -44,6 +44,8 @@ class SearchJob:
     filters: Filters = field(default_factory=Filters)
     depth: int = 100
     fusion: str = DEFAULT_FUSION
+    rerank: bool | None = None
+    rerank_depth: int | None = None
 
     @property
     def text_only(self) -> str | None:
@@ -97,7 +99,8 @@ class EngineWorker:
         self._cache_size = cache_size
         self.engine: Engine | None = None
         self.open_error: BaseException | None = None
-        self.counters = {"searches": 0, "batches": 0, "batched_texts": 0, "cache_hits": 0, "retries": 0}
+        self.counters = {"searches": 0, "batches": 0, "batched_texts": 0, "cache_hits": 0, "retries": 0,
+                         "reranked": 0}
 
     # ---- life cycle (any thread) ---------------------------------------------------------------------
 
@@ -246,12 +249,18 @@ class EngineWorker:
         return out
 
     def _search(self, job: SearchJob, text_vectors: dict[str, np.ndarray]) -> list[Result]:
+        engine = self.engine
+        targets = list(job.targets) or self._searcher.modalities()
+        if engine.wants_rerank(job.parts, targets, job.rerank):  # type: ignore[union-attr]
+            self.counters["searches"] += 1
+            self.counters["reranked"] += 1
+            return engine.reranked_search(job.parts, targets, job.k, job.filters, job.depth,  # type: ignore[union-attr]
+                                          job.fusion, job.rerank_depth, self._searcher)
         text = job.text_only
         if text is not None and text in text_vectors:
             vector = text_vectors[text]
         else:
             vector = encode_query(self.engine.encoder, job.parts)  # type: ignore[union-attr]
-        targets = list(job.targets) or self._searcher.modalities()
         self.counters["searches"] += 1
         return self._searcher.search(vector, job.parts[0].modality, targets, job.k, job.filters, job.depth,
                                      job.fusion)

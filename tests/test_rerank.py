@@ -144,3 +144,32 @@ def test_cli_says_when_the_reranker_is_off(rerank_store, capsys):
     assert "has no attention re-ranker" in capsys.readouterr().err
     assert main(["search", "a red square", "--store", store, "--rerank"]) == 2
     assert "no attention re-ranker" in capsys.readouterr().err
+
+
+def test_server_reranks_as_asked_and_maps_refusal_to_409(rerank_store, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from engine.server import create_app
+
+    root = rerank_store
+    with Engine.open(tmp_path / "store", "tiny-random", reranker=root / "reranker") as engine:
+        engine.ingest([root / "media"], IngestOptions(workers=0))
+    app = create_app(lambda: Engine.open(tmp_path / "store", "tiny-random", reranker=root / "reranker"))
+    with TestClient(app) as client:
+        plain = client.post("/search", json={"text": "a red square", "k": 4}).json()["results"]
+        assert plain and all(r["rerank_score"] is None for r in plain)  # text->* is off by default
+        forced = client.post("/search", json={"text": "a red square", "k": 4, "rerank": True, "rerank_depth": 8})
+        scores = [r["rerank_score"] for r in forced.json()["results"]]
+        assert forced.status_code == 200 and len(scores) == 4 and None not in scores and scores == sorted(scores, reverse=True)
+        with Engine.open(tmp_path / "store", "tiny-random", reranker=root / "reranker") as engine:
+            expected = [r.item_id for r in engine.search("a red square", k=4, rerank=True, rerank_depth=8)]
+        assert [r["item_id"] for r in forced.json()["results"]] == expected
+        image = root / "media" / "images" / "img_1.jpg"
+        upload = client.post("/search", files={"file": ("q.jpg", image.read_bytes(), "image/jpeg")},
+                             data={"targets": "image", "k": "3"})
+        assert upload.json()["results"][0]["rerank_score"] is not None  # image->image is on by default
+        assert client.get("/stats").json()["server"]["reranked"] == 2
+    bare = create_app(lambda: Engine.open(tmp_path / "store", "tiny-random"))
+    with TestClient(bare) as client:
+        refused = client.post("/search", json={"text": "a red square", "rerank": True})
+        assert refused.status_code == 409 and "no attention re-ranker" in refused.json()["error"]["message"]
