@@ -74,6 +74,8 @@ def test_clap_long_clips_are_cropped_deterministically(tiny_encoder):
     [
         (lambda: SmallAudioCNN(SmallAudioConfig(channels=(8, 16), out_dim=12)),
          [AudioClip(np.random.default_rng(0).standard_normal(8000).astype(np.float32), 8000)] * 3),
+        (lambda: SmallAudioCNN(SmallAudioConfig(n_mels=16, channels=(8, 16), out_dim=12, temporal=True, freq_stem=[4, 6])),
+         [AudioClip(np.random.default_rng(0).standard_normal(8000).astype(np.float32), 8000)] * 3),
         (lambda: SmallImageCNN(SmallImageConfig(image_size=32, channels=(8, 16), out_dim=12)), None),
     ],
 )
@@ -105,3 +107,22 @@ def test_small_audio_log_mel_shape():
     mel = tower.log_mel(np.zeros(16000 * 7, dtype=np.float32) + 0.01)
     assert mel.shape == (64, 501)
     assert np.all(np.isfinite(mel))
+
+
+def test_small_audio_freq_stem_masks_padding_and_gives_tokens():
+    from engine.rerank.tokens import forward_with_tokens
+
+    torch.manual_seed(0)
+    tower = SmallAudioCNN(SmallAudioConfig(n_mels=16, channels=(8, 16), out_dim=12, temporal=True, freq_stem=(4,))).eval()
+    assert tower.config.freq_stem == (4,) and tower.features[0].in_channels == 4 * 8  # 4 channels x 8 bands
+    rng = np.random.default_rng(0)
+    short, long = (AudioClip(rng.standard_normal(n).astype(np.float32), 16000) for n in (3000, 16000))
+    with torch.no_grad():
+        alone = tower.embed(tower.preprocess([short]))
+        batch = tower.preprocess([short, long])
+        together = tower.embed(batch)
+        pooled, _, _ = forward_with_tokens(tower, batch)
+    torch.testing.assert_close(together[0], alone[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(pooled, together, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="temporal"):
+        SmallAudioCNN(SmallAudioConfig(freq_stem=(4,)))

@@ -125,3 +125,20 @@ def test_data_spec_modalities():
     assert parse_data_spec("manifest:/data/a@b.csv").arg == "/data/a@b.csv"
     with pytest.raises(InvalidInput):
         parse_data_spec("synthetic:5@image")
+
+
+def test_speed_copies_add_resampled_audio_records():
+    from bench.datasets.base import Dataset, Record
+    from engine.models import AudioClip
+    from engine.models.audio import mono_at
+    from engine.train.recipe import speed_copies
+
+    clip = AudioClip(np.zeros(8000, dtype=np.float32), 8000)
+    data = Dataset("d", (Record("d:a", "train", "1", audio=clip, group="s"), Record("d:t", "train", "1", texts=("one",))),
+                   protocol="class")
+    out = speed_copies(data, (0.9, 1.0, 1.1))
+    assert [r.id for r in out.records] == ["d:a", "d:t", "d:a@x0.9", "d:a@x1.1"]
+    fast = out.by_id["d:a@x1.1"]
+    assert (fast.label, fast.group, fast.split) == ("1", "s", "train")
+    assert fast.load_audio().sample_rate == 8800 and out.by_id["d:a@x0.9"].load_audio().sample_rate == 7200
+    assert abs(len(mono_at(fast.load_audio(), 16000)) - 16000 / 1.1) < 2  # played faster: shorter

@@ -31,6 +31,7 @@ class DataSpec:
     kind: str
     arg: str | None = None
     modalities: tuple[str, ...] = ()  # train only pairs among these (all of the preset's when empty)
+    speeds: tuple[float, ...] = ()  # also train on each training clip played at these speeds (see ``speed_copies``)
 
 
 def parse_data_spec(text: str) -> DataSpec:
@@ -81,6 +82,32 @@ def _train_val(dataset: Any) -> tuple[Any, Any]:
     keep = tuple(replace(r, split="val" if r.id in held else "train") for r in train_part.records)
     both = replace(train_part, records=keep)
     return both.split("train"), both.split("val")
+
+
+@dataclass(frozen=True)
+class _AtSpeed:
+    """A clip source played ``factor`` times as fast: its samples relabelled with a rate ``factor`` times its own,
+    so resampling to the tower's rate shortens it and raises its pitch and formants together."""
+
+    source: Any
+    factor: float
+
+    def __call__(self) -> Any:
+        from bench.datasets.media import decode_audio
+        from engine.models import AudioClip
+
+        clip = decode_audio(self.source)
+        return AudioClip(clip.samples, int(round(clip.sample_rate * self.factor)))
+
+
+def speed_copies(dataset: Any, speeds: Iterable[float]) -> Any:
+    """The dataset plus, for every record with audio, one copy per speed factor (id ``<id>@x<factor>``, same label,
+    group and split): speed perturbation as in Ko et al., "Audio augmentation for speech recognition" (2015). A
+    faster copy of a speaker sounds like a speaker with a shorter vocal tract, which a log-mel augmentation of
+    tempo alone does not imitate. Apply it to a training split only, after the validation records are set aside."""
+    extra = tuple(replace(r, id=f"{r.id}@x{f:g}", audio=_AtSpeed(r.audio, float(f)), texts=())
+                  for r in dataset.records if r.audio is not None for f in speeds if f != 1.0)
+    return replace(dataset, records=dataset.records + extra)
 
 
 class _Inputs:
@@ -153,6 +180,8 @@ def train_preset(
     for spec in specs:
         dataset = load_dataset(spec, config.seed)
         train_part, val_part = _train_val(dataset)
+        if spec.speeds:
+            train_part = speed_copies(train_part, spec.speeds)
         modalities = tuple(m for m in preset.modalities if not spec.modalities or m in spec.modalities)
         train_sets += _pair_sets(train_part, modalities, inputs)
         val_sets += _pair_sets(_only_split(val_part, "val"), modalities, inputs)

@@ -89,7 +89,14 @@ class _SmallTower(Tower):
 
 @dataclass(frozen=True)
 class SmallAudioConfig:
-    """Log-mel front end and CNN widths of ``SmallAudioCNN``; ``temporal`` convolves over time only, mel bins as channels."""
+    """Log-mel front end and CNN widths of ``SmallAudioCNN``; ``temporal`` convolves over time only, mel bins as channels.
+
+    ``freq_stem`` (temporal only; empty = none): channels of 2-D (conv 3x3, batch norm, ReLU) blocks over (mel, time)
+    before the temporal stack, each followed by a max pool of ``freq_pool`` over frequency only (time keeps its
+    resolution); their (channel, band) outputs become the temporal stack's input channels. The shared 2-D kernels
+    respond alike to a pattern a few mel bins higher or lower (a different speaker's formants), which convolving
+    with the mel bins as channels cannot.
+    """
 
     sample_rate: int = 16_000
     n_mels: int = 64
@@ -100,6 +107,11 @@ class SmallAudioConfig:
     out_dim: int = 256
     convs_per_block: int = 2
     temporal: bool = False
+    freq_stem: tuple[int, ...] = ()
+    freq_pool: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "freq_stem", tuple(self.freq_stem))  # a JSON list from a preset's config
 
 
 class SmallAudioCNN(_SmallTower):
@@ -114,7 +126,21 @@ class SmallAudioCNN(_SmallTower):
 
     def __init__(self, config: SmallAudioConfig = SmallAudioConfig()) -> None:
         temporal = config.temporal
-        super().__init__(config, in_channels=config.n_mels if temporal else 1, dims=1 if temporal else 2)
+        if config.freq_stem and not temporal:
+            raise ValueError("freq_stem needs temporal=True")
+        bands = config.n_mels
+        for _ in config.freq_stem:
+            bands //= config.freq_pool
+        in_channels = (config.freq_stem[-1] * bands if config.freq_stem else config.n_mels) if temporal else 1
+        super().__init__(config, in_channels=in_channels, dims=1 if temporal else 2)
+        if config.freq_stem:
+            layers: list[nn.Module] = []
+            width = 1
+            for out_ch in config.freq_stem:
+                layers += [nn.Conv2d(width, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True),
+                           nn.MaxPool2d((config.freq_pool, 1))]
+                width = out_ch
+            self.stem = nn.Sequential(*layers)
         self.input_norm = nn.BatchNorm1d(config.n_mels) if temporal else nn.BatchNorm2d(1)
         self.preprocessor = LogMel(
             config.sample_rate, config.n_mels, config.n_fft, config.hop_length, config.clip_seconds
@@ -129,12 +155,30 @@ class SmallAudioCNN(_SmallTower):
         mel = batch["mel"][:, 0] if self.config.temporal else batch["mel"]
         frames = batch.get("frames")
         if frames is None:
-            return self._pool(self.input_norm(mel))
+            return self._pool(self._stem(self.input_norm(mel)))
         step = 2 ** len(self.config.channels)
         width = max(step, -(-int(frames.max()) // step) * step)
         if width > mel.shape[-1]:
             mel = torch.nn.functional.pad(mel, (0, width - mel.shape[-1]))
         return self._pool(self.input_norm(mel[..., :width]), frames.clamp(min=1))
+
+    def masked_features(self, x: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As ``_SmallTower.masked_features``, after the frequency stem when there is one."""
+        return super().masked_features(self._stem(x, frames), frames)
+
+    def _stem(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The temporal stack's input: the normalised log-mel itself, or with ``freq_stem`` its 2-D stem's
+        (channel x band, time) map, padding columns zeroed after every layer."""
+        if not self.config.freq_stem:
+            return mel
+        x = mel[:, None]
+        if frames is not None:
+            x = x * _columns(frames, x)
+        for layer in self.stem:
+            x = layer(x)
+            if frames is not None and isinstance(layer, nn.ReLU):
+                x = x * _columns(frames, x)
+        return x.flatten(1, 2)
 
 
 @dataclass(frozen=True)
