@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     figures_parser.set_defaults(func=lambda args: _done(figures.run(args)))
     all_parser = sub.add_parser("all", help="run every benchmark the README reports, then `figures`",
                                 description="Run " + ", ".join(name for name, _ in ALL_STEPS) + " at their default "
-                                "sizes (about an hour on 2 cores), then regenerate the figures table.")
+                                "sizes (about 80 minutes on 2 cores), then regenerate the figures table.")
     all_parser.add_argument("--list", action="store_true", help="print the commands it would run, and run nothing")
     all_parser.set_defaults(func=run_all)
     parser.set_defaults(func=lambda args: _usage(parser))
