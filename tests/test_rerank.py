@@ -45,17 +45,35 @@ def _planted(n_q: int = 60, n_c: int = 40, width: int = 8, seed: int = 0) -> tup
     return queries, corpus, relevant
 
 
-def test_training_beats_a_misled_first_stage_and_is_enabled():
+@pytest.mark.parametrize("kind", ["slots", "cross"])
+def test_training_beats_a_misled_first_stage_and_is_enabled(kind):
     q, c, rel = _planted(400, 300)  # many codes, so matching is learnt rather than memorised
     train = direction("planted:text->image", q, c, rel)
     q2, c2, rel2 = _planted(seed=1)
     val = direction("planted:text->image", q2, c2, rel2)
     cfg = RerankTrainConfig(steps=300, queries_per_step=16, list_size=8, hard_pool=30, depth=40, lr=3e-3, width=32,
-                            dropout=0.0)
+                            dropout=0.0, kind=kind)
     model, report = train_reranker([train], [val], cfg)
     e = report["evaluation"]["planted:text->image"]  # unseen codes: it learnt to match tokens, not to memorise
     assert e["first_stage"]["R@1"] < 0.15 and e["reranked"]["R@1"] >= 0.5, e
     assert report["enabled"] == ["planted:text->image"]
+
+
+def test_slots_reranker_saves_loads_and_scores_one_query_against_many(tmp_path):
+    config = RerankerConfig({"text": 8, "image": 6}, 16, width=16, kind="slots", slots=2)
+    model = Reranker(config).eval()
+    query = Side.from_arrays([np.ones((3, 8), np.float16)], np.ones((1, 16), np.float32) / 4, "text", 32)
+    cands = Side.from_arrays([np.full((n, 6), n, np.float16) for n in (1, 2, 5)], np.eye(3, 16, dtype=np.float32),
+                             "image", 32)
+    first = torch.tensor([0.5, 1.0, -1.0])
+    model.save(tmp_path / "rr")
+    loaded = Reranker.load(tmp_path / "rr")
+    assert loaded.config.kind == "slots"
+    with torch.inference_mode():
+        together = loaded(query, cands, first)
+        torch.testing.assert_close(together, model(query, cands, first))
+        one = Side.from_arrays([np.full((2, 6), 2, np.float16)], np.eye(3, 16, dtype=np.float32)[1:2], "image", 32)
+        torch.testing.assert_close(loaded(query, one, first[1:2]), together[1:2], atol=1e-5, rtol=1e-5)
 
 
 def test_untrained_reranker_keeps_the_first_stage_order():

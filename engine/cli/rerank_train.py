@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=RerankTrainConfig.steps, help="optimiser steps")
     parser.add_argument("--width", type=int, default=RerankTrainConfig.width, help="transformer width")
     parser.add_argument("--layers", type=int, default=RerankTrainConfig.layers, help="transformer layers")
+    parser.add_argument("--kind", choices=["slots", "cross"], default=RerankTrainConfig.kind,
+                        help="slots: slot-pooled token embeddings per side (default); cross: cross-attention per pair")
+    parser.add_argument("--dropout", type=float, default=RerankTrainConfig.dropout, help="dropout")
     parser.add_argument("--lr", type=float, default=RerankTrainConfig.lr, help="AdamW learning rate")
     parser.add_argument("--seed", type=int, default=RerankTrainConfig.seed, help="seed for data and weights")
     parser.add_argument("--cache", help="token cache directory (default OUT/cache)")
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         held_out = split_names(dataset, ["val", "test"])[0]
         train += dataset_directions(encoder, dataset, pairs, "train", cache)
         val += dataset_directions(encoder, dataset, pairs, held_out, cache)
-    config = RerankTrainConfig(steps=args.steps, width=args.width, layers=args.layers, lr=args.lr, seed=args.seed)
+    config = RerankTrainConfig(steps=args.steps, width=args.width, layers=args.layers, lr=args.lr, seed=args.seed,
+                               kind=args.kind, dropout=args.dropout)
     _, report = train_and_save(encoder, train, val, out, config,
                                on_step=lambda s, loss: print(f"step {s}: loss {loss:.4f}", flush=True))
     if args.json:

@@ -21,16 +21,18 @@ class RerankTrainConfig:
     """Steps, lists (one positive + hard negatives), optimiser and model size; seeded."""
 
     steps: int = 1500
-    queries_per_step: int = 32
+    queries_per_step: int = 64
     list_size: int = 16
     hard_pool: int = 50
     depth: int = 50
     lr: float = 1e-3
     weight_decay: float = 0.01
-    width: int = 64
+    width: int = 128
     layers: int = 2
     heads: int = 4
     dropout: float = 0.1
+    kind: str = "slots"
+    slots: int = 4
     seed: int = 0
     min_gain: float = 0.005
 
@@ -56,6 +58,20 @@ def _score(model: Reranker, d: Direction, sims: np.ndarray, queries: np.ndarray,
     return model(d.queries.side(torch.from_numpy(queries)), d.corpus.side(torch.from_numpy(c_rows)), first, owner)
 
 
+def _slot_loss(model: Reranker, d: Direction, sims: np.ndarray, queries: np.ndarray, c_rows: np.ndarray) -> torch.Tensor:
+    """Softmax over every distinct candidate of the step for each query (its list's positive is the target; other
+    candidates relevant to it are left out), each candidate encoded once: the lists' hard negatives plus in-batch ones."""
+    unique, inverse = np.unique(c_rows, return_inverse=True)
+    target = torch.from_numpy(inverse.reshape(len(queries), -1)[:, 0])
+    q = model.encode(d.queries.side(torch.from_numpy(queries)))
+    c = model.encode(d.corpus.side(torch.from_numpy(unique)))
+    first = torch.from_numpy(d.calibrated(sims[np.ix_(queries, unique)]).astype(np.float32))
+    scores = model.scale * first + model.gain * q @ c.T
+    other = torch.from_numpy(d.relevant[np.ix_(queries, unique)])
+    other[torch.arange(len(queries)), target] = False
+    return torch.nn.functional.cross_entropy(scores.masked_fill(other, -1e4), target)
+
+
 def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrainConfig = RerankTrainConfig(),
                    on_step: Callable[[int, float], None] | None = None) -> tuple[Reranker, dict[str, Any]]:
     """Train on ``train`` directions in turn; evaluate on ``val``; enable it where it beats the first stage."""
@@ -66,7 +82,8 @@ def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrai
         for side in (d.queries, d.corpus):
             dims[side.modality] = int(side.tokens.shape[2])
     vector_dim = int(train[0].queries.vectors.shape[1])
-    model = Reranker(RerankerConfig(dims, vector_dim, cfg.width, cfg.layers, cfg.heads, dropout=cfg.dropout))
+    shape = dict(width=cfg.width, layers=cfg.layers, heads=cfg.heads, dropout=cfg.dropout, kind=cfg.kind, slots=cfg.slots)
+    model = Reranker(RerankerConfig(dims, vector_dim, **shape))
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, cfg.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -77,8 +94,11 @@ def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrai
     for step in range(cfg.steps):
         d, sims, negatives = prepared[step % len(prepared)]
         queries, c_rows = _lists(d, negatives, rng, cfg)
-        scores = _score(model, d, sims, queries, c_rows).view(len(queries), -1)
-        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long))
+        if cfg.kind == "slots":
+            loss = _slot_loss(model, d, sims, queries, c_rows)
+        else:
+            scores = _score(model, d, sims, queries, c_rows).view(len(queries), -1)
+            loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -90,8 +110,7 @@ def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrai
     model.eval()
     evaluation = {d.name: evaluate(model, d, cfg.depth) for d in val}
     enabled = tuple(name for name, e in evaluation.items() if beats_first_stage(e, cfg.min_gain))
-    config = RerankerConfig(dims, vector_dim, cfg.width, cfg.layers, cfg.heads, dropout=cfg.dropout,
-                            enabled=enabled, evaluation=evaluation)
+    config = RerankerConfig(dims, vector_dim, **shape, enabled=enabled, evaluation=evaluation)
     final = Reranker(config)
     final.load_state_dict(model.state_dict())
     report = {"steps": cfg.steps, "seconds": round(time.perf_counter() - started, 1),
