@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             aps, p10, share = [], [], {"image": 0, "audio": 0}
             for label, texts in class_texts.items():
                 for text in texts:
-                    results = engine.search(text, ["image", "audio"], k=args.depth, depth=args.depth, fusion=fusion)
+                    results = engine.search(text, ["image", "audio"], k=args.depth, depth=args.depth, fusion=fusion,
+                                            rerank=False)
                     relevant = [labels.get(r.uri) == label for r in results]
                     aps.append(average_precision(relevant, totals[label]))
                     p10.append(float(np.mean(relevant[:10])))

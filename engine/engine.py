@@ -88,18 +88,24 @@ class Engine:
         parts = as_parts(query)
         targets = list(targets) if targets else self.store_modalities()
         if self.wants_rerank(parts, targets, rerank):
-            return self.reranked_search(parts, targets, k, filters, depth, fusion, rerank_depth)
+            try:
+                return self.reranked_search(parts, targets, k, filters, depth, fusion, rerank_depth)
+            except RerankerUnavailable as exc:
+                if rerank:
+                    raise
+                log.warning("re-ranking skipped, first-stage order: %s", exc)
         vector = encode_query(self.encoder, parts)
         return self.searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,
                                     fusion or DEFAULT_FUSION)
 
     def wants_rerank(self, parts, targets: list[str], rerank: bool | None) -> bool:
         """Whether a search re-ranks: as asked (``RerankerUnavailable`` for True without a re-ranker), else the
-        preset's per-direction default."""
+        preset's per-direction default where the store holds tokens (a store ingested without them stays first-stage)."""
         from engine.query import heaviest_part
         from engine.rerank import wanted
 
-        return wanted(self.reranker, heaviest_part(parts).modality, targets, rerank, self.model)
+        use = wanted(self.reranker, heaviest_part(parts).modality, targets, rerank, self.model)
+        return use and (rerank is True or self.store.catalog.has_tokens(self.model))
 
     def reranked_search(self, parts, targets: list[str], k: int = 10, filters=None, depth: int = 100,
                         fusion: str | None = None, rerank_depth: int | None = None, searcher=None):

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engine.engine import Engine
+from engine.errors import RerankerUnavailable
 from engine.query import DEFAULT_FUSION, Filters, QueryPart, Result, Searcher, encode_query
 from engine.server_errors import is_busy
 
@@ -100,7 +101,7 @@ class EngineWorker:
         self.engine: Engine | None = None
         self.open_error: BaseException | None = None
         self.counters = {"searches": 0, "batches": 0, "batched_texts": 0, "cache_hits": 0, "retries": 0,
-                         "reranked": 0}
+                         "reranked": 0, "rerank_skipped": 0}
 
     # ---- life cycle (any thread) ---------------------------------------------------------------------
 
@@ -252,10 +253,17 @@ class EngineWorker:
         engine = self.engine
         targets = list(job.targets) or self._searcher.modalities()
         if engine.wants_rerank(job.parts, targets, job.rerank):  # type: ignore[union-attr]
-            self.counters["searches"] += 1
-            self.counters["reranked"] += 1
-            return engine.reranked_search(job.parts, targets, job.k, job.filters, job.depth,  # type: ignore[union-attr]
-                                          job.fusion, job.rerank_depth, self._searcher)
+            try:
+                results = engine.reranked_search(job.parts, targets, job.k, job.filters, job.depth,  # type: ignore[union-attr]
+                                                 job.fusion, job.rerank_depth, self._searcher)
+            except RerankerUnavailable:
+                if job.rerank:
+                    raise
+                self.counters["rerank_skipped"] += 1  # some candidates lack tokens: the default falls back
+            else:
+                self.counters["searches"] += 1
+                self.counters["reranked"] += 1
+                return results
         text = job.text_only
         if text is not None and text in text_vectors:
             vector = text_vectors[text]

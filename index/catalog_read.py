@@ -175,6 +175,10 @@ class CatalogReads:
         removed = np.union1d(np.array([r[0] for r in dead], dtype=np.int64), upserted)
         return Changes(since=generation, generation=current, removed=removed, upserted=upserted)
 
+    def has_tokens(self, model: str) -> bool:
+        """Whether any re-ranker token features are stored for ``model``."""
+        return self.db.execute("SELECT 1 FROM tokens WHERE model = ? LIMIT 1", [model]).fetchone() is not None
+
     def tokens_for(self, model: str, representation_ids: np.ndarray | list[int]) -> dict[int, np.ndarray]:
         """Stored re-ranker token features (float16 (n, dim)) of these representations; absent ones are left out."""
         out: dict[int, np.ndarray] = {}

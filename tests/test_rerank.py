@@ -191,3 +191,27 @@ def test_server_reranks_as_asked_and_maps_refusal_to_409(rerank_store, tmp_path)
     with TestClient(bare) as client:
         refused = client.post("/search", json={"text": "a red square", "rerank": True})
         assert refused.status_code == 409 and "no attention re-ranker" in refused.json()["error"]["message"]
+
+
+def test_default_search_stays_first_stage_where_tokens_are_missing(rerank_store, tmp_path, capsys):
+    root = rerank_store
+    image = root / "media" / "images" / "img_1.jpg"
+    query = __import__("engine.query", fromlist=["QueryPart"]).QueryPart("image", str(image))
+    with Engine.open(tmp_path / "bare", "tiny-random") as engine:  # ingested with no re-ranker: no tokens at all
+        engine.ingest([root / "media"], IngestOptions(workers=0))
+    with Engine.open(tmp_path / "bare", "tiny-random", reranker=root / "reranker") as engine:
+        hits = engine.search(query, targets=["image"], k=3)  # image->image is on by default, yet no error
+        assert hits and all(r.rerank_score is None for r in hits)
+        with pytest.raises(RerankerUnavailable):
+            engine.search(query, targets=["image"], k=3, rerank=True)
+        from engine.cli.search import rerank_note
+
+        assert "no re-ranker tokens" in rerank_note(engine, [query], ["image"], None)
+        engine.ingest([root / "media"], IngestOptions(workers=0, tokens=True))
+        assert engine.search(query, targets=["image"], k=3)[0].rerank_score is not None
+        engine.store.catalog.db.execute("DELETE FROM tokens WHERE representation_id = "
+                                        "(SELECT MIN(representation_id) FROM tokens)")
+        partial = engine.search(query, targets=["image"], k=20)  # a candidate lacks tokens: the default falls back
+        assert partial and all(r.rerank_score is None for r in partial)
+        with pytest.raises(RerankerUnavailable, match="ingest --tokens"):
+            engine.search(query, targets=["image"], k=20, rerank=True)

@@ -83,6 +83,9 @@ def rerank_note(engine: Engine, parts: list[QueryPart], targets: list[str], rera
     if off:
         return (f"note: re-ranker off by default for {heaviest}->{','.join(off)} with preset {engine.model}: it did "
                 f"not beat the first stage on held-out data there (--rerank forces it)")
+    if not engine.store.catalog.has_tokens(engine.model):
+        return (f"note: this store holds no re-ranker tokens for {engine.model}, so results are first-stage order; "
+                f"`xmodal ingest --tokens` on the same paths adds them")
     return None
 
 
