@@ -59,13 +59,18 @@ def test_training_beats_a_misled_first_stage_and_is_enabled(kind):
     assert report["enabled"] == ["planted:text->image"]
 
 
-def test_slots_reranker_saves_loads_and_scores_one_query_against_many(tmp_path):
-    config = RerankerConfig({"text": 8, "image": 6}, 16, width=16, kind="slots", slots=2)
-    model = Reranker(config).eval()
+def _sides() -> tuple[Side, Side, torch.Tensor]:
+    """One text query (3 tokens of 8) against three image candidates of 1, 2 and 5 tokens of 6, with first-stage scores."""
     query = Side.from_arrays([np.ones((3, 8), np.float16)], np.ones((1, 16), np.float32) / 4, "text", 32)
     cands = Side.from_arrays([np.full((n, 6), n, np.float16) for n in (1, 2, 5)], np.eye(3, 16, dtype=np.float32),
                              "image", 32)
-    first = torch.tensor([0.5, 1.0, -1.0])
+    return query, cands, torch.tensor([0.5, 1.0, -1.0])
+
+
+def test_slots_reranker_saves_loads_and_scores_one_query_against_many(tmp_path):
+    config = RerankerConfig({"text": 8, "image": 6}, 16, width=16, kind="slots", slots=2)
+    model = Reranker(config).eval()
+    query, cands, first = _sides()
     model.save(tmp_path / "rr")
     loaded = Reranker.load(tmp_path / "rr")
     assert loaded.config.kind == "slots"
@@ -89,10 +94,7 @@ def test_save_and_load_give_the_same_scores(tmp_path):
                             evaluation={"x": {"gain_r1": 0.1}})
     model = Reranker(config).eval()
     torch.nn.init.normal_(model.out.weight)
-    query = Side.from_arrays([np.ones((3, 8), np.float16)], np.ones((1, 16), np.float32) / 4, "text", 32)
-    cands = Side.from_arrays([np.full((n, 6), n, np.float16) for n in (1, 2, 5)], np.eye(3, 16, dtype=np.float32),
-                             "image", 32)
-    first = torch.tensor([0.5, 1.0, -1.0])
+    query, cands, first = _sides()
     model.save(tmp_path / "rr")
     loaded = Reranker.load(tmp_path / "rr")
     assert loaded.is_enabled("text", "image") and not loaded.is_enabled("image", "text")
