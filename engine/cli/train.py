@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 
+from engine.errors import InvalidInput
 from engine.train.augment import AugmentConfig
 from engine.train.recipe import DATA_KINDS, parse_data_spec, train_preset
 from engine.train.trainer import TrainConfig
@@ -41,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--bind-audio-from-text", action="store_true",
                         help="fit a CLAP audio head into the preset's text space from the data's captions alone "
                         "(CLAP text -> target text, ridge regression) instead of training")
+    parser.add_argument("--add-members", type=int, default=0, metavar="N",
+                        help="instead of training --preset, add N members to the --member-modality tower of the trained "
+                        "preset file --preset, each a fresh small tower with its own head trained against the preset's "
+                        "frozen other modalities; the ensemble averages them (the preset's folder is copied to --out first)")
+    parser.add_argument("--member-modality", default="audio", choices=("audio", "image"), help="tower that --add-members grows")
+    parser.add_argument("--member-variant", action="append", default=[], metavar="JSON",
+                        help="tower config overrides for new members, taken in turn, e.g. '{\"temporal\": false}'")
     parser.add_argument("--cache", help="feature cache directory (default OUT/cache)")
     parser.add_argument("--json", action="store_true", help="print the training report as JSON")
     parser.set_defaults(func=run)
@@ -56,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                          rows_per_set=args.rows_per_set, time_budget_s=args.time_budget,
                          augmentation=AugmentConfig(crop_frames=args.crop_frames))
+    if args.add_members:
+        return _members(args, specs, config)
     path, report = train_preset(args.preset, specs, args.out, args.name, config, not args.heads_only, args.cache)
     if args.json:
         print(json.dumps({"preset": str(path), "best_epoch": report.best_epoch, "best_score": report.best_score,
@@ -81,4 +91,20 @@ def _bind(args: argparse.Namespace, specs: list) -> int:
         print(f"audio head bound from {scores['captions']} captions in {report.seconds:.1f} s; "
               + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k.endswith("_r1")))
         print(f"preset written to {path}")
+    return 0
+
+
+def _members(args: argparse.Namespace, specs: list, config: TrainConfig) -> int:
+    """Copy the trained preset's folder to --out, add members there and report each one's validation score."""
+    from engine.train.members import add_members, copy_preset
+
+    try:
+        variants = [json.loads(v) for v in args.member_variant]
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--member-variant is not JSON: {exc}") from exc
+    target = copy_preset(args.preset, args.out)
+    path, reports = add_members(target, specs, args.member_modality, args.add_members, config, args.cache, variants)
+    for k, report in enumerate(reports):
+        print(f"member {k + 1}: {report.seconds:.1f} s, best epoch {report.best_epoch} (validation score {report.best_score:.3f})")
+    print(f"preset written to {path}")
     return 0

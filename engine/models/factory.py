@@ -9,6 +9,7 @@ import torch
 from engine.models.presets import Preset, TowerSpec
 from engine.models.towers.base import Tower
 from engine.models.towers.clap_audio import clap_audio_tower
+from engine.models.towers.ensemble import EnsembleTower
 from engine.models.towers.hf_text import hf_text_tower
 from engine.models.towers.open_clip_towers import open_clip_towers
 from engine.models.towers.small import SmallAudioCNN, SmallImageCNN
@@ -35,6 +36,8 @@ def _build_one(spec: TowerSpec, modality: str, random_weights: bool, shared: dic
         return hf_text_tower(spec.source, random_weights, spec.sha256, spec.config)
     if spec.kind == "clap_audio":
         return clap_audio_tower(spec.source, random_weights, spec.config)
+    if spec.kind == "ensemble":  # a random build copies the saved members' architecture, so it needs their configs
+        return EnsembleTower.load(resolve(spec.source).path, random_weights)
     return _small(spec, random_weights)
 
 

@@ -14,10 +14,10 @@ from engine.models.sources import ModelSource, parse_source
 from engine.models.towers.base import MODALITIES
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "presets"
-TOWER_KINDS = ("open_clip", "hf_text", "clap_audio", "small_audio_cnn", "small_image_cnn")
+TOWER_KINDS = ("open_clip", "hf_text", "clap_audio", "small_audio_cnn", "small_image_cnn", "ensemble")
 _TOWER_MODALITIES = {
     "open_clip": ("image", "text"), "hf_text": ("text",), "clap_audio": ("audio",),
-    "small_audio_cnn": ("audio",), "small_image_cnn": ("image",),
+    "small_audio_cnn": ("audio",), "small_image_cnn": ("image",), "ensemble": ("audio", "image"),
 }
 
 

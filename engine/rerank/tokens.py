@@ -16,6 +16,7 @@ from torch import nn
 
 from engine.errors import RerankerUnavailable
 from engine.models.towers import ClapAudioTower, HFTextTower, OpenClipImageTower, OpenClipTextTower, Tower
+from engine.models.towers.ensemble import EnsembleTower
 from engine.models.towers.small import SmallAudioCNN, SmallImageCNN, _columns
 
 MAX_TOKENS = 32
@@ -102,9 +103,16 @@ def _clap_audio(tower: ClapAudioTower, batch: dict[str, torch.Tensor]) -> Tokens
     return pooled, tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
 
 
+def _ensemble(tower: EnsembleTower, batch: dict[str, torch.Tensor]) -> Tokens:
+    """The ensemble's own output, with the first member's tokens (one member's map stands for the item)."""
+    _, tokens, mask = forward_with_tokens(tower.members[0], batch)
+    return tower.embed(batch), tokens, mask
+
+
 _EXTRACTORS: list[tuple[type, Callable[..., Tokens]]] = [
     (SmallImageCNN, _small_image), (SmallAudioCNN, _small_audio), (HFTextTower, _hf_text),
     (OpenClipImageTower, _open_clip_image), (OpenClipTextTower, _open_clip_text), (ClapAudioTower, _clap_audio),
+    (EnsembleTower, _ensemble),
 ]
 
 

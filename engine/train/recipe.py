@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -210,6 +211,7 @@ def save_trained(preset: Preset, space: SharedSpace, out: Path, name: str, repor
         if spec.config:
             entry["config"] = dict(spec.config)
         if modality in space.towers:
+            shutil.rmtree(out / "towers" / modality, ignore_errors=True)  # e.g. an earlier run's ensemble members
             space.towers[modality].save(out / "towers" / modality)
             entry = {"kind": spec.kind, "source": f"local:towers/{modality}"}
         data["towers"][modality] = entry
