@@ -105,8 +105,8 @@ def _clap_audio(tower: ClapAudioTower, batch: dict[str, torch.Tensor]) -> Tokens
 
 def _ensemble(tower: EnsembleTower, batch: dict[str, torch.Tensor]) -> Tokens:
     """The ensemble's own output, with the first member's tokens (one member's map stands for the item)."""
-    _, tokens, mask = forward_with_tokens(tower.members[0], batch)
-    return tower.embed(batch), tokens, mask
+    first, tokens, mask = forward_with_tokens(tower.members[0], batch)
+    return tower.embed(batch, first), tokens, mask
 
 
 _EXTRACTORS: list[tuple[type, Callable[..., Tokens]]] = [

@@ -53,9 +53,11 @@ class EnsembleTower(Tower):
         self.out_dim = dims.pop()
         self.preprocessor = first.preprocessor
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The normalised mean of the members' unit vectors."""
-        return F.normalize(torch.stack([h(t.embed(batch)) for t, h in zip(self.members, self.heads)]).mean(0), dim=-1)
+    def embed(self, batch: dict[str, torch.Tensor], first: torch.Tensor | None = None) -> torch.Tensor:
+        """The normalised mean of the members' unit vectors; ``first``: member 0's tower features, when already computed."""
+        features = [self.members[0].embed(batch) if first is None else first]
+        features += [t.embed(batch) for t in self.members[1:]]
+        return F.normalize(torch.stack([h(f) for h, f in zip(self.heads, features)]).mean(0), dim=-1)
 
     def save(self, directory: str | Path) -> Path:
         """Write each member's tower and head under ``directory/K/{tower,head}`` and an index ``config.json``."""
