@@ -14,7 +14,8 @@ from engine.models import get_preset, load_encoder
 from engine.models.heads import Head, HeadConfig
 from engine.models.towers import SmallAudioCNN, SmallAudioConfig
 from engine.models.towers.ensemble import EnsembleTower
-from engine.train.members import copy_preset
+from engine.train.members import copy_preset, member_seed, train_members
+from engine.train.recipe import parse_data_spec
 from tests.corpus import tiny_trainable_template
 
 TINY = tiny_trainable_template("tiny-members", 8000, temporal_audio=True)
@@ -95,6 +96,21 @@ def test_ensemble_members_must_share_a_front_end():
         EnsembleTower([SmallAudioCNN(config), SmallAudioCNN(other)], [head, head])
     with pytest.raises(InvalidPreset, match="one head per member"):
         EnsembleTower([SmallAudioCNN(config)], [head, head])
+
+
+def test_member_variants_are_checked_before_training(grown):
+    _, out, _ = grown
+    with pytest.raises(InvalidInput, match="not fields of SmallAudioConfig"):
+        train_members(out / "tiny.json", [parse_data_spec("synthetic:8")], count=1, variants=[{"channel": [4]}])
+    with pytest.raises(InvalidInput, match="front end"):
+        train_members(out / "tiny.json", [parse_data_spec("synthetic:8")], count=1, variants=[{"n_mels": 24}])
+
+
+def test_new_members_never_reuse_a_seed(grown):
+    _, out, _ = grown
+    members = json.loads((out / "reports" / "members_audio.json").read_text())
+    assert [m["seed"] for m in members] == [member_seed(0, 1, 0), member_seed(0, 1, 1)] == [1, 2]
+    assert member_seed(0, 3, 0) == 3  # a second --add-members on this 3-member ensemble starts after them
 
 
 def test_add_members_needs_a_preset_file(tmp_path):

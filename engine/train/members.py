@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -24,7 +24,7 @@ from engine.models.encoder import load_encoder
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset
 from engine.models.towers.base import Tower
-from engine.models.towers.ensemble import EnsembleTower
+from engine.models.towers.ensemble import EnsembleTower, front_end
 from engine.models.towers.small import SmallAudioCNN, SmallImageCNN
 from engine.train.data import TensorCache
 from engine.train.recipe import DataSpec, _Inputs, _pair_sets, _train_val, _only_split, load_dataset, speed_copies
@@ -55,8 +55,16 @@ def _fingerprint(module: torch.nn.Module) -> str:
 
 
 def _varied(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """A tower config with some fields replaced (JSON lists become tuples)."""
+    """A tower config with some fields replaced (JSON lists become tuples); unknown fields are refused."""
+    unknown = sorted(set(overrides) - {f.name for f in fields(config)})
+    if unknown:
+        raise InvalidInput(f"member variant sets {', '.join(unknown)}, not fields of {type(config).__name__}")
     return replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+
+
+def member_seed(seed: int, existing: int, k: int) -> int:
+    """The seed of new member ``k`` when ``existing`` members are there: never one an earlier member used."""
+    return seed + existing + k
 
 
 def current_members(tower: Tower, head: Head) -> tuple[list[Tower], list[Head]]:
@@ -72,12 +80,16 @@ def train_members(
     preset: str | Path | Preset, specs: Iterable[DataSpec], modality: str = "audio", count: int = 1,
     config: TrainConfig = TrainConfig(), cache_dir: str | Path | None = None, variants: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[list[Tower], list[Head], list[TrainReport]]:
-    """Train ``count`` new members for ``modality``, member k from seed ``config.seed + 1 + k``; ``variants`` are
+    """Train ``count`` new members for ``modality`` (seeds from ``member_seed``); ``variants`` are
     tower config overrides taken in turn (e.g. a 2-D audio CNN beside the temporal one), front end unchanged."""
     preset = get_preset(preset)
     encoder = load_encoder(preset)
     base_towers, base_heads = current_members(encoder.towers[modality], encoder.heads[modality])
     template = base_towers[0]
+    configs = [_varied(template.config, variants[k % len(variants)] if variants else {}) for k in range(count)]  # type: ignore[attr-defined]
+    for member_config in configs:  # refuse a variant that changes the front end before any data loads
+        if front_end(type(template)(member_config)) != front_end(template):  # type: ignore[call-arg]
+            raise InvalidInput(f"member variant changes the {modality} front end; members share one preprocessing")
     cache = TensorCache(cache_dir or Path(preset.path or ".").parent / "cache")
     inputs = {m: _Inputs(_Projected(encoder.towers[m], encoder.heads[m]), False,
                          f"projected|{m}|{_fingerprint(encoder.towers[m])}|{_fingerprint(encoder.heads[m])}", cache)
@@ -103,15 +115,14 @@ def train_members(
         raise InvalidInput(f"no training pairs with {modality} in the data")
     towers, heads, reports = [], [], []
     for k in range(count):
-        seed = config.seed + 1 + k
+        seed = member_seed(config.seed, len(base_towers), k)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            tower = type(template)(_varied(template.config, variants[k % len(variants)] if variants else {}))  # type: ignore[call-arg, attr-defined]
+            tower = type(template)(configs[k])  # type: ignore[call-arg]
             head = Head(HeadConfig(base_heads[0].config.kind, tower.out_dim, preset.dim, base_heads[0].config.hidden_dim))
         fixed = {m: Head(HeadConfig("identity", preset.dim, preset.dim)) for m in inputs if m != modality}
         space = SharedSpace({modality: head, **fixed}, {modality: tower})
-        member_config = TrainConfig(**{**config.__dict__, "seed": seed})
-        report = train(space, train_sets, val_sets, member_config, on_epoch=lambda e, k=k: log.info(
+        report = train(space, train_sets, val_sets, TrainConfig(**{**config.__dict__, "seed": seed}), on_epoch=lambda e, k=k: log.info(
             "member %d epoch %d loss %.4f val %.4f", k + 1, e["epoch"], e["loss"], e["val_score"]))
         towers.append(tower.eval())
         heads.append(head.eval())
@@ -150,8 +161,9 @@ def add_members(
     path.write_text(json.dumps(data, indent=2))
     report_dir = path.parent / "reports"
     report_dir.mkdir(exist_ok=True)
-    (report_dir / f"members_{modality}.json").write_text(json.dumps(
-        [{"member": len(old_towers) + k, "seed": config.seed + 1 + k, "best_epoch": r.best_epoch,
-          "best_score": r.best_score, "seconds": r.seconds, "history": r.history} for k, r in enumerate(reports)],
-        indent=2))
+    report_file = report_dir / f"members_{modality}.json"
+    earlier = json.loads(report_file.read_text()) if report_file.is_file() else []
+    added = [{"member": len(old_towers) + k, "seed": member_seed(config.seed, len(old_towers), k), "best_epoch": r.best_epoch,
+              "best_score": r.best_score, "seconds": r.seconds, "history": r.history} for k, r in enumerate(reports)]
+    report_file.write_text(json.dumps(earlier + added, indent=2))
     return path, reports

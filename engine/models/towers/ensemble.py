@@ -24,7 +24,7 @@ from engine.models.towers.small import SmallAudioCNN, SmallImageCNN
 _MEMBER_TYPES = {cls.__name__: cls for cls in (SmallAudioCNN, SmallImageCNN)}
 
 
-def _front_end(tower: Tower) -> tuple:
+def front_end(tower: Tower) -> tuple:
     """The config fields that decide a small tower's preprocessing."""
     c = tower.config  # type: ignore[attr-defined]
     if isinstance(tower, SmallAudioCNN):
@@ -42,7 +42,7 @@ class EnsembleTower(Tower):
         first = towers[0]
         if any(type(t) is not type(first) or type(t).__name__ not in _MEMBER_TYPES for t in towers):
             raise InvalidPreset("ensemble members must be small towers of one kind")
-        if len({_front_end(t) for t in towers}) != 1:  # one preprocessing pass must serve every member
+        if len({front_end(t) for t in towers}) != 1:  # one preprocessing pass must serve every member
             raise InvalidPreset("ensemble members must share one preprocessing front end")
         dims = {h.config.out_dim for h in heads}
         if len(dims) != 1:
