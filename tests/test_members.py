@@ -45,6 +45,7 @@ def test_add_members_writes_an_ensemble_preset(grown):
     raw = json.loads((out / "tiny.json").read_text())
     assert raw["towers"]["audio"] == {"kind": "ensemble", "source": "local:towers/audio"}
     assert raw["heads"]["audio"] == {"kind": "identity"} and raw["heads"]["text"]["path"] == "heads/text"
+    assert raw["description"].endswith(" [audio: ensemble of 3 members]")
     assert all((out / "towers" / "audio" / str(k) / "tower" / "model.safetensors").is_file() for k in range(3))
     members = json.loads((out / "reports" / "members_audio.json").read_text())
     assert [m["member"] for m in members] == [1, 2] and all(np.isfinite(m["history"][0]["loss"]) for m in members)

@@ -158,6 +158,8 @@ def add_members(
     data = json.loads(path.read_text())
     data["towers"][modality] = {"kind": "ensemble", "source": f"local:towers/{modality}"}
     data["heads"][modality] = {"kind": "identity"}
+    note = f" [{modality}: ensemble of "
+    data["description"] = data.get("description", "").split(note)[0] + f"{note}{len(ensemble.members)} members]"
     path.write_text(json.dumps(data, indent=2))
     report_dir = path.parent / "reports"
     report_dir.mkdir(exist_ok=True)
