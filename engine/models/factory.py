@@ -19,10 +19,7 @@ from engine.models.weights import resolve
 def _small(spec: TowerSpec, random_weights: bool) -> Tower:
     cls = SmallAudioCNN if spec.kind == "small_audio_cnn" else SmallImageCNN
     if random_weights:
-        raw = dict(spec.config or {})
-        if "channels" in raw:
-            raw["channels"] = tuple(raw["channels"])
-        return cls(cls.config_type(**raw))
+        return cls(cls.config_type(**dict(spec.config or {})))
     return cls.load(resolve(spec.source).path)
 
 

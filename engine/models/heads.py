@@ -57,10 +57,11 @@ class Head(nn.Module):
         return save_module(self, {"type": "head", **asdict(self.config)}, directory)
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "Head":
-        """Load a head saved with ``save``."""
+    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu", random_weights: bool = False) -> "Head":
+        """Load a head saved with ``save`` (with ``random_weights``, only its shape)."""
         raw = load_config(directory)
         raw.pop("type", None)
         head = cls(HeadConfig(**raw))
-        head.load_state_dict(load_state(directory))
+        if not random_weights:
+            head.load_state_dict(load_state(directory))
         return head.to(map_location).eval()

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from engine.errors import InvalidInput, InvalidPreset
-from engine.models.encoder import load_encoder
+from engine.models.encoder import Encoder, load_encoder
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset
 from engine.models.towers.base import Tower
@@ -55,11 +55,11 @@ def _fingerprint(module: torch.nn.Module) -> str:
 
 
 def _varied(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """A tower config with some fields replaced (JSON lists become tuples); unknown fields are refused."""
+    """A tower config with some fields replaced; unknown fields are refused."""
     unknown = sorted(set(overrides) - {f.name for f in fields(config)})
     if unknown:
         raise InvalidInput(f"member variant sets {', '.join(unknown)}, not fields of {type(config).__name__}")
-    return replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    return replace(config, **overrides)
 
 
 def member_seed(seed: int, existing: int, k: int) -> int:
@@ -79,11 +79,13 @@ def current_members(tower: Tower, head: Head) -> tuple[list[Tower], list[Head]]:
 def train_members(
     preset: str | Path | Preset, specs: Iterable[DataSpec], modality: str = "audio", count: int = 1,
     config: TrainConfig = TrainConfig(), cache_dir: str | Path | None = None, variants: Sequence[Mapping[str, Any]] = (),
+    encoder: Encoder | None = None,
 ) -> tuple[list[Tower], list[Head], list[TrainReport]]:
     """Train ``count`` new members for ``modality`` (seeds from ``member_seed``); ``variants`` are
-    tower config overrides taken in turn (e.g. a 2-D audio CNN beside the temporal one), front end unchanged."""
+    tower config overrides taken in turn (e.g. a 2-D audio CNN beside the temporal one), front end unchanged;
+    ``encoder``: the preset's, when the caller has it loaded already."""
     preset = get_preset(preset)
-    encoder = load_encoder(preset)
+    encoder = encoder or load_encoder(preset)
     base_towers, base_heads = current_members(encoder.towers[modality], encoder.heads[modality])
     template = base_towers[0]
     configs = [_varied(template.config, variants[k % len(variants)] if variants else {}) for k in range(count)]  # type: ignore[attr-defined]
@@ -113,6 +115,7 @@ def train_members(
                      if modality in (s.a.modality, s.b.modality)]
     if not train_sets:
         raise InvalidInput(f"no training pairs with {modality} in the data")
+    fixed = {m: Head(HeadConfig("identity", preset.dim, preset.dim)) for m in inputs if m != modality}
     towers, heads, reports = [], [], []
     for k in range(count):
         seed = member_seed(config.seed, len(base_towers), k)
@@ -120,7 +123,6 @@ def train_members(
             torch.manual_seed(seed)
             tower = type(template)(configs[k])  # type: ignore[call-arg]
             head = Head(HeadConfig(base_heads[0].config.kind, tower.out_dim, preset.dim, base_heads[0].config.hidden_dim))
-        fixed = {m: Head(HeadConfig("identity", preset.dim, preset.dim)) for m in inputs if m != modality}
         space = SharedSpace({modality: head, **fixed}, {modality: tower})
         report = train(space, train_sets, val_sets, TrainConfig(**{**config.__dict__, "seed": seed}), on_epoch=lambda e, k=k: log.info(
             "member %d epoch %d loss %.4f val %.4f", k + 1, e["epoch"], e["loss"], e["val_score"]))
@@ -147,9 +149,9 @@ def add_members(
     """Train ``count`` members and rewrite the preset (in its own folder) to use the ensemble of old and new ones."""
     path = Path(preset_file)
     preset = get_preset(path)
-    encoder = load_encoder(preset, modalities=[modality])
+    encoder = load_encoder(preset)
     old_towers, old_heads = current_members(encoder.towers[modality], encoder.heads[modality])
-    towers, heads, reports = train_members(preset, specs, modality, count, config, cache_dir, variants)
+    towers, heads, reports = train_members(preset, specs, modality, count, config, cache_dir, variants, encoder)
     ensemble = EnsembleTower(old_towers + towers, old_heads + heads)
     folder = path.parent / "towers" / modality
     shutil.rmtree(folder, ignore_errors=True)

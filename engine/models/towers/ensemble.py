@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import InvalidPreset
-from engine.models.heads import Head, HeadConfig
+from engine.models.heads import Head
 from engine.models.serialize import load_config, save_module
 from engine.models.towers.base import Tower
 from engine.models.towers.small import SmallAudioCNN, SmallImageCNN
@@ -77,15 +77,5 @@ class EnsembleTower(Tower):
         if raw.get("type") != "EnsembleTower" or member is None or int(raw.get("members", 0)) < 1:
             raise InvalidPreset(f"{root}: not an ensemble tower of small members (config {raw})")
         n = int(raw["members"])
-        if not random_weights:
-            return cls([member.load(root / str(k) / "tower") for k in range(n)],
-                       [Head.load(root / str(k) / "head") for k in range(n)]).eval()
-        towers = [member(member.config_type(**_fields(root / str(k) / "tower"))) for k in range(n)]
-        return cls(towers, [Head(HeadConfig(**_fields(root / str(k) / "head"))) for k in range(n)]).eval()
-
-
-def _fields(directory: Path) -> dict:
-    """A saved module's config without its type tag (JSON lists as tuples)."""
-    raw = load_config(directory)
-    raw.pop("type", None)
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls([member.load(root / str(k) / "tower", random_weights) for k in range(n)],
+                   [Head.load(root / str(k) / "head", random_weights=random_weights) for k in range(n)]).eval()

@@ -78,13 +78,13 @@ class _SmallTower(Tower):
         return save_module(self, {"type": type(self).__name__, **asdict(self.config)}, directory)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "_SmallTower":
-        """Load a tower saved with ``save``."""
+    def load(cls, directory: str | Path, random_weights: bool = False) -> "_SmallTower":
+        """Load a tower saved with ``save`` (with ``random_weights``, only its architecture)."""
         raw = load_config(directory)
         raw.pop("type", None)
-        raw["channels"] = tuple(raw["channels"])
         tower = cls(cls.config_type(**raw))
-        tower.load_state_dict(load_state(directory))
+        if not random_weights:
+            tower.load_state_dict(load_state(directory))
         return tower.eval()
 
 
@@ -112,7 +112,8 @@ class SmallAudioConfig:
     freq_pool: int = 2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "freq_stem", tuple(self.freq_stem))  # a JSON list from a preset's config
+        for name in ("channels", "freq_stem"):  # JSON lists from a preset's or a saved tower's config
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 class SmallAudioCNN(_SmallTower):
@@ -184,6 +185,9 @@ class SmallImageConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)
     out_dim: int = 256
     convs_per_block: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))  # a JSON list from a config
 
 
 class SmallImageCNN(_SmallTower):
