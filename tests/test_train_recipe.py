@@ -98,6 +98,23 @@ def test_augment_channel_colour_keeps_shape_and_frames():
     assert torch.isfinite(out["mel"]).all() and (out["frames"] >= 1).all() and (out["frames"] <= 12).all()
 
 
+def test_low_pass_lowers_only_bins_above_the_cut_and_never_below_the_floor():
+    import torch
+
+    from engine.train.augment import low_pass
+
+    mel = torch.full((4, 1, 20, 6), -20.0)
+    mel[..., 0] = -80.0  # each clip's floor
+    out = low_pass(mel, 30.0, (0.5, 0.5), torch.Generator().manual_seed(0))  # cut at bin 10, 3-bin ramp
+    assert torch.equal(out[:, :, :11], mel[:, :, :11])  # at and below the cut: unchanged
+    drop = (mel - out)[:, 0, :, 1]  # (clips, bins) on a non-floor column
+    assert (drop[:, 13:] == drop[:, 19:20]).all() and (drop[:, 19] > 0).all() and (drop[:, 19] <= 30).all()
+    assert (drop[:, 11] < drop[:, 12]).all() and (drop[:, 12] < drop[:, 13]).all()  # the ramp rises
+    assert out.min() >= -80.0 and torch.equal(out[..., 0], mel[..., 0])
+    deep = low_pass(mel, 1000.0, (0.5, 0.5), torch.Generator().manual_seed(1))
+    assert deep.min() == -80.0  # clamped at the floor
+
+
 def test_data_spec_errors():
     from engine.errors import InvalidInput
 

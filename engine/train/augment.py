@@ -15,7 +15,9 @@ class AugmentConfig:
     The channel perturbations default to off: ``speed`` (0.1 = each clip played 0.9-1.1x as fast, by resampling
     its frames), ``tilt_db`` (a linear spectral tilt of up to that many dB from the lowest to the highest mel
     bin, as a different microphone would add) and ``noise_db`` ``(low, high)``: a coloured noise floor added
-    ``low`` to ``high`` dB below each clip's loudest bin ((0, 0) = none).
+    ``low`` to ``high`` dB below each clip's loudest bin ((0, 0) = none); ``lowpass_db``: the bins above a random
+    cut-off (drawn from ``lowpass_band``, as fractions of the bins) lowered by up to that many dB, as recording
+    devices' differing roll-offs below their Nyquist frequency would.
     """
 
     crop_frames: int = 0
@@ -27,6 +29,8 @@ class AugmentConfig:
     speed: float = 0.0
     tilt_db: float = 0.0
     noise_db: tuple[float, float] = (0.0, 0.0)
+    lowpass_db: float = 0.0
+    lowpass_band: tuple[float, float] = (0.5, 0.8)
 
 
 def _int(high: int, gen: torch.Generator, low: int = 0) -> int:
@@ -81,9 +85,20 @@ def colour_channel(mel: torch.Tensor, real: torch.Tensor, config: AugmentConfig,
     return mel
 
 
+def low_pass(mel: torch.Tensor, depth_db: float, band: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
+    """Each clip's bins above a random cut-off (a fraction of the bins drawn from ``band``) lowered by up to
+    ``depth_db`` (a random depth per clip, over a 3-bin ramp), never below the clip's floor."""
+    n, _, bins, _ = mel.shape
+    cut = (band[0] + torch.rand(n, generator=gen) * (band[1] - band[0])) * bins
+    depth = torch.rand(n, generator=gen) * depth_db
+    ramp = ((torch.arange(bins)[None, :] - cut[:, None]) / 3).clamp(0, 1)
+    floor = mel.amin(dim=(1, 2, 3), keepdim=True)
+    return torch.maximum(mel - (depth[:, None] * ramp)[:, None, :, None], floor)
+
+
 def augment_mel(mel: torch.Tensor, frames: torch.Tensor | None, config: AugmentConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Crop (when ``config.crop_frames``), then per clip: speed, gain, channel colour, a mel-bin shift, one time and
-    one frequency mask."""
+    """Crop (when ``config.crop_frames``), then per clip: speed, gain, channel colour, a low-pass, a mel-bin shift,
+    one time and one frequency mask."""
     if frames is not None and config.crop_frames:
         mel, frames = crop_mel(mel, frames, config.crop_frames, gen)
     n, channels, bins, width = mel.shape
@@ -94,6 +109,8 @@ def augment_mel(mel: torch.Tensor, frames: torch.Tensor | None, config: AugmentC
     mel = mel + gains[:, None, None, None]
     if config.tilt_db or config.noise_db[1] > 0:
         mel = colour_channel(mel, real, config, gen)
+    if config.lowpass_db:
+        mel = low_pass(mel, config.lowpass_db, config.lowpass_band, gen)
     if config.mel_shift:
         shift = _ints(torch.full((n,), 2 * config.mel_shift), gen) - config.mel_shift
         rows = (torch.arange(bins)[None, :] - shift[:, None]).clamp(0, bins - 1)
