@@ -4,8 +4,8 @@ Data: ESC-10 folds 1-3 (fold 4 validates, fold 5 is never seen), FSDD speech of 
 theo held out) with scikit-learn's digit images (training 75 %) and digit words, and seeded synthetic scenes
 (train split, image-text pairs only: their synthesized sounds are left out to spend the CPU time on real audio). Everything is seeded; the wall time printed covers loading, feature caching and training.
 
-Then (stage 2) ``MEMBERS`` more audio towers, 2-D and temporal CNNs in turn, each trained alone against the stage-1 text and image
-embeddings (frozen), join the stage-1 audio tower in an ensemble (``engine.train.members``): on speakers never
+Then (stage 2) ``MEMBERS`` more audio towers, 2-D and temporal CNNs in turn, each trained alone (through a random low-pass)
+against the stage-1 text and image embeddings (frozen), join the stage-1 audio tower in an ensemble (``engine.train.members``): on speakers never
 heard in training, averaging members that differ in architecture and seed cuts the errors of any one of them.
 ``--members-only`` runs stage 2 alone on the preset already in ``--out``.
 """

@@ -31,7 +31,8 @@ def grown(tmp_path_factory):
     cache = ["--cache", str(root / "cache")]
     assert main(["train", "--preset", str(template), "--data", "synthetic:40", "--out", str(base), "--name", "tiny", *FAST, *cache]) == 0
     code = main(["train", "--preset", str(base / "tiny.json"), "--add-members", "2", "--data", "synthetic:40",
-                 "--member-variant", '{"temporal": false}', "--member-variant", "{}", "--out", str(out), *FAST, *cache])
+                 "--member-variant", '{"temporal": false}', "--member-variant", "{}", "--lowpass-db", "40", "--out", str(out),
+                 *FAST, *cache])
     return base, out, code
 
 
@@ -119,3 +120,27 @@ def test_add_members_needs_a_preset_file(tmp_path):
         copy_preset(tmp_path / "missing.json", tmp_path / "out")
     assert main(["train", "--preset", str(tmp_path / "missing.json"), "--add-members", "1", "--data", "synthetic:8",
                  "--out", str(tmp_path / "out")]) == 2
+
+
+def _train_args(*extra: str):
+    import argparse
+
+    from engine.cli.train import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["train", "--preset", "p.json", "--data", "synthetic:4", "--out", "o", *extra])
+
+
+def test_train_low_pass_flags_reach_the_augmentation(tmp_path):
+    from engine.cli.train import train_config
+
+    assert train_config(_train_args()).augmentation.lowpass_db == 0.0  # off unless asked for
+    config = train_config(_train_args("--lowpass-db", "40", "--lowpass-band", "0.55", "0.8", "--crop-frames", "96"))
+    augmentation = config.augmentation
+    assert (augmentation.lowpass_db, augmentation.lowpass_band, augmentation.crop_frames) == (40.0, (0.55, 0.8), 96)
+    for bad in (["--lowpass-band", "0.8", "0.5"], ["--lowpass-band", "0.5", "1.5"], ["--lowpass-db", "-3"]):
+        with pytest.raises(InvalidInput):
+            train_config(_train_args(*bad))
+    assert main(["train", "--preset", "p.json", "--data", "synthetic:4", "--out", str(tmp_path / "o"),
+                 "--lowpass-band", "0.9", "0.1"]) == 2

@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="rows drawn from every pair set each epoch (0: each set once), so small sets are not drowned")
     parser.add_argument("--crop-frames", type=int, default=AugmentConfig.crop_frames,
                         help="train audio on random windows of this many log-mel frames (0: whole clips)")
+    parser.add_argument("--lowpass-db", type=float, default=AugmentConfig.lowpass_db,
+                        help="train audio through a random low-pass: bins above a random cut-off lowered by 0 to this "
+                        "many dB (0: off; xmodal-mini's members use 40)")
+    parser.add_argument("--lowpass-band", type=float, nargs=2, default=AugmentConfig.lowpass_band, metavar=("LOW", "HIGH"),
+                        help="where the low-pass cut-off falls, as fractions of the mel bins (xmodal-mini: 0.55 0.8)")
     parser.add_argument("--time-budget", type=float, default=TrainConfig.time_budget_s,
                         help="stop after the epoch that passes this many seconds (0: no limit)")
     parser.add_argument("--heads-only", action="store_true", help="keep small towers frozen at their saved weights")
@@ -61,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
     specs = [parse_data_spec(d) for d in args.data]
     if args.bind_audio_from_text:
         return _bind(args, specs)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-                         rows_per_set=args.rows_per_set, time_budget_s=args.time_budget,
-                         augmentation=AugmentConfig(crop_frames=args.crop_frames))
+    config = train_config(args)
     if args.add_members:
         return _members(args, specs, config)
     path, report = train_preset(args.preset, specs, args.out, args.name, config, not args.heads_only, args.cache)
@@ -77,6 +80,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name}: R@1 a->b {r['a_to_b']:.3f}  b->a {r['b_to_a']:.3f}")
         print(f"preset written to {path}")
     return 0
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The optimisation and augmentation settings the command line asks for."""
+    low, high = args.lowpass_band
+    if not 0.0 <= low <= high <= 1.0:
+        raise InvalidInput(f"--lowpass-band {low} {high}: needs 0 <= LOW <= HIGH <= 1 (fractions of the mel bins)")
+    if args.lowpass_db < 0:
+        raise InvalidInput(f"--lowpass-db {args.lowpass_db}: a depth in dB, 0 or more")
+    augmentation = AugmentConfig(crop_frames=args.crop_frames, lowpass_db=args.lowpass_db, lowpass_band=(low, high))
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+                       rows_per_set=args.rows_per_set, time_budget_s=args.time_budget, augmentation=augmentation)
 
 
 def _bind(args: argparse.Namespace, specs: list) -> int:
