@@ -81,8 +81,12 @@ _V2 = [
     )""",
 ]
 
+# Whether a model has tokens at all is asked on every default search (``has_tokens``); without this index a store
+# holding another model's tokens answers by scanning all of them.
+_V3 = ["CREATE INDEX tokens_model ON tokens (model)"]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
