@@ -49,10 +49,6 @@ def specs(data: Path, scenes: int = SCENES) -> list[DataSpec]:
             DataSpec("synthetic", str(scenes), ("image", "text"))]
 
 
-def _spec_text(spec: DataSpec) -> str:
-    return f"{spec.kind}:{spec.arg or ''}" + (f"@{','.join(spec.modalities)}" if spec.modalities else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Train and write the preset, its towers and heads, and a report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = args.cache or Path(tmp)
         if not args.members_only:
             path, report = train_preset(TEMPLATE, specs(data, args.scenes), args.out, "xmodal-mini", config, cache_dir=cache)
-            summary = {"preset": str(path), "data": [_spec_text(d) for d in specs(data, args.scenes)],
+            summary = {"preset": str(path), "data": [d.text() for d in specs(data, args.scenes)],
                        "stage1_wall_seconds": round(time.perf_counter() - start, 1), "train_seconds": round(report.seconds, 1),
                        "epochs_run": len(report.history), "best_epoch": report.best_epoch, "best_val_score": report.best_score}
         members_start = time.perf_counter()

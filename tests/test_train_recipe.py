@@ -134,6 +134,11 @@ def test_data_spec_modalities():
         parse_data_spec("synthetic:5@image")
 
 
+def test_data_spec_text_round_trips():
+    for text in ("synthetic:50@image,text", "esc10:/data/esc10", "digits:"):
+        assert parse_data_spec(text).text() == text and parse_data_spec(parse_data_spec(text).text()) == parse_data_spec(text)
+
+
 def test_speed_copies_add_resampled_audio_records():
     from bench.datasets.base import Dataset, Record
     from engine.models import AudioClip

@@ -34,6 +34,10 @@ class DataSpec:
     modalities: tuple[str, ...] = ()  # train only pairs among these (all of the preset's when empty)
     speeds: tuple[float, ...] = ()  # also train on each training clip played at these speeds (see ``speed_copies``)
 
+    def text(self) -> str:
+        """The ``KIND[:ARG][@MODALITY,...]`` form that ``parse_data_spec`` reads."""
+        return f"{self.kind}:{self.arg or ''}" + (f"@{','.join(self.modalities)}" if self.modalities else "")
+
 
 def parse_data_spec(text: str) -> DataSpec:
     """Parse ``KIND[:ARG][@MODALITY,...]`` (e.g. ``esc10:../shared/data/esc10``, ``synthetic:5000@image,text``)."""
