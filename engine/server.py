@@ -11,28 +11,29 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path as PathParam, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.engine import Engine
-from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart, Result
+from engine.query import Result
 from engine.server_errors import (
     ApiError,
     error_body,
     install_error_handlers,
     status_for,
 )
-from engine.server_media import BodyLimit, Thumbnails, media_path, sniff_upload
+from engine.server_guard import HostGuard
+from engine.server_media import BodyLimit, Thumbnails, media_path
+from engine.server_request import SEARCH_DOC, parse_form, parse_json
 from engine.server_stats import item_json, result_json, stats
-from engine.server_worker import EngineWorker, SearchJob
+from engine.server_worker import EngineWorker
 
 log = logging.getLogger(__name__)
-Modality = Literal["image", "text", "audio"]
+ItemId = Annotated[int, PathParam(ge=1, le=(1 << 63) - 1, description="catalog id")]  # SQLite's INTEGER range
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
             "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -40,110 +41,14 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' bl
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Server settings: upload cap, allowed CORS origins (none: closed), thumbnail size, compute threads."""
+    """Server settings: upload cap, CORS origins (none: closed), extra Host names, body time limit, thumbnails, threads."""
 
     max_upload_mb: float = 20.0
     cors_origins: tuple[str, ...] = ()
     thumb_size: int = 256
     threads: int | None = 1  # torch/FAISS intra-op threads of the engine thread; None leaves them alone
-
-
-class FiltersIn(BaseModel):
-    """Which items may be returned (all optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-    modalities: list[Modality] = []
-    uri_glob: str | None = Field(None, max_length=1000)
-    mtime_after: float | None = None
-    mtime_before: float | None = None
-    metadata: dict[str, str | int | float | bool | None] = {}
-
-
-class SearchIn(BaseModel):
-    """A search: text (JSON) or an uploaded file plus optional text (multipart), targets, k, filters."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(None, max_length=2000, description="text query (required in a JSON request)")
-    text_weight: float = Field(1.0, description="weight of the text when mixed with an uploaded file")
-    targets: list[Modality] = Field([], description="modalities to search (default: all that hold vectors)")
-    k: int = Field(10, ge=1, le=200)
-    depth: int = Field(100, ge=1, le=10_000, description="ANN candidates per target modality")
-    fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
-    filters: FiltersIn = FiltersIn()
-    rerank: bool | None = Field(None, description="attention re-ranker: null follows the preset's per-direction "
-                                "default, true forces it (409 when the preset or the store's tokens cannot), false skips it")
-    rerank_depth: int | None = Field(None, ge=1, le=1000, description="fused candidates re-ranked (default 50)")
-
-    def job(self, upload: tuple[str, bytes] | None) -> SearchJob:
-        """The engine's search job for this request (and the uploaded query file, if any)."""
-        parts = [QueryPart(upload[0], upload[1])] if upload else []
-        if self.text is not None and self.text.strip():
-            parts.append(QueryPart("text", self.text, self.text_weight if parts else 1.0))
-        if not parts:
-            raise ApiError(400, "give a non-empty text query or upload an image or audio file")
-        f = self.filters
-        filters = Filters(tuple(f.modalities), f.uri_glob, f.mtime_after, f.mtime_before, dict(f.metadata))
-        return SearchJob(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion, self.rerank,
-                         self.rerank_depth)
-
-
-_SEARCH_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary", "description": "image or audio query (sniffed)"},
-                "text": {"type": "string"}, "text_weight": {"type": "number"},
-                "targets": {"type": "string", "description": "comma-separated: image,text,audio"},
-                "k": {"type": "integer"}, "depth": {"type": "integer"}, "fusion": {"type": "string"},
-                "rerank": {"type": "boolean"}, "rerank_depth": {"type": "integer"},
-                "filters": {"type": "string", "description": "JSON object, as in the JSON body"},
-            }}},
-        },
-    },
-}
-
-
-async def _parse_json(request: Request) -> SearchIn:
-    body = await request.body()
-    try:
-        return SearchIn.model_validate_json(body)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise ApiError(400, "malformed JSON body") from None
-        raise _invalid(exc) from None
-
-
-async def _parse_form(request: Request) -> tuple[SearchIn, tuple[str, bytes] | None]:
-    form = await request.form(max_files=1, max_fields=16)
-    fields: dict[str, Any] = {}
-    upload = None
-    for key, value in form.multi_items():
-        if hasattr(value, "read"):
-            if key != "file":
-                raise ApiError(400, f"unexpected file field {key!r} (use 'file')")
-            data = await value.read()
-            if data:
-                upload = (sniff_upload(data), data)
-        elif key == "targets":
-            fields["targets"] = [t for t in str(value).replace(" ", "").split(",") if t]
-        elif key == "filters":
-            try:
-                fields["filters"] = json.loads(value) if str(value).strip() else {}
-            except ValueError:
-                raise ApiError(400, "the 'filters' field is not valid JSON") from None
-        else:
-            fields[key] = value
-    try:
-        return SearchIn.model_validate(fields), upload
-    except ValidationError as exc:
-        raise _invalid(exc) from None
-
-
-def _invalid(exc: ValidationError) -> ApiError:
-    details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-    return ApiError(422, f"invalid request: {details}")
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback and this server's own address
+    body_timeout_s: float = 30.0  # a request body must have arrived whole this long after the request began
 
 
 @dataclass(frozen=True)
@@ -166,7 +71,7 @@ SPEC_ENV = "XMODAL_SERVE_SPEC"
 def app_from_env() -> FastAPI:
     """App factory for multi-process uvicorn (``--workers``): spec and config from ``$XMODAL_SERVE_SPEC`` (JSON)."""
     raw = json.loads(os.environ[SPEC_ENV])
-    config = ServerConfig(**{**raw["config"], "cors_origins": tuple(raw["config"]["cors_origins"])})
+    config = ServerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["config"].items()})
     return create_app(EngineSpec(**raw["engine"]), config)
 
 
@@ -199,20 +104,21 @@ def create_app(source: EngineSpec | str | Path | Callable[[], Engine] | None = N
                   description="Any-to-any search over your own images, sounds and texts.")
     app.state.worker = worker
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=int(config.max_upload_mb * (1 << 20)))
+    app.add_middleware(BodyLimit, max_bytes=int(config.max_upload_mb * (1 << 20)), timeout_s=config.body_timeout_s)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
+    app.add_middleware(HostGuard, allowed_hosts=config.allowed_hosts, cors_origins=config.cors_origins)  # outermost
 
     @app.post("/search", summary="Search with text (JSON) or an image/audio upload (multipart)",
-              openapi_extra=_SEARCH_DOC)
+              openapi_extra=SEARCH_DOC)
     async def search(request: Request) -> Response:
         """Top k items for the query, fused across target modalities."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
-            params, upload = await _parse_json(request), None
+            params, upload = await parse_json(request), None
         elif kind == "multipart/form-data":
-            params, upload = await _parse_form(request)
+            params, upload = await parse_form(request)
         else:
             raise ApiError(415, "send application/json (text query) or multipart/form-data (file upload)")
         job = params.job(upload)
@@ -223,7 +129,7 @@ def create_app(source: EngineSpec | str | Path | Callable[[], Engine] | None = N
         return Response(json.dumps(body, default=str), media_type="application/json")  # plain JSON: no re-encoding
 
     @app.get("/items/{item_id}", summary="One catalog item and its representations")
-    async def item(item_id: int) -> dict:
+    async def item(item_id: ItemId) -> dict:
         """The item's record, representations and media links."""
         found, reps = await worker.run(lambda e: (e.store.catalog.item(item_id),
                                                   e.store.catalog.representations_of(item_id)))
@@ -231,7 +137,7 @@ def create_app(source: EngineSpec | str | Path | Callable[[], Engine] | None = N
 
     @app.get("/media/{item_id}", summary="The indexed file of an item, by catalog id only",
              response_class=Response, responses={200: {"content": {"image/*": {}, "audio/*": {}}}})
-    async def media(item_id: int, thumb: bool = False) -> Response:
+    async def media(item_id: ItemId, thumb: bool = False) -> Response:
         """The item's file (range requests supported), or a JPEG thumbnail of an image with ``?thumb=1``."""
         found = await worker.run(lambda e: e.store.catalog.item(item_id))
         path, mime = await asyncio.to_thread(media_path, found)

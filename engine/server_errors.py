@@ -46,10 +46,11 @@ STATUS_MAP: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
 class ApiError(Exception):
     """An error the server itself raises (too large, wrong type, missing media) with its status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def status_for(exc: BaseException) -> int:
@@ -88,7 +89,9 @@ async def _library_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.message if isinstance(exc, ApiError) else str(exc)
     if status == 503 and isinstance(exc, sqlite3.OperationalError):
         message = "the catalog is busy; try again"
-    return error_body(status, message)
+    response = error_body(status, message)
+    response.headers.update(exc.headers if isinstance(exc, ApiError) else {})
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine.server_errors import ApiError, error_body
 from index.records import Item
 from ingest.decode import sniff_media as sniff  # one signature table, shared with ingest
+from ingest.files import uri_path
 
 SNIFF_BYTES = 16
 
@@ -30,7 +33,7 @@ def media_path(item: Item) -> tuple[Path, str]:
     """The file of an image or audio catalog item and its sniffed MIME type; ``ApiError`` 404 when there is none."""
     if item.status != "ok" or item.modality not in ("image", "audio") or "#" in item.uri:
         raise ApiError(404, f"item {item.id} has no media file")
-    path = Path(item.uri)
+    path = Path(uri_path(item.uri))  # a name that is not UTF-8 is stored as a file:// uri
     try:
         with open(path, "rb") as fh:
             found = sniff(fh.read(SNIFF_BYTES))
@@ -77,10 +80,11 @@ class Thumbnails:
 
 
 class BodyLimit:
-    """ASGI middleware: request bodies over ``max_bytes`` get a 413, by declared length or as they stream in."""
+    """ASGI middleware: a request body over ``max_bytes`` gets a 413 (by declared length, or as it streams in), and
+    one still arriving ``timeout_s`` after the request began gets a 408; either way the connection is closed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,16 +92,23 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, _TooLarge())
             return
+        deadline = time.monotonic() + self.timeout_s
         seen = 0
-        started = False
+        body_done = started = False
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body only a disconnect can come: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise _TooSlow() from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > self.max_bytes:
                     raise _TooLarge()
             return message
@@ -109,15 +120,22 @@ class BodyLimit:
 
         try:
             await self.app(scope, counted, tracked)
-        except _TooLarge:
+        except (_TooLarge, _TooSlow) as exc:
             if not started:
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, exc)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_body(413, f"request body over the {self.max_bytes // (1 << 20)} MB upload limit")
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+        if isinstance(exc, _TooSlow):
+            response = error_body(408, f"the request body did not arrive within {self.timeout_s:g} s")
+        else:
+            response = error_body(413, f"request body over the {self.max_bytes / (1 << 20):g} MB upload limit")
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass

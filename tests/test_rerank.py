@@ -169,12 +169,13 @@ def test_cli_says_when_the_reranker_is_off(rerank_store, capsys):
 def test_server_reranks_as_asked_and_maps_refusal_to_409(rerank_store, tmp_path):
     from fastapi.testclient import TestClient
 
-    from engine.server import create_app
+    from engine.server import ServerConfig, create_app
 
     root = rerank_store
+    test_host = ServerConfig(allowed_hosts=("testserver",))  # the TestClient's Host header
     with Engine.open(tmp_path / "store", "tiny-random", reranker=root / "reranker") as engine:
         engine.ingest([root / "media"], IngestOptions(workers=0))
-    app = create_app(lambda: Engine.open(tmp_path / "store", "tiny-random", reranker=root / "reranker"))
+    app = create_app(lambda: Engine.open(tmp_path / "store", "tiny-random", reranker=root / "reranker"), test_host)
     with TestClient(app) as client:
         plain = client.post("/search", json={"text": "a red square", "k": 4}).json()["results"]
         assert plain and all(r["rerank_score"] is None for r in plain)  # text->* is off by default
@@ -189,7 +190,7 @@ def test_server_reranks_as_asked_and_maps_refusal_to_409(rerank_store, tmp_path)
                              data={"targets": "image", "k": "3"})
         assert upload.json()["results"][0]["rerank_score"] is not None  # image->image is on by default
         assert client.get("/stats").json()["server"]["reranked"] == 2
-    bare = create_app(lambda: Engine.open(tmp_path / "store", "tiny-random"))
+    bare = create_app(lambda: Engine.open(tmp_path / "store", "tiny-random"), test_host)
     with TestClient(bare) as client:
         refused = client.post("/search", json={"text": "a red square", "rerank": True})
         assert refused.status_code == 409 and "no attention re-ranker" in refused.json()["error"]["message"]

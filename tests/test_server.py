@@ -15,6 +15,8 @@ from engine.server_media import sniff
 from ingest.pipeline import IngestOptions
 from tests.corpus import good_files, jpeg_bytes, wav_bytes
 
+TEST_HOST = ("testserver",)  # the Host header of the TestClient
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -26,7 +28,7 @@ def served(tmp_path_factory):
     with Engine.open(root / "store", "tiny-random") as engine:
         summary = engine.ingest([root / "media", root / "captioned.csv"], IngestOptions(workers=0))
     assert summary.failed == 0
-    app = create_app(root / "store", ServerConfig(max_upload_mb=1))
+    app = create_app(root / "store", ServerConfig(max_upload_mb=1, allowed_hosts=TEST_HOST))
     with TestClient(app) as client:
         yield client, files, root
 
@@ -199,7 +201,7 @@ def test_cors_closed_by_default(served, tmp_path):
     client, _, root = served
     response = client.get("/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in response.headers
-    app = create_app(root / "store", ServerConfig(cors_origins=("http://localhost:3000",)))
+    app = create_app(root / "store", ServerConfig(cors_origins=("http://localhost:3000",), allowed_hosts=TEST_HOST))
     with TestClient(app) as open_client:
         allowed = open_client.get("/health", headers={"Origin": "http://localhost:3000"})
         assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
@@ -211,7 +213,7 @@ def test_unexpected_errors_have_no_traceback():
     def boom():
         raise RuntimeError("secret internals /home/x/.ssh")
 
-    app = create_app(boom)
+    app = create_app(boom, ServerConfig(allowed_hosts=TEST_HOST))
     with TestClient(app, raise_server_exceptions=False) as broken:
         response = broken.post("/search", json={"text": "dogs"})
         assert response.status_code == 500
@@ -224,7 +226,7 @@ def test_weights_unavailable_is_503():
     def missing():
         raise WeightsUnavailable("hf:x/y", ["model.safetensors"], "put it in the cache")
 
-    with TestClient(create_app(missing)) as client:
+    with TestClient(create_app(missing, ServerConfig(allowed_hosts=TEST_HOST))) as client:
         assert client.get("/health").status_code == 503
         response = client.post("/search", json={"text": "dogs"})
         assert response.status_code == 503 and "weights" in response.json()["error"]["message"]
@@ -234,7 +236,8 @@ def test_app_from_env_builds_the_same_app(served, monkeypatch):
     from engine.server import SPEC_ENV, EngineSpec, app_from_env, spec_env
 
     _, _, root = served
-    monkeypatch.setenv(SPEC_ENV, spec_env(EngineSpec(str(root / "store")), ServerConfig(cors_origins=("http://a.b",))))
+    monkeypatch.setenv(SPEC_ENV, spec_env(EngineSpec(str(root / "store")),
+                                          ServerConfig(cors_origins=("http://a.b",), allowed_hosts=TEST_HOST)))
     with TestClient(app_from_env()) as client:  # what each ``--workers`` process runs
         assert client.get("/health").json()["preset"] == "tiny-random"
         assert client.get("/health", headers={"Origin": "http://a.b"}).headers["access-control-allow-origin"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from engine.server_http import HEADER_TIMEOUT_S
+
 log = logging.getLogger(__name__)
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this many seconds
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MB (default 20)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin requests from this origin, e.g. http://localhost:3000 (repeatable)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                        help="also answer requests whose Host header names HOST (a name, or NAME:PORT; repeatable; "
+                        "'*' answers any). Loopback, this server's own address and --host are always answered; "
+                        "other names are refused with 421, which stops DNS-rebinding pages")
+    parser.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="a request body must arrive whole within this many seconds of the request (default 30; "
+                        "408 after); request headers get %g s" % HEADER_TIMEOUT_S)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/FAISS threads for query encoding and search (default 1: best for one query at a time)")
     parser.add_argument("--workers", type=int, default=1,
@@ -42,12 +52,18 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from engine.errors import InvalidInput
     from engine.server import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
+    from engine.server_http import PROTOCOL
 
     spec = EngineSpec(args.store, args.preset, args.device)
     with spec.open() as engine:  # checked here; each server process reopens it on its own engine thread
         root, preset = engine.store.root, engine.model
-    config = ServerConfig(max_upload_mb=args.max_upload_mb, cors_origins=tuple(args.cors_origin), threads=args.threads)
+    if args.body_timeout <= 0:
+        raise InvalidInput(f"--body-timeout must be positive, got {args.body_timeout:g}")
+    named = () if args.host in ("", "0.0.0.0", "::") else (args.host,)  # a wildcard bind has no one name
+    config = ServerConfig(max_upload_mb=args.max_upload_mb, cors_origins=tuple(args.cors_origin), threads=args.threads,
+                          allowed_hosts=(*named, *args.allow_host), body_timeout_s=args.body_timeout)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines", args.host)
     print(f"xmodal: serving {root} (preset {preset}) on http://{args.host}:{args.port}/ "
@@ -55,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         os.environ[SPEC_ENV] = spec_env(EngineSpec(str(root), preset, args.device), config)
         uvicorn.run("engine.server:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
-                    log_level=args.log_level)
+                    log_level=args.log_level, http=PROTOCOL, timeout_keep_alive=KEEP_ALIVE_S)
     else:
-        uvicorn.run(create_app(spec, config), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(create_app(spec, config), host=args.host, port=args.port, log_level=args.log_level, http=PROTOCOL,
+                    timeout_keep_alive=KEEP_ALIVE_S)
     return 0
