@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -13,10 +12,10 @@ from engine.devices import resolve_device
 from engine.errors import RerankerUnavailable
 from engine.models import Encoder, load_encoder
 from index import Store, open_store
+from index.settings import read_settings, write_settings
 
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "xmodal-mini"
-SETTINGS_NAME = "xmodal.json"
 
 
 def default_store() -> Path:
@@ -38,18 +37,23 @@ class Engine:
 
     @classmethod
     def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
-             random_weights: bool = False, reranker: str | Path | None = None) -> "Engine":
-        """Open (or create) a store; the preset defaults to the one the store was last used with; ``reranker``
-        overrides the preset's attention re-ranker directory."""
+             random_weights: bool = False, reranker: str | Path | None = None, *, create: bool = True,
+             read_only: bool | None = None) -> "Engine":
+        """Open a store (a missing one is made only with ``create``: ingest passes True, search/serve/check False);
+        the preset defaults to the one the store was last used with; ``reranker`` overrides the preset's attention
+        re-ranker directory. A read-only store is searched without writing anything."""
         root = Path(store) if store else default_store()
-        settings_path = root / SETTINGS_NAME
-        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-        chosen = str(preset or settings.get("preset") or DEFAULT_PRESET)
         dev = resolve_device(device)
-        encoder = load_encoder(chosen, device=str(dev), random_weights=random_weights)
-        opened = open_store(root, device=str(dev))
-        if settings.get("preset") != chosen:
-            settings_path.write_text(json.dumps({**settings, "preset": chosen}, indent=2))
+        opened = open_store(root, device=str(dev), create=create, read_only=read_only)  # missing/damaged: fail first
+        try:
+            settings = read_settings(root)
+            chosen = str(preset or settings.get("preset") or DEFAULT_PRESET)
+            encoder = load_encoder(chosen, device=str(dev), random_weights=random_weights)
+            if settings.get("preset") != chosen and not opened.read_only:
+                write_settings(root, {**settings, "preset": chosen})
+        except BaseException:
+            opened.close()
+            raise
         log.info("engine: store %s, preset %s, device %s", root, encoder.preset.name, dev)
         return cls(opened, encoder, reranker)
 

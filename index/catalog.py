@@ -14,14 +14,15 @@ import sqlite_utils
 
 from index.catalog_read import CatalogReads
 from index.errors import (
-    CatalogNotFound,
     DimensionMismatch,
     InvalidStatus,
     ItemNotFound,
+    StoreReadOnly,
     WrongShape,
 )
+from index.connect import open_catalog
 from index.records import Item
-from index.schema import MODALITIES, migrate, now
+from index.schema import MODALITIES, SCHEMA_VERSION, now
 from index.validate import check_ids, check_vectors
 
 
@@ -33,17 +34,14 @@ def _check_modality(modality: str) -> None:
 class Catalog(CatalogReads):
     """Items, representations and per-model vectors; every committed change bumps ``generation``."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool | None = None) -> None:
         self.path = Path(path)
-        if not create and not self.path.exists():
-            raise CatalogNotFound(f"no catalog at {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=30.0)
+        conn, self.read_only, self.created = open_catalog(self.path, create=create, read_only=read_only)
         self.db = sqlite_utils.Database(conn)
-        self.db.enable_wal()
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self.schema_version = migrate(conn)
+        if not self.read_only:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        self.schema_version = SCHEMA_VERSION
         self._pending: int | None = None  # generation being written by the open transaction
         self._dirty = False
 
@@ -67,6 +65,11 @@ class Catalog(CatalogReads):
         """Random id fixed when the catalog was created: an index built from another catalog is never caught up."""
         return str(self.db.execute("SELECT catalog_id FROM catalog_state WHERE id = 1").fetchone()[0])
 
+    def lineage(self, generation: int) -> str | None:
+        """The random token written with ``generation`` (None if this catalog's history never reached it)."""
+        row = self.db.execute("SELECT token FROM generations WHERE generation = ?", (generation,)).fetchone()
+        return None if row is None else str(row[0])
+
     @contextmanager
     def atomic(self) -> Iterator[Catalog]:
         """One transaction (nested calls become savepoints); commits with one generation bump if anything changed."""
@@ -75,6 +78,8 @@ class Catalog(CatalogReads):
                 yield self
             return
         conn = self.db.conn
+        if self.read_only:
+            raise StoreReadOnly(f"{self.path} is read-only: the catalog cannot be written")
         conn.execute("BEGIN IMMEDIATE")
         self._pending = self.generation + 1
         self._dirty = False
@@ -82,6 +87,8 @@ class Catalog(CatalogReads):
             yield self
             if self._dirty:
                 conn.execute("UPDATE catalog_state SET generation = ? WHERE id = 1", (self._pending,))
+                conn.execute("INSERT INTO generations (generation, token) VALUES (?, lower(hex(randomblob(16))))",
+                             (self._pending,))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -36,9 +36,35 @@ class NotUnitNorm(InvalidVectors):
 
 
 class CatalogNotFound(IndexStoreError):
-    """No catalog exists at the given store path (and creating one was not asked for)."""
+    """No store (no ``catalog.db``) at the given path, and creating one was not asked for: only ingest creates."""
 
     exit_code = 2
+
+
+class StoreEmpty(IndexStoreError):
+    """The store exists but holds no vectors (of this model) yet: nothing to search until ``xmodal ingest``."""
+
+    exit_code = 2
+
+
+class StoreDamaged(IndexStoreError):
+    """The store is in a state it cannot be used in; the message says what is wrong and what ``check --repair`` does."""
+
+
+class CatalogCorrupt(StoreDamaged):
+    """``catalog.db`` is not a readable xmodal catalog (garbage, 0 bytes, malformed pages, schema lost with its WAL)."""
+
+
+class CatalogLostWrites(StoreDamaged):
+    """The catalog holds nothing while its index files were built from it later: its writes were lost."""
+
+
+class StoreReadOnly(StoreDamaged):
+    """A read-only store cannot do what was asked (create, migrate, write)."""
+
+
+class SettingsCorrupt(StoreDamaged):
+    """The store's settings file (``xmodal.json``) is not a JSON object."""
 
 
 class SchemaTooNew(IndexStoreError):

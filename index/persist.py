@@ -17,7 +17,7 @@ from index.factory import SearchParams
 from index.schema import now
 from index.vector_index import VectorIndex
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ``lineage`` (the catalog's token of ``generation``); older sidecars are rebuilt
 TMP_MARK = ".tmp-"
 
 
@@ -30,6 +30,7 @@ class IndexMeta:
     dim: int
     catalog_id: str
     generation: int
+    lineage: str  # the catalog's random token of ``generation``: which history of the catalog this is
     factory: str
     ntotal: int
     params: dict[str, int] = field(default_factory=dict)
@@ -85,7 +86,7 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def save_index(index: VectorIndex, root: Path, model: str, modality: str, catalog_id: str, generation: int,
-               built_n: int) -> IndexMeta:
+               built_n: int, *, lineage: str) -> IndexMeta:
     """Write the index then its sidecar, each via temp file + fsync + rename; returns the sidecar written."""
     faiss_path, meta_path = index_paths(root, model, modality)
     faiss_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def save_index(index: VectorIndex, root: Path, model: str, modality: str, catalo
         faiss.write_index(index.index, str(tmp))
         _fsync_file(tmp)
         meta = IndexMeta(model=model, modality=modality, dim=index.dim, catalog_id=catalog_id, generation=generation,
-                         factory=index.factory,
+                         lineage=lineage, factory=index.factory,
                          ntotal=index.ntotal, params=index.params.to_dict(), recall=index.recall, built_n=built_n,
                          file_size=tmp.stat().st_size, sha256=_sha256(tmp), written_at=now())
         os.replace(tmp, faiss_path)
@@ -109,13 +110,18 @@ def read_meta(root: Path, model: str, modality: str) -> IndexMeta:
     """The sidecar of a vector set's index, or ``IndexCorrupt`` when missing or unreadable."""
     _, meta_path = index_paths(root, model, modality)
     try:
-        meta = IndexMeta(**json.loads(meta_path.read_text()))
+        raw = json.loads(meta_path.read_text())
     except FileNotFoundError as exc:
         raise IndexCorrupt(f"index sidecar {meta_path} is missing") from exc
-    except (ValueError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise IndexCorrupt(f"index sidecar {meta_path} is unreadable: {exc}") from exc
-    if meta.format_version != FORMAT_VERSION:
-        raise IndexCorrupt(f"index sidecar {meta_path} has format {meta.format_version}, expected {FORMAT_VERSION}")
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version != FORMAT_VERSION:
+        raise IndexCorrupt(f"index sidecar {meta_path} has format {version}, expected {FORMAT_VERSION}")
+    try:
+        meta = IndexMeta(**raw)
+    except TypeError as exc:
+        raise IndexCorrupt(f"index sidecar {meta_path} is unreadable: {exc}") from exc
     if (meta.model, meta.modality) != (model, modality):
         raise IndexCorrupt(f"index sidecar {meta_path} is for {meta.model}/{meta.modality}, not {model}/{modality}")
     return meta
@@ -138,6 +144,20 @@ def load_index(root: Path, model: str, modality: str, device: str = "cpu") -> tu
         raise IndexCorrupt(f"index file {faiss_path} holds {raw.ntotal}x{raw.d}, sidecar says {meta.ntotal}x{meta.dim}")
     index = VectorIndex(raw, meta.factory, SearchParams.from_dict(meta.params), meta.recall, device=device)
     return index, meta
+
+
+def sidecars(root: Path) -> list[dict]:
+    """Every readable index sidecar under ``root/indexes`` as a dict (with ``path``); unreadable ones are skipped."""
+    folder = Path(root) / "indexes"
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(raw, dict):
+            out.append({**raw, "path": str(path)})
+    return out
 
 
 def leftover_temp_files(root: Path) -> list[Path]:

@@ -85,8 +85,16 @@ _V2 = [
 # holding another model's tokens answers by scanning all of them.
 _V3 = ["CREATE INDEX tokens_model ON tokens (model)"]
 
+# One random token per committed generation: an index records the token of the generation it reflects, so a
+# catalog restored from a backup (same catalog_id, lower generation) that later re-reaches that generation with other
+# writes is told apart from the history the index was built from. Generation numbers repeat; tokens do not.
+_V4 = [
+    "CREATE TABLE generations (generation INTEGER PRIMARY KEY, token TEXT NOT NULL)",
+    "INSERT INTO generations (generation, token) SELECT generation, lower(hex(randomblob(16))) FROM catalog_state",
+]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -11,9 +12,9 @@ import numpy as np
 
 from index.build import VectorSource, build_from_source
 from index.catalog import Catalog
-from index.errors import IndexCorrupt
+from index.errors import CatalogLostWrites, IndexCorrupt, StoreDamaged
 from index.factory import IndexConfig, choose_factory
-from index.persist import index_paths, load_index, save_index
+from index.persist import index_paths, load_index, save_index, sidecars
 from index.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,44 @@ class Store:
     """Owns the catalog and the index files under ``root``; ingest writes the catalog, queries call ``index()``."""
 
     def __init__(self, root: str | Path, *, device: str = "cpu", config: IndexConfig | None = None,
-                 create: bool = True) -> None:
+                 create: bool = True, read_only: bool | None = None) -> None:
         self.root = Path(root)
         self.device = device
         self.config = config or IndexConfig()
-        self.catalog = Catalog(self.root / CATALOG_NAME, create=create)
+        folder = self.root / "indexes"
+        if folder.exists() and not folder.is_dir():
+            raise StoreDamaged(f"{folder} is a file, not the folder of index files; `xmodal check --repair` moves it "
+                               "aside (indexes.damaged-*) and rebuilds the indexes from the catalog")
+        self.catalog = Catalog(self.root / CATALOG_NAME, create=create, read_only=read_only)
+        self.read_only = self.catalog.read_only
+        # a read-only store still searches: indexes are built in memory when the files cannot be used or written
+        self.persist = not self.read_only and os.access(folder if folder.exists() else self.root, os.W_OK)
         self._open: dict[tuple[str, str], _Open] = {}
         self.last_sync: dict[tuple[str, str], SyncResult] = {}
+        if not create:
+            try:
+                self._refuse_lost_writes()
+            except BaseException:
+                self.catalog.close()
+                raise
+
+    def orphan_indexes(self) -> list[dict]:
+        """Sidecars of index files whose vector set this catalog does not hold (catalog replaced or lost writes)."""
+        held = {(s.model, s.modality) for s in self.catalog.vector_sets()}
+        return [m for m in sidecars(self.root) if (m.get("model"), m.get("modality")) not in held]
+
+    def _refuse_lost_writes(self) -> None:
+        """An empty catalog beside index files built from it (or another one) lost its writes: an error, not ``ok``."""
+        if self.catalog.vector_sets():
+            return
+        orphans = self.orphan_indexes()
+        if orphans:
+            built = max(int(m.get("generation") or 0) for m in orphans)
+            raise CatalogLostWrites(
+                f"the catalog in {self.root} holds no vectors (generation {self.catalog.generation}) but indexes/ "
+                f"holds {len(orphans)} index file(s) built at generation {built}: the catalog lost its writes "
+                "(catalog.db-wal deleted after a crash, or catalog.db replaced); `xmodal check --repair` removes the "
+                "stale index files, then `xmodal ingest` your folders again")
 
     def close(self) -> None:
         """Close the catalog (indexes are already saved)."""
@@ -110,6 +142,9 @@ class Store:
         else:
             if meta.catalog_id != self.catalog.catalog_id:
                 reason = f"index was built from another catalog ({meta.catalog_id})"
+            elif meta.generation <= current and self.catalog.lineage(meta.generation) != meta.lineage:
+                reason = (f"index was built at generation {meta.generation} of another history of this catalog "
+                          "(catalog restored from a backup, or writes lost)")
             elif meta.dim != dim:
                 reason = f"index dimension {meta.dim} differs from the catalog's {dim}"
             elif meta.generation > current:
@@ -146,8 +181,7 @@ class Store:
         if opened.index.ntotal != n_now:  # cheap guard against silent wrong results
             return f"index holds {opened.index.ntotal} vectors, catalog {n_now} at generation {changes.generation}"
         if changes.generation > opened.generation and (len(changes.removed) or len(changes.upserted)):
-            save_index(opened.index, self.root, model, modality, self.catalog.catalog_id, changes.generation,
-                       opened.built_n)
+            self._save(opened.index, model, modality, changes.generation, opened.built_n)
             log.info("caught up %s/%s to generation %d (-%d +%d)", model, modality, changes.generation,
                      len(changes.removed), len(changes.upserted))
         opened.generation = changes.generation
@@ -163,9 +197,17 @@ class Store:
                                   chunks=lambda: cat.iter_vectors(model, modality),
                                   fetch=lambda some: cat.vectors_for(model, some))
             index = build_from_source(source, self.config, device=self.device)
-        save_index(index, self.root, model, modality, cat.catalog_id, generation, len(source.ids))
+            self._save(index, model, modality, generation, len(source.ids))
         opened = self._open[(model, modality)] = _Open(index, generation, len(source.ids))
         return self._record((model, modality), "rebuilt", opened, reason)
+
+    def _save(self, index: VectorIndex, model: str, modality: str, generation: int, built_n: int) -> None:
+        """Persist an index stamped with the catalog's identity and the token of ``generation`` (not when read-only)."""
+        if not self.persist:
+            log.info("read-only store: %s/%s index kept in memory only", model, modality)
+            return
+        save_index(index, self.root, model, modality, self.catalog.catalog_id, generation, built_n,
+                   lineage=self.catalog.lineage(generation) or "")
 
     def forget(self, model: str, modality: str) -> None:
         """Drop a cached open index so the next access reads the file again."""
@@ -173,6 +215,9 @@ class Store:
 
 
 def open_store(path: str | Path, device: str = "cpu", config: IndexConfig | None = None, *,
-               create: bool = True) -> Store:
-    """Open (or create) the store folder at ``path``: ``catalog.db`` and ``indexes/``."""
-    return Store(path, device=device, config=config, create=create)
+               create: bool = True, read_only: bool | None = None) -> Store:
+    """Open the store folder at ``path`` (``catalog.db`` and ``indexes/``); only ``create`` makes a missing one.
+
+    ``read_only`` None: read-only when the files are not writable (nothing is written then, indexes stay in memory).
+    """
+    return Store(path, device=device, config=config, create=create, read_only=read_only)

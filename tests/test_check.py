@@ -52,7 +52,8 @@ def test_repair_fixes_id_missing_from_index(store_dir, capsys) -> None:
     with open_store(store_dir) as store:  # planted: index lost an id but claims the current generation
         index = store.index("m", "image")
         index.remove(np.array([3, 4]))
-        save_index(index, store_dir, "m", "image", store.catalog.catalog_id, store.catalog.generation, 120)
+        gen = store.catalog.generation
+        save_index(index, store_dir, "m", "image", store.catalog.catalog_id, gen, 120, lineage=store.catalog.lineage(gen))
     report = check_store(store_dir)
     assert not report.ok and [p.kind for p in report.problems] == ["index-missing-ids"]
     assert _check(store_dir, "--repair", "--json") == 0
@@ -94,7 +95,8 @@ def test_stale_index_and_temp_file_are_warnings(store_dir, capsys) -> None:
 
 def test_missing_store_is_an_error(tmp_path, capsys) -> None:
     assert _check(tmp_path / "absent") == 2
-    assert "no catalog at" in capsys.readouterr().err
+    assert f"no store at {tmp_path / 'absent'}" in capsys.readouterr().err
+    assert not (tmp_path / "absent").exists()  # checking creates nothing
 
 
 def test_reranker_tokens_are_checked_and_bad_ones_removed(store_dir, capsys) -> None:
