@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 from engine.devices import resolve_device
 from engine.errors import RerankerUnavailable
 from engine.models import Encoder, load_encoder
-from index import Store, open_store
+from index import Store, StoreEmpty, open_store
 from index.settings import read_settings, write_settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,10 @@ class Engine:
 
         parts = as_parts(query)
         targets = list(targets) if targets else self.store_modalities()
+        if not targets:
+            root = self.store.root
+            raise StoreEmpty(f"the store at {root} holds nothing for preset {self.model} yet; run "
+                             f"`xmodal ingest FILES --store {root}` first")
         if self.wants_rerank(parts, targets, rerank):
             try:
                 return self.reranked_search(parts, targets, k, filters, depth, fusion, rerank_depth)

@@ -1,17 +1,22 @@
 """Catalog (SQLite, source of truth) and FAISS vector indexes (rebuildable caches).
 
 Store layout: ``STORE/catalog.db`` (WAL) and ``STORE/indexes/<model>.<modality>.faiss`` with a JSON sidecar
-``<model>.<modality>.json`` (catalog id, generation, factory, tuned parameters, reached recall, size, sha256).
-Every committed catalog transaction bumps ``generation``; vector rows carry the generation that wrote them and
+``<model>.<modality>.json`` (catalog id, generation and its lineage token, factory, tuned parameters, reached recall,
+size, sha256). Every committed catalog transaction bumps ``generation`` and records a random token for it, so an index
+proves which history of the catalog it reflects (a restored catalog re-reaching a generation has another token);
+vector rows carry the generation that wrote them and
 removals leave tombstones, so an index at generation g catches up by removing tombstoned and rewritten ids
 and adding rows written after g. An index it cannot trust (missing, corrupt, another catalog, ahead of the
-catalog, wrong dimension or count) is rebuilt from the catalog.
+catalog, another history of it, wrong dimension or count) is rebuilt from the catalog. Only ingest creates a store;
+a read-only one is opened without writing; damaged states raise ``StoreDamaged`` (exit 5) naming the repair.
 """
 
 from index.build import VectorSource, build_from_source, build_index
 from index.catalog import Catalog
 from index.check import CheckReport, Problem, check_store
 from index.errors import (
+    CatalogCorrupt,
+    CatalogLostWrites,
     CatalogNotFound,
     DimensionMismatch,
     IndexCorrupt,
@@ -23,6 +28,10 @@ from index.errors import (
     NonFiniteVectors,
     NotUnitNorm,
     SchemaTooNew,
+    SettingsCorrupt,
+    StoreDamaged,
+    StoreEmpty,
+    StoreReadOnly,
     UnknownVectorSet,
     UnsupportedIndexOperation,
     WrongDtype,
@@ -46,6 +55,8 @@ from index.vector_index import VectorIndex
 
 __all__ = [
     "Catalog",
+    "CatalogCorrupt",
+    "CatalogLostWrites",
     "CatalogNotFound",
     "Changes",
     "CheckReport",
@@ -66,7 +77,11 @@ __all__ = [
     "Representation",
     "SchemaTooNew",
     "SearchParams",
+    "SettingsCorrupt",
     "Store",
+    "StoreDamaged",
+    "StoreEmpty",
+    "StoreReadOnly",
     "SyncResult",
     "TopK",
     "TuneResult",

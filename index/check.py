@@ -9,10 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import IndexCorrupt
-from index.persist import index_paths, leftover_temp_files, load_index
+from index.connect import REPAIR_CATALOG
+from index.errors import CatalogCorrupt, CatalogLostWrites, IndexCorrupt
+from index.persist import index_paths, leftover_temp_files, load_index, sidecars
+from index.repair import CATALOG_NAME, catalog_integrity, repair_catalog, repair_indexes_folder, repair_settings
+from index.settings import read_settings
 from index.store import Store
 from index.validate import bad_rows
+from index.verify import compare_vectors
 
 STALE_TEMP_SECONDS = 600  # a temp file younger than this may belong to a write in progress
 
@@ -73,8 +77,9 @@ def _catalog_vector_problems(store: Store, model: str, modality: str, dim: int) 
     return problems, bad + nonfinite + offnorm
 
 
-def _index_problems(store: Store, model: str, modality: str, dim: int, generation: int) -> list[Problem]:
-    """Disagreements between the index file and the catalog."""
+def _index_problems(store: Store, model: str, modality: str, dim: int, generation: int,
+                    seen: dict) -> list[Problem]:
+    """Disagreements between the index file and the catalog, down to every stored vector (counts go into ``seen``)."""
     faiss_path, _ = index_paths(store.root, model, modality)
     if not faiss_path.exists() and not faiss_path.with_suffix(".json").exists():
         return [Problem(model, modality, "index-missing", f"{faiss_path.name} not built yet", "warning")]
@@ -87,7 +92,13 @@ def _index_problems(store: Store, model: str, modality: str, dim: int, generatio
     if meta.catalog_id != store.catalog.catalog_id:
         return [Problem(model, modality, "index-foreign", f"index built from catalog {meta.catalog_id}, not this one")]
     if meta.generation > generation:
-        return [Problem(model, modality, "index-ahead", f"index at generation {meta.generation}, catalog at {generation}")]
+        return [Problem(model, modality, "index-ahead", f"index at generation {meta.generation}, catalog at {generation}: "
+                        "the catalog lost writes (restored from a backup, or catalog.db-wal deleted after a crash); "
+                        "search rebuilds the index from the catalog, --repair does it now")]
+    if store.catalog.lineage(meta.generation) != meta.lineage:
+        return [Problem(model, modality, "index-history", f"index built at generation {meta.generation} of another "
+                        "history of this catalog (catalog restored from a backup, then written again); search "
+                        "rebuilds it from the catalog, --repair does it now")]
     if store.catalog.changes_since(model, modality, meta.generation).removed.size:
         return [Problem(model, modality, "index-stale", f"index at generation {meta.generation}, catalog at "
                         f"{generation}; caught up on open", "warning")]
@@ -105,6 +116,11 @@ def _index_problems(store: Store, model: str, modality: str, dim: int, generatio
     if extra.size:
         problems.append(Problem(model, modality, "index-extra-ids", f"{extra.size} id(s) in the index but not in the "
                                 f"catalog: {extra[:5].tolist()}"))
+    comparison = compare_vectors(index, store.catalog.iter_vectors(model, modality))
+    seen.update(compared=comparison.compared, exact=comparison.exact)
+    if comparison.mismatched.size:
+        problems.append(Problem(model, modality, "index-vectors", f"{comparison.mismatched.size} stored vector(s) "
+                                f"differ from the catalog's: ids {comparison.mismatched[:5].tolist()}"))
     return problems
 
 
@@ -155,19 +171,75 @@ def _repair(store: Store, model: str, modality: str, problems: list[Problem], ba
     return [Problem(**{**asdict(p), "repaired": True}) for p in problems]
 
 
-def check_store(root: str | Path, *, repair: bool = False) -> CheckReport:
-    """Compare every vector set's index with the catalog; with ``repair``, rebuild or catch up what disagrees."""
+def _open_checked(root: Path) -> Store:
+    """Open the store for checking; a catalog SQLite finds damaged is ``CatalogCorrupt`` (exit 5)."""
+    read_settings(root)  # SettingsCorrupt when unreadable
     store = Store(root, create=False)
+    verdict = catalog_integrity(store.catalog.db.conn)
+    if verdict != "ok":
+        store.close()
+        raise CatalogCorrupt(f"{root / CATALOG_NAME} is damaged (SQLite: {verdict}); {REPAIR_CATALOG}")
+    return store
+
+
+def _drop_index_files(metas: list[dict]) -> None:
+    for meta in metas:
+        sidecar = Path(meta["path"])
+        sidecar.with_suffix(".faiss").unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+
+
+def _open_repairing(root: Path) -> tuple[Store | None, list[Problem]]:
+    """Fix what keeps the store from opening (each fix reported), then open it; None when no catalog is left."""
+    fixed = [Problem("", "", kind, said, repaired=True) for kind, said in
+             (("indexes-not-folder", repair_indexes_folder(root)), ("settings-corrupt", repair_settings(root))) if said]
+    for _ in range(3):
+        try:
+            return _open_checked(root), fixed
+        except CatalogCorrupt as exc:
+            what = str(exc).split("; `xmodal check")[0]
+            fixed.append(Problem("", "", "catalog-corrupt", f"{what}: {repair_catalog(root)}", repaired=True))
+            if not (root / CATALOG_NAME).exists():
+                return None, fixed
+        except CatalogLostWrites as exc:
+            orphans = sidecars(root)
+            _drop_index_files(orphans)
+            fixed.append(Problem("", "", "catalog-lost-writes", str(exc).split("; `xmodal check")[0] +
+                                 f": removed {len(orphans)} stale index file(s); run `xmodal ingest` again", repaired=True))
+    return _open_checked(root), fixed
+
+
+def check_store(root: str | Path, *, repair: bool = False) -> CheckReport:
+    """Compare every vector set's index with the catalog, vector by vector; with ``repair``, fix what disagrees.
+
+    A store that cannot be opened (damaged catalog, ``indexes`` not a folder, unreadable settings, lost writes) raises
+    its ``StoreDamaged`` error without ``repair``; with it, the damage is repaired first and reported.
+    """
+    root = Path(root)
+    if repair:
+        store, fixed = _open_repairing(root)
+    else:
+        store, fixed = _open_checked(root), []
+    if store is None:
+        return CheckReport(str(root), 0, problems=fixed)
     try:
-        report = CheckReport(str(root), store.catalog.generation)
+        report = CheckReport(str(root), store.catalog.generation, problems=fixed)
         for vs in store.catalog.vector_sets():
+            seen: dict = {}
             problems, bad_ids = _catalog_vector_problems(store, vs.model, vs.modality, vs.dim)
-            problems += _index_problems(store, vs.model, vs.modality, vs.dim, report.generation)
+            problems += _index_problems(store, vs.model, vs.modality, vs.dim, report.generation, seen)
             if repair and problems:
                 problems = _repair(store, vs.model, vs.modality, problems, bad_ids)
             report.problems.extend(problems)
             report.problems.extend(_token_problems(store, vs.model, vs.modality, repair))
-            report.vector_sets.append({"model": vs.model, "modality": vs.modality, "dim": vs.dim, "vectors": vs.count})
+            report.vector_sets.append({"model": vs.model, "modality": vs.modality, "dim": vs.dim, "vectors": vs.count,
+                                       **seen})
+        orphans = store.orphan_indexes()
+        if repair:
+            _drop_index_files(orphans)
+        report.problems.extend(Problem(str(m.get("model")), str(m.get("modality")), "index-orphan",
+                                       f"{Path(m['path']).name}: no such vector set in the catalog (removed by --repair)",
+                                       "warning", repaired=repair) for m in orphans)
         for tmp in leftover_temp_files(store.root):
             old = time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS
             if repair and old:

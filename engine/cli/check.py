@@ -16,12 +16,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "check",
         help="check that the catalog and the vector indexes agree",
-        description="Compare every index file with the catalog (ids, dimension, unit norms, generation). "
-        "Exit status 0 when they agree (or were repaired), 1 when problems remain.",
+        description="Compare every index file with the catalog: catalog integrity, identity and history (a restored "
+        "catalog is told apart), ids, dimension, unit norms and every stored vector. Exit status 0 when they agree "
+        "(or were repaired), 1 when problems remain, 5 when the store is damaged (the message says what --repair "
+        "does), 2 when there is no store.",
     )
     parser.add_argument("--store", default=None,
                         help="store folder holding catalog.db and indexes/ (default: $XMODAL_STORE or ./xmodal-store)")
-    parser.add_argument("--repair", action="store_true", help="rebuild or catch up indexes that disagree")
+    parser.add_argument("--repair", action="store_true",
+                        help="rebuild or catch up indexes that disagree; salvage or move aside a damaged catalog, a "
+                        "non-folder indexes/ or an unreadable xmodal.json")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
     return parser
@@ -34,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         for vs in report.vector_sets:
-            print(f"{vs['model']}/{vs['modality']}: {vs['vectors']} vectors of dim {vs['dim']}")
+            compared = f" ({vs['compared']} compared with the catalog{'' if vs.get('exact') else ', approximately'})" \
+                if "compared" in vs else ""
+            print(f"{vs['model']}/{vs['modality']}: {vs['vectors']} vectors of dim {vs['dim']}{compared}")
         for p in report.problems:
             where = f"{p.model}/{p.modality}: " if p.model else ""
             state = " [repaired]" if p.repaired else ""
