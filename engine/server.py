@@ -62,7 +62,7 @@ class EngineSpec:
 
     def open(self) -> Engine:
         """Open the engine this spec names."""
-        return Engine.open(self.store, self.preset, self.device, self.random_weights)
+        return Engine.open(self.store, self.preset, self.device, self.random_weights, create=False)
 
 
 SPEC_ENV = "XMODAL_SERVE_SPEC"

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     filters = Filters(tuple(args.modality), args.uri, _epoch(args.after), _epoch(args.before), meta)
     targets = [t for t in args.targets.split(",") if t]
     parts = query_parts(args)
-    with Engine.open(args.store, args.preset, args.device) as engine:
+    with Engine.open(args.store, args.preset, args.device, create=False) as engine:
         note = rerank_note(engine, parts, targets, args.rerank)
         results = engine.search(parts, targets, args.k, filters, args.depth, args.fusion, args.rerank, args.rerank_depth)
     if note:
@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     for rank, r in enumerate(results, 1):
         reranked = f"  rerank {r.rerank_score:7.3f}" if r.rerank_score is not None else ""
         where = f" @ {r.match.offset_seconds:.1f}s" if r.match.offset_seconds is not None else ""
-        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind == "caption" else ""
+        if r.match.char_offset is not None:
+            where = f" @ char {r.match.char_offset}"
+        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind in ("caption", "passage") else ""
         print(f"{rank:>3}. {r.score:8.4f}  cos {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}{reranked}")
     return 0
