@@ -26,7 +26,6 @@ MAX_METADATA_KEYS = 32
 MAX_JSON_BYTES = 256 << 10  # a JSON search is well under 64 KB at the longest text and fullest filters
 MAX_FORM_FIELDS = 16
 MAX_FORM_PART_BYTES = 64 << 10  # each non-file multipart field
-INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 def _distinct(values: list[T]) -> list[T]:
@@ -35,8 +34,7 @@ def _distinct(values: list[T]) -> list[T]:
 
 Modalities = Annotated[list[Modality], Field(max_length=MAX_LIST), AfterValidator(_distinct)]
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-MetaValue = (Annotated[str, StringConstraints(max_length=1000)] | Annotated[int, Field(ge=INT64[0], le=INT64[1])]
-             | float | bool | None)
+MetaValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None
 
 
 class FiltersIn(BaseModel):
