@@ -6,6 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -20,15 +21,28 @@ TEXT_EXTENSIONS = frozenset({".txt", ".md"})
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | TEXT_EXTENSIONS
 
 
+_GIB = 1 << 30
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
-    """Limits and shapes for decoding: pixel cap, JPEG draft size, audio windowing and length cap."""
+    """Limits and shapes for decoding: pixel cap, JPEG draft size, audio windowing, length and sample caps (read
+    from the header before decoding), bytes read per modality, and the time one file's decode may take."""
 
     max_image_pixels: int = 89_478_485  # Pillow's default decompression-bomb threshold
     image_draft_size: int | None = 224  # decode JPEGs at a reduced DCT scale no smaller than this
     audio_window_s: float = 10.0
     audio_min_window_s: float = 1.0
     max_audio_s: float = 3600.0
+    max_audio_samples: int = 360_000_000  # frames x channels: an hour of 48 kHz stereo, 4 min of 192 kHz x 8
+    max_image_bytes: int = _GIB // 4
+    max_audio_bytes: int = 2 * _GIB
+    max_text_bytes: int = 64 << 20
+    timeout_s: float = 60.0  # per file, in worker processes (a worker past it is killed and replaced)
+
+    def max_bytes(self, modality: str) -> int:
+        """The most bytes a file of ``modality`` may hold."""
+        return {"image": self.max_image_bytes, "audio": self.max_audio_bytes}.get(modality, self.max_text_bytes)
 
 
 # (prefix, offset, modality, MIME type); RIFF and FORM containers are told apart by the bytes at offset 8.
@@ -124,23 +138,80 @@ def decode_image(data: bytes, path: str | Path, settings: DecodeSettings = Decod
         raise DecodeError(path, f"corrupt or truncated image: {exc}") from exc
 
 
-def decode_audio(data: bytes, path: str | Path, settings: DecodeSettings = DecodeSettings()) -> AudioClip:
-    """Mono float32 audio at its native rate; empty, silent-length or non-finite audio is an error."""
+_UNKNOWN_FRAMES = 1 << 62  # libsndfile reports SF_COUNT_MAX when a stream's length is unknown
+
+
+def check_audio_header(frames: int, rate: int, channels: int, path: str | Path, settings: DecodeSettings) -> None:
+    """Refuse, before decoding, audio whose header announces more than the length or sample limits."""
+    if rate <= 0 or channels <= 0:
+        raise DecodeError(path, f"audio header is invalid ({rate} Hz, {channels} channels)")
+    if frames >= _UNKNOWN_FRAMES:
+        return  # unknown length: the limits are enforced while reading
+    seconds = frames / rate
+    if seconds > settings.max_audio_s:
+        raise DecodeError(path, f"audio is {seconds:.0f} s long, over the limit of {settings.max_audio_s:.0f} s")
+    if frames * channels > settings.max_audio_samples:
+        raise DecodeError(path, f"audio decodes to {frames * channels} samples ({channels} channels x {rate} Hz x "
+                                f"{seconds:.0f} s), over the limit of {settings.max_audio_samples}")
+
+
+def iter_audio_blocks(source: bytes | BinaryIO, path: str | Path, settings: DecodeSettings = DecodeSettings(),
+                      block_s: float | None = None) -> Iterator[AudioClip]:
+    """Mono float32 blocks of ``block_s`` seconds (default: one window), each downmixed as it is read, so memory
+    never holds the whole multichannel signal; header and running sample counts are checked against the limits."""
+    fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
-        info = sf.info(io.BytesIO(data))
-        if info.frames / max(info.samplerate, 1) > settings.max_audio_s:
-            raise DecodeError(path, f"audio is {info.duration:.0f} s long, over the limit of {settings.max_audio_s:.0f} s")
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except DecodeError:
-        raise
+        snd = sf.SoundFile(fileobj)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise DecodeError(path, "not readable audio: " + str(exc).split(": ", 1)[-1]) from exc
-    if samples.shape[0] == 0:
+    with snd:
+        rate, channels = int(snd.samplerate), int(snd.channels)
+        check_audio_header(int(snd.frames), rate, channels, path, settings)
+        most = min(int(settings.max_audio_s * rate), settings.max_audio_samples // channels)
+        size = max(1, int((block_s or settings.audio_window_s) * rate))
+        read = 0
+        while True:
+            try:
+                block = snd.read(min(size, most + 1 - read), dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                raise DecodeError(path, "audio is corrupt: " + str(exc).split(": ", 1)[-1]) from exc
+            if block.shape[0] == 0:
+                break
+            read += block.shape[0]
+            if read > most:
+                raise DecodeError(path, f"audio holds more than its header says, past the limit of "
+                                        f"{settings.max_audio_s:.0f} s or {settings.max_audio_samples} samples")
+            mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0]
+            if not np.all(np.isfinite(mono)):
+                raise DecodeError(path, "audio contains NaN or inf samples")
+            yield AudioClip(np.ascontiguousarray(mono), rate)
+    if read == 0:
         raise DecodeError(path, "audio has no samples")
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.all(np.isfinite(mono)):
-        raise DecodeError(path, "audio contains NaN or inf samples")
-    return AudioClip(np.ascontiguousarray(mono), int(rate))
+
+
+def decode_audio(data: bytes | BinaryIO, path: str | Path, settings: DecodeSettings = DecodeSettings()) -> AudioClip:
+    """Mono float32 audio at its native rate; empty, over-limit or non-finite audio is an error."""
+    blocks = list(iter_audio_blocks(data, path, settings))
+    return AudioClip(np.concatenate([b.samples for b in blocks]), blocks[0].sample_rate)
+
+
+def iter_audio_windows(source: bytes | BinaryIO, path: str | Path,
+                       settings: DecodeSettings = DecodeSettings()) -> Iterator[tuple[float, AudioClip]]:
+    """``audio_windows`` of a file read block by block: one window of mono samples in memory at a time."""
+    pending: list[np.ndarray] = []
+    start = held = 0
+    rate = 0
+    for block in iter_audio_blocks(source, path, settings):
+        rate, size = block.sample_rate, int(settings.audio_window_s * block.sample_rate)
+        pending.append(block.samples)
+        held += len(block.samples)
+        while held >= size:
+            joined = np.concatenate(pending)
+            yield start / rate, AudioClip(joined[:size].copy(), rate)
+            start += size
+            pending, held = [joined[size:]], held - size
+    if held and (start == 0 or held >= int(settings.audio_min_window_s * rate)):
+        yield start / rate, AudioClip(np.concatenate(pending), rate)
 
 
 def audio_windows(clip: AudioClip, settings: DecodeSettings = DecodeSettings()) -> list[tuple[float, AudioClip]]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
@@ -15,7 +12,8 @@ import torch
 from engine.models import Encoder
 from ingest.decode import DecodeSettings
 from ingest.sources import Scan, TextRecord
-from ingest.work import Decoded, FileTask, RepPayload, init_worker, process, process_in_worker
+from ingest.pool import DecodePool
+from ingest.work import Decoded, FileTask, RepPayload, process
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,8 @@ class Sink(Protocol):
 
 @dataclass
 class IngestSummary:
-    """Counts and failures of one ingest run; ``failures`` lists (uri, reason)."""
+    """Counts and failures of one ingest run; ``failures`` lists (uri, reason); ``skipped`` counts the files a
+    folder walk passed over (unsupported type, excluded, ...) by reason."""
 
     seen: int = 0
     added: int = 0
@@ -84,6 +83,7 @@ class IngestSummary:
     representations: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,21 +141,8 @@ class Pipeline:
                 yield process(task, pre, self.options.decode)
             return
         limit = max(1, self.options.prefetch_batches * self.options.batch_size)
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self.options.workers, mp_context=context, initializer=init_worker,
-                                 initargs=(pre, self.options.decode)) as pool:
-            queue: deque[Future] = deque()
-            it = iter(tasks)
-            for task in it:
-                queue.append(pool.submit(process_in_worker, task))
-                if len(queue) >= limit:
-                    break
-            while queue:
-                result = queue.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    queue.append(pool.submit(process_in_worker, nxt))
-                yield result
+        with DecodePool(self.options.workers, pre, self.options.decode) as pool:
+            yield from pool.map(tasks, limit)
 
     # -- batching and encoding ---------------------------------------------------------------------
     def _accept(self, decoded: Decoded) -> None:
@@ -251,6 +238,7 @@ class Pipeline:
         start = time.perf_counter()
         tasks, records = self._plan(scan)
         total = len(tasks) + len(records)
+        self.summary.skipped = dict(sorted(scan.skipped.items()))
         for uri, reason in scan.errors:
             self.summary.failed += 1
             self.summary.failures.append((uri, reason))

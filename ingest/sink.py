@@ -9,6 +9,7 @@ import numpy as np
 
 from index import Store
 from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from ingest.files import file_uri, path_uri
 from ingest.pipeline import Completed, Known
 from ingest.work import Decoded, RepPayload
 
@@ -115,7 +116,9 @@ class CatalogSink:
 
     def delete_missing(self, roots: list[str], seen: set[str]) -> int:
         """Mark deleted the items under a scanned folder (or from a scanned manifest) that are no longer there."""
-        prefixes = [r.rstrip(os.sep) + (os.sep if os.path.isdir(r) else "#") for r in roots]
+        prefixes = [path_uri(r.rstrip(os.sep)) + (os.sep if os.path.isdir(r) else "#") for r in roots]
+        # below a folder, a file whose name is not UTF-8 has a file:// uri (ingest.files.path_uri)
+        prefixes += [file_uri(r.rstrip(os.sep)) + "/" for r in roots if os.path.isdir(r)]
         gone = [item for item in self.catalog.items()
                 if item.status != "deleted" and item.uri not in seen and any(item.uri.startswith(p) for p in prefixes)]
         with self.catalog.atomic():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import stat
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ingest.decode import MEDIA_EXTENSIONS
 from ingest.errors import IngestError, ManifestError
+from ingest.files import file_kind, path_uri, shown
 from ingest.manifests import is_uri, iter_manifest, parse_coco_captions, parse_flickr_captions, resolve_media
 from ingest.work import FileTask
 
@@ -42,26 +45,44 @@ class TextRecord:
 
 @dataclass
 class Scan:
-    """What a set of sources holds: file tasks, text records, the roots they cover and entries already refused."""
+    """What a set of sources holds: file tasks, text records, the roots they cover, entries already refused
+    (uri, reason) and files passed over, counted by reason."""
 
     files: list[FileTask] = field(default_factory=list)
     records: list[TextRecord] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, device, socket or directory: never opened."""
 
 
 def _file_task(path: str, captions: tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None) -> FileTask:
     st = os.stat(path)
-    return FileTask(path=path, uri=path, size=st.st_size, mtime=st.st_mtime, captions=captions, metadata=metadata)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(f"not a regular file: {file_kind(st.st_mode)}")
+    return FileTask(path=path, uri=path_uri(path), size=st.st_size, mtime=st.st_mtime, captions=captions,
+                    metadata=metadata)
 
 
-def _wanted(rel: str, options: ScanOptions) -> bool:
+def _refusal(exc: OSError, what: str) -> str:
+    return str(exc) if isinstance(exc, NotRegularFile) else f"{what}: {exc.strerror or exc}"
+
+
+def _skip_reason(rel: str, options: ScanOptions) -> str | None:
+    """Why a walked file is not taken (None: it is)."""
     if options.include:
         if not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(os.path.basename(rel), g) for g in options.include):
-            return False
-    elif os.path.splitext(rel)[1].lower() not in MEDIA_EXTENSIONS:
-        return False
-    return not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(os.path.basename(rel), g) for g in options.exclude)
+            return "not matched by --include"
+    else:
+        ext = os.path.splitext(rel)[1].lower()
+        if ext not in MEDIA_EXTENSIONS:
+            return f"unsupported type ({shown(ext)})" if ext else "no file extension"
+    if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(os.path.basename(rel), g) for g in options.exclude):
+        return "matched by --exclude"
+    return None
 
 
 def _inside(path: str, root: str) -> bool:
@@ -82,14 +103,17 @@ def walk_directory(root: str, options: ScanOptions, scan: Scan) -> None:
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, root)
-            if not _wanted(rel, options):
-                continue
-            if os.path.islink(path) and not options.follow_symlinks and not _inside(os.path.realpath(path), real_root):
+            reason = _skip_reason(rel, options)
+            if reason is None and os.path.islink(path) and not options.follow_symlinks \
+                    and not _inside(os.path.realpath(path), real_root):
+                reason = "symlink leading out of the folder (--follow-symlinks takes it)"
+            if reason is not None:
+                scan.skipped[reason] += 1
                 continue
             try:
                 scan.files.append(_file_task(path))
-            except OSError as exc:  # dangling symlink, permission denied
-                scan.errors.append((path, f"cannot stat file: {exc.strerror or exc}"))
+            except OSError as exc:  # dangling symlink, permission denied, FIFO or device
+                scan.errors.append((path_uri(path), _refusal(exc, "cannot stat file")))
 
 
 def _coco_media(json_path: Path, media: str) -> str:
@@ -112,7 +136,7 @@ def _add_captioned(scan: Scan, path: Path, items: Iterable[Any], resolve) -> Non
         try:
             scan.files.append(_file_task(os.path.abspath(media), tuple(entry.captions)))
         except OSError as exc:
-            scan.errors.append((media, f"listed in {path} but cannot be read: {exc.strerror or exc}"))
+            scan.errors.append((path_uri(media), f"listed in {shown(str(path))} but " + _refusal(exc, "cannot be read")))
 
 
 def _add_manifest(scan: Scan, path: Path) -> None:
@@ -120,17 +144,17 @@ def _add_manifest(scan: Scan, path: Path) -> None:
         meta = dict(row.metadata) or None
         if row.media:
             if is_uri(row.media) and not row.media.startswith("file://"):
-                scan.errors.append((row.media, f"{path}:{row.line}: remote URIs are not fetched; download them first"))
+                scan.errors.append((row.media, f"{shown(str(path))}:{row.line}: remote URIs are not fetched; download them first"))
                 continue
             media = os.path.abspath(resolve_media(row.media, path.parent))
             try:
                 scan.files.append(_file_task(media, row.texts, meta))
             except OSError as exc:
-                scan.errors.append((media, f"{path}:{row.line}: cannot read file: {exc.strerror or exc}"))
+                scan.errors.append((path_uri(media), f"{shown(str(path))}:{row.line}: " + _refusal(exc, "cannot read file")))
         elif row.texts:
             key = row.id or f"L{row.line}"
             for i, text in enumerate(row.texts):
-                uri = f"{path}#{key}" + (f".{i}" if len(row.texts) > 1 else "")
+                uri = f"{path_uri(str(path))}#{key}" + (f".{i}" if len(row.texts) > 1 else "")
                 scan.records.append(TextRecord(uri, text, meta))
 
 
@@ -143,7 +167,7 @@ def scan_sources(paths: Iterable[str | Path], options: ScanOptions = ScanOptions
             scan.roots.append(str(path))
             walk_directory(str(path), options, scan)
         elif not path.exists():
-            raise IngestError(f"{path}: no such file or directory")
+            raise IngestError(f"{shown(str(path))}: no such file or directory")
         elif path.suffix.lower() == ".json":
             scan.roots.append(str(path))
             _add_captioned(scan, path, parse_coco_captions(path), lambda m, p=path: _coco_media(p, m))
@@ -154,7 +178,10 @@ def scan_sources(paths: Iterable[str | Path], options: ScanOptions = ScanOptions
             scan.roots.append(str(path))
             _add_manifest(scan, path)
         else:
-            scan.files.append(_file_task(str(path)))
+            try:
+                scan.files.append(_file_task(str(path)))
+            except NotRegularFile as exc:
+                scan.errors.append((path_uri(str(path)), str(exc)))
     return scan
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
 import torch
 
 from engine.errors import XmodalError
-from ingest.decode import DecodeSettings, audio_windows, decode_audio, decode_image, decode_text, modality_of
+from ingest.decode import DecodeSettings, decode_image, decode_text, iter_audio_windows, modality_of
 from ingest.errors import DecodeError
+from ingest.files import hash_capped, human_bytes, open_regular, read_capped
 
 Preprocessors = Mapping[str, Callable[[Sequence[Any]], dict[str, torch.Tensor]]]
 
@@ -60,19 +63,14 @@ def init_worker(preprocessors: Preprocessors, settings: DecodeSettings) -> None:
     _state["preprocessors"], _state["settings"] = preprocessors, settings
 
 
-def process_in_worker(task: FileTask) -> Decoded:
-    """``process`` with the state installed by ``init_worker``."""
-    return process(task, _state["preprocessors"], _state["settings"])
-
-
-def _media_reps(modality: str, data: bytes, task: FileTask, pre: Preprocessors, settings: DecodeSettings) -> list[RepPayload]:
+def _media_reps(modality: str, data: bytes | BinaryIO, task: FileTask, pre: Preprocessors,
+                settings: DecodeSettings) -> list[RepPayload]:
     if modality == "image":
         image = decode_image(data, task.path, settings)
         reps = [RepPayload("image", "image", batch=pre["image"]([image]))] if "image" in pre else []
     elif modality == "audio":
-        clip = decode_audio(data, task.path, settings)
         reps = [RepPayload("audio-segment", "audio", offset=off, batch=pre["audio"]([part]))
-                for off, part in audio_windows(clip, settings)] if "audio" in pre else []
+                for off, part in iter_audio_windows(data, task.uri, settings)] if "audio" in pre else []
     else:
         reps = [RepPayload("text", "text", text=decode_text(data, task.path))]
     reps += [RepPayload("caption", "text", text=c) for c in task.captions if c.strip()]
@@ -80,22 +78,49 @@ def _media_reps(modality: str, data: bytes, task: FileTask, pre: Preprocessors, 
 
 
 def process(task: FileTask, pre: Preprocessors, settings: DecodeSettings) -> Decoded:
-    """Read, hash, decode and preprocess one file; every failure becomes ``Decoded.error`` with its reason."""
+    """Read, hash, decode and preprocess one file; every failure becomes ``Decoded.error`` with its reason.
+
+    Only regular files are read (opened non-blocking, checked on the descriptor), never more bytes than the
+    modality's limit; audio is hashed and decoded in blocks rather than read whole.
+    """
     try:
-        with open(task.path, "rb") as fh:
-            data = fh.read()
+        fd, st = open_regular(task.path)
+    except DecodeError as exc:
+        return Decoded(task, error=exc.reason)
+    try:
+        return _process_open(task, fd, st.st_size, pre, settings)
     except OSError as exc:
         return Decoded(task, error=f"cannot read file: {exc.strerror or exc}")
-    sha = hashlib.sha256(data).hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _process_open(task: FileTask, fd: int, size: int, pre: Preprocessors, settings: DecodeSettings) -> Decoded:
+    head = os.pread(fd, 16, 0)
+    if not head:
+        return Decoded(task, sha256=hashlib.sha256(b"").hexdigest(), error="file is empty (0 bytes)")
+    modality = modality_of(task.path, head)
+    if modality is None:
+        return Decoded(task, error="unsupported file type")
+    limit = settings.max_bytes(modality)
+    if size > limit:
+        return Decoded(task, modality=modality, error=f"file is {human_bytes(size)}, over the limit of "
+                                                      f"{human_bytes(limit)} for {modality} files")
+    try:
+        if modality == "audio":
+            data: bytes | BinaryIO = os.fdopen(fd, "rb", closefd=False)
+            sha = hash_capped(fd, limit, task.path)
+        else:
+            data = read_capped(fd, limit, task.path)
+            sha = hashlib.sha256(data).hexdigest()
+    except DecodeError as exc:
+        return Decoded(task, modality=modality, error=exc.reason)
     if task.known_sha256 == sha:
         return Decoded(task, sha256=sha, unchanged=True)
-    if not data:
-        return Decoded(task, sha256=sha, error="file is empty (0 bytes)")
-    modality = modality_of(task.path, data[:16])
-    if modality is None:
-        return Decoded(task, sha256=sha, error="unsupported file type")
     if modality != "text" and modality not in pre:
         return Decoded(task, sha256=sha, modality=modality, error=f"the model has no {modality} tower")
+    if isinstance(data, io.BufferedReader):
+        data.seek(0)
     try:
         reps = _media_reps(modality, data, task, pre, settings)
     except DecodeError as exc:
