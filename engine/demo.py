@@ -1,4 +1,4 @@
-"""The demo: a small real corpus (shipped in ``data/demo``) plus generated digits and scenes, and queries in every direction."""
+"""The demo: a small real corpus (shipped as ``data/demo``) plus generated digits and scenes, and queries in every direction."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+from engine.shipped import shipped_dir
+
+DEMO_DIR = shipped_dir("demo") or Path(__file__).resolve().parents[1] / "data" / "demo"
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from engine.errors import InvalidPreset, PresetNotFound
-from engine.models.heads import HEAD_KINDS
+from engine.models.kinds import HEAD_KINDS, MODALITIES
 from engine.models.sources import ModelSource, parse_source
-from engine.models.towers.base import MODALITIES
+from engine.shipped import shipped_dir
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "presets"
 TOWER_KINDS = ("open_clip", "hf_text", "clap_audio", "small_audio_cnn", "small_image_cnn", "ensemble")
@@ -60,10 +60,10 @@ class Preset:
 
 
 def preset_dirs() -> list[Path]:
-    """Where presets are looked up: the built-in folder, the shipped ``data/xmodal-mini`` when present, then ``XMODAL_PRESET_PATH`` entries."""
+    """Where presets are looked up: the built-in folder, the shipped ``xmodal-mini`` when present, then ``XMODAL_PRESET_PATH`` entries."""
     extra = [Path(p).expanduser() for p in os.environ.get("XMODAL_PRESET_PATH", "").split(os.pathsep) if p]
-    shipped = Path(__file__).resolve().parents[2] / "data" / "xmodal-mini"
-    return [BUILTIN_DIR, *([shipped] if shipped.is_dir() else []), *extra]
+    shipped = shipped_dir("xmodal-mini")
+    return [BUILTIN_DIR, *([shipped] if shipped else []), *extra]
 
 
 def _resolve_relative(source: ModelSource, base: Path) -> ModelSource:
