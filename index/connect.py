@@ -53,6 +53,9 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
 def _tables(conn: sqlite3.Connection, path: Path) -> set[str]:
     try:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError:  # locked, busy, I/O: not a verdict on the file's contents
+        conn.close()
+        raise
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise CatalogCorrupt(f"{path} is not a readable SQLite database ({exc}); {REPAIR_CATALOG}") from exc
@@ -102,6 +105,9 @@ def open_catalog(path: Path, *, create: bool, read_only: bool | None) -> tuple[s
         migrate(conn)
         if created:  # the schema and catalog id go into the main file now, not only into the WAL
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.OperationalError:
+        conn.close()
+        raise
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise CatalogCorrupt(f"{path} cannot be read ({exc}); {REPAIR_CATALOG}") from exc
