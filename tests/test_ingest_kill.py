@@ -62,3 +62,59 @@ def test_sigkill_then_resume_is_consistent(tmp_path, kill_after_generation):
             ids = engine.store.index(engine.model, modality).ids()
             assert len(ids) == len(set(ids.tolist())) == count
     assert check_store(store).ok
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigkill_of_ingest_leaves_no_decode_worker(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    for i in range(400):
+        (media / f"img_{i:03d}.jpg").write_bytes(jpeg_bytes(i, size=(64, 64)))
+    cmd = [sys.executable, "-m", "engine", "ingest", str(media), "--store", str(tmp_path / "store"), "--preset",
+           "tiny-random", "--batch-size", "4", "--workers", "2", "--no-progress"]
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while len(workers) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                f"no decode workers appeared (exit {proc.returncode}): {log.read_text()[-2000:]}"
+            workers = _children(proc.pid)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = [w for w in workers if _alive(w)]
+    finally:
+        for w in _children(proc.pid) + workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+    assert not survivors, f"decode workers {survivors} outlived their killed parent"
