@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
+from engine.defaults import DEFAULT_PRESET, default_store  # re-exported: engine.engine.default_store
 from engine.devices import resolve_device
 from engine.errors import RerankerUnavailable
+from engine.limits import check_search_bounds
 from engine.models import Encoder, load_encoder
 from index import Store, StoreEmpty, open_store
 from index.settings import read_settings, write_settings
 
 log = logging.getLogger(__name__)
-DEFAULT_PRESET = "xmodal-mini"
-
-
-def default_store() -> Path:
-    """``$XMODAL_STORE`` or ``./xmodal-store``."""
-    return Path(os.environ.get("XMODAL_STORE", "xmodal-store"))
 
 
 class Engine:
@@ -89,6 +84,7 @@ class Engine:
         """
         from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query
 
+        check_search_bounds(k, depth, rerank_depth)
         parts = as_parts(query)
         targets = list(targets) if targets else self.store_modalities()
         if not targets:

@@ -66,3 +66,9 @@ class RerankerUnavailable(XmodalError):
     """Re-ranking was asked for but the preset has no re-ranker, or the store holds no tokens for the candidates."""
 
     exit_code = 2
+
+
+class PortUnavailable(XmodalError):
+    """``xmodal serve`` cannot bind its address: the port is taken, privileged, or the host is not this machine's."""
+
+    exit_code = 8

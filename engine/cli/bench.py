@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+NAME = "bench"
+HELP = "run benchmarks and regenerate the README's figures table"
 # What ``xmodal bench all`` runs, in order, before regenerating the figures table: every benchmark whose JSON in
 # bench/results feeds the README (at default sizes). Each runs in its own process.
 ALL_STEPS: tuple[tuple[str, list[str]], ...] = (
@@ -30,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from bench import figures, peers, speed
 
     parser = subparsers.add_parser(
-        "bench",
-        help="run benchmarks and regenerate the README's figures table",
+        NAME, help=HELP,
         description="Benchmarks that write JSON with machine info, commit and date under bench/results, and the "
         "figures table in README.md made from them. `xmodal bench all` reruns everything the README reports.",
     )

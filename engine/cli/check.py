@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.engine import default_store
-from index import check_store
+from engine.defaults import default_store
 
 EXIT_PROBLEMS = 1
 
@@ -33,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the check and print the report."""
+    from index import check_store
+
     report = check_store(args.store or default_store(), repair=args.repair)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from dataclasses import asdict
 
-from engine.engine import DEFAULT_PRESET, Engine
-from ingest.decode import DecodeSettings
-from ingest.pipeline import IngestOptions
-from ingest.progress import IngestProgress
-from ingest.sources import ScanOptions
+from engine.cli.args import MAX_BATCH_SIZE, MAX_WORKERS, int_range
+from engine.defaults import DEFAULT_PRESET
 
+NAME = "ingest"
+HELP = "add files, folders, manifests or COCO captions to the store"
 EXIT_SOME_FAILED = 7
+# IngestOptions' defaults, repeated so that `xmodal ingest --help` need not import torch (a test checks they agree)
+BATCH_SIZE = 32
+WORKERS = 1
+
+
+def _positive(text: str) -> float:
+    """A finite number above zero (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``ingest`` subcommand."""
+    from ingest.decode import DecodeSettings
+
     parser = sub.add_parser(
-        "ingest", help="add files, folders, manifests or COCO captions to the store",
+        NAME, help=HELP,
         description="Ingest media into the store: folders (recursive), single files, CSV/TSV/JSONL manifests (media "
         "path plus captions and metadata, or text records), COCO caption JSON and Flickr captions.txt. Unchanged files "
         "are skipped, changed ones re-embedded, vanished ones marked deleted; identical content is embedded once. "
@@ -31,8 +48,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--preset", help=f"model preset (default: the store's, else {DEFAULT_PRESET})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--random-weights", action="store_true", help="random weights of the preset's architecture")
-    parser.add_argument("--batch-size", type=int, default=IngestOptions.batch_size, help="items per encoder batch")
-    parser.add_argument("--workers", type=int, default=IngestOptions.workers, help="decoding processes (0: in-process)")
+    parser.add_argument("--batch-size", type=int_range(1, MAX_BATCH_SIZE), default=BATCH_SIZE,
+                        help=f"items per encoder batch (1 to {MAX_BATCH_SIZE})")
+    parser.add_argument("--workers", type=int_range(0, MAX_WORKERS), default=WORKERS,
+                        help=f"decoding processes (0: in-process; at most {MAX_WORKERS})")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="encoder precision")
     parser.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
@@ -41,8 +60,19 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="store the re-ranker's token features even where the preset's re-ranker is off by default "
                         "(so `xmodal search --rerank` can use it)")
     parser.add_argument("--retry-failed", action="store_true", help="try again files that failed before")
-    parser.add_argument("--max-image-pixels", type=int, default=DecodeSettings.max_image_pixels,
+    parser.add_argument("--max-image-pixels", type=int_range(1), default=DecodeSettings.max_image_pixels,
                         help="decompression-bomb guard: refuse larger images")
+    limits = DecodeSettings()
+    parser.add_argument("--max-file-mb", type=_positive, nargs=3, metavar=("IMAGE", "AUDIO", "TEXT"),
+                        default=[limits.max_image_bytes >> 20, limits.max_audio_bytes >> 20, limits.max_text_bytes >> 20],
+                        help="largest image, audio and text file read, in MiB (a larger file fails with its size)")
+    parser.add_argument("--max-audio-seconds", type=_positive, default=limits.max_audio_s,
+                        help="longest audio, by its header and as decoded")
+    parser.add_argument("--max-audio-samples", type=_positive, default=limits.max_audio_samples,
+                        help="most samples (frames x channels) one audio file may decode to, checked in its header first")
+    parser.add_argument("--decode-timeout", type=_positive, default=limits.timeout_s,
+                        help="seconds one file may take to decode in a worker before the worker is replaced and the "
+                        "file fails (not enforced with --workers 0)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -51,10 +81,25 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Ingest and print the summary."""
+    from engine.engine import Engine
+    from ingest.decode import DecodeSettings
+    from ingest.pipeline import IngestOptions
+    from ingest.progress import IngestProgress
+    from ingest.sources import ScanOptions
+
+    image_mb, audio_mb, text_mb = (int(mb * (1 << 20)) for mb in args.max_file_mb)
+    decode = DecodeSettings(max_image_pixels=args.max_image_pixels, max_image_bytes=image_mb, max_audio_bytes=audio_mb,
+                            max_text_bytes=text_mb, max_audio_s=args.max_audio_seconds,
+                            max_audio_samples=int(args.max_audio_samples), timeout_s=args.decode_timeout)
     options = IngestOptions(batch_size=args.batch_size, workers=args.workers, precision=args.precision,
-                            retry_failed=args.retry_failed, tokens=args.tokens, decode=DecodeSettings(max_image_pixels=args.max_image_pixels))
+                            retry_failed=args.retry_failed, tokens=args.tokens, decode=decode)
     scan = ScanOptions(tuple(args.include), tuple(args.exclude), args.follow_symlinks)
     with Engine.open(args.store, args.preset, args.device, args.random_weights) as engine:
+        from engine.domain import photo_note
+
+        note = photo_note(engine.encoder.preset, args.paths)
+        if note:
+            print(note, file=sys.stderr)
         with IngestProgress(enabled=not (args.no_progress or args.json)) as progress:
             summary = engine.ingest(args.paths, options, scan, progress.update)
     if args.json:
@@ -64,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
               f"{summary.unchanged} unchanged, {summary.skipped_failed} previously failed skipped, "
               f"{summary.deleted} deleted, {summary.failed} failed ({summary.representations} representations, "
               f"{summary.seconds:.1f} s)")
+        if summary.skipped:
+            print(f"skipped {sum(summary.skipped.values())} files: "
+                  + ", ".join(f"{n} {reason}" for reason, n in summary.skipped.items()))
         for uri, reason in summary.failures:
             print(f"  failed: {uri}: {reason}")
     return EXIT_SOME_FAILED if summary.failed or summary.skipped_failed else 0

@@ -6,14 +6,14 @@ import argparse
 import json
 from dataclasses import asdict
 
-from engine.models import list_presets, preset_status
+NAME = "models"
+HELP = "list model presets and whether their weights are available here"
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``models`` subcommand."""
     parser = sub.add_parser(
-        "models",
-        help="list model presets and whether their weights are available here",
+        NAME, help=HELP,
         description="List every model preset: its towers, its dimension, and whether each tower's and head's "
         "weights are on this machine (nothing is downloaded).",
     )
@@ -24,11 +24,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Print the presets; exit 0 whether or not weights are present."""
+    from engine.models import list_presets, preset_status
+
     report = []
     for preset in list_presets():
         rows = preset_status(preset)
         report.append({
-            "name": preset.name, "dim": preset.dim, "description": preset.description,
+            "name": preset.name, "dim": preset.dim, "description": preset.description, "domain": dict(preset.domain),
             "random_weights": preset.random_weights, "path": str(preset.path),
             "ready": all(r.available for r in rows), "components": [asdict(r) for r in rows],
         })
@@ -40,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{entry['name']}  (dim {entry['dim']}, {state})")
         if entry["description"]:
             print(f"  {entry['description']}")
+        for modality in ("text", "image", "audio"):
+            if modality in entry["domain"]:
+                print(f"  made for ({modality}): {entry['domain'][modality]}")
         for c in entry["components"]:
             mark = "ok " if c["available"] else "-- "
             print(f"  {mark} {c['modality']:<5} {c['part']:<5} {c['kind']:<16} {c['source']}")

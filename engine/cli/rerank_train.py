@@ -7,18 +7,20 @@ import itertools
 import json
 from pathlib import Path
 
+from engine.cli.args import float_range, int_range
 from engine.errors import InvalidInput
-from engine.models import load_encoder
-from engine.rerank.recipe import dataset_directions, split_names, train_and_save, with_counterfactuals
-from engine.rerank.train import RerankTrainConfig
-from engine.train.data import TensorCache
-from engine.train.recipe import DATA_KINDS, load_dataset, parse_data_spec
+
+NAME = "train-reranker"
+HELP = "train the attention re-ranker of a preset"
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``train-reranker`` subcommand."""
+    """Add the ``train-reranker`` subcommand (its defaults come from the training config, which imports torch)."""
+    from engine.rerank.train import RerankTrainConfig
+    from engine.train.recipe import DATA_KINDS
+
     parser = sub.add_parser(
-        "train-reranker", help="train the attention re-ranker of a preset",
+        NAME, help=HELP,
         description="Train a small transformer that attends between query tokens and candidate tokens, on the "
         "datasets' train splits, with hard negatives mined from the preset's first-stage results. Each direction "
         "is evaluated on the val split (test where there is none) against the first stage; re-ranking is on by "
@@ -29,13 +31,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--data", action="append", required=True, metavar="KIND[:ARG][@MODS]",
                         help="training data, repeatable (as for `xmodal train`), e.g. synthetic:3000@image,text")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--steps", type=int, default=RerankTrainConfig.steps, help="optimiser steps")
-    parser.add_argument("--width", type=int, default=RerankTrainConfig.width, help="transformer width")
-    parser.add_argument("--layers", type=int, default=RerankTrainConfig.layers, help="transformer layers")
+    parser.add_argument("--steps", type=int_range(1, 10_000_000), default=RerankTrainConfig.steps, help="optimiser steps")
+    parser.add_argument("--width", type=int_range(8, 4096), default=RerankTrainConfig.width, help="transformer width")
+    parser.add_argument("--layers", type=int_range(1, 64), default=RerankTrainConfig.layers, help="transformer layers")
     parser.add_argument("--kind", choices=["slots", "cross"], default=RerankTrainConfig.kind,
                         help="slots: slot-pooled token embeddings per side (default); cross: cross-attention per pair")
-    parser.add_argument("--dropout", type=float, default=RerankTrainConfig.dropout, help="dropout")
-    parser.add_argument("--lr", type=float, default=RerankTrainConfig.lr, help="AdamW learning rate")
+    parser.add_argument("--dropout", type=float_range(0.0, 0.99), default=RerankTrainConfig.dropout, help="dropout")
+    parser.add_argument("--lr", type=float_range(0.0, 10.0), default=RerankTrainConfig.lr, help="AdamW learning rate")
     parser.add_argument("--seed", type=int, default=RerankTrainConfig.seed, help="seed for data and weights")
     parser.add_argument("--cache", help="token cache directory (default OUT/cache)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -45,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train, save and print the held-out comparison."""
+    from engine.models import load_encoder
+    from engine.rerank.recipe import dataset_directions, split_names, train_and_save, with_counterfactuals
+    from engine.rerank.train import RerankTrainConfig
+    from engine.train.data import TensorCache
+    from engine.train.recipe import load_dataset, parse_data_spec
+
     encoder = load_encoder(args.preset)
     out = Path(args.out)
     cache = TensorCache(args.cache or out / "cache")

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from dataclasses import asdict
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from engine.engine import Engine
+from engine.cli.args import MAX_DEPTH, MAX_K, MAX_RERANK_DEPTH, float_range, int_range
+from engine.cli.preflight import readable_file
 from engine.errors import InvalidInput
-from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart, heaviest_part
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+    from engine.query import QueryPart
+
+NAME = "search"
+HELP = "search the store with text, an image or an audio clip"
+FUSIONS = ("rrf", "calibrated")  # engine.query.FUSIONS, checked equal by tests/test_cli_startup.py (it imports torch)
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``search`` subcommand."""
     parser = sub.add_parser(
-        "search", help="search the store with text, an image or an audio clip",
+        NAME, help=HELP,
         description="Search the store any-to-any. The query is TEXT, --image FILE, --audio FILE, or several of them "
         "mixed (e.g. --image q.jpg 'at night' --text-weight 0.5). Hits from each target modality are grouped by item "
         "and fused (reciprocal-rank or calibrated scores); filters still return k results.",
@@ -24,17 +34,19 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("text", nargs="?", help="text query")
     parser.add_argument("--image", help="image file as (part of) the query")
     parser.add_argument("--audio", help="audio file as (part of) the query")
-    parser.add_argument("--text-weight", type=float, default=1.0, help="weight of the text part in a mixed query")
+    parser.add_argument("--text-weight", type=float_range(-100.0, 100.0), default=1.0, help="weight of the text part in a mixed query")
     parser.add_argument("--targets", default="", help="comma-separated target modalities (default: all)")
-    parser.add_argument("--k", type=int, default=10, help="number of results")
-    parser.add_argument("--depth", type=int, default=100, help="ANN candidates per target modality")
-    parser.add_argument("--fusion", choices=FUSIONS, default=DEFAULT_FUSION,
+    parser.add_argument("--k", type=int_range(1, MAX_K), default=10, help=f"number of results (1 to {MAX_K})")
+    parser.add_argument("--depth", type=int_range(1, MAX_DEPTH), default=100,
+                        help=f"ANN candidates per target modality (1 to {MAX_DEPTH})")
+    parser.add_argument("--fusion", choices=FUSIONS, default="calibrated",
                         help="how lists of several modalities merge (default: calibrated, which measured better)")
     rr = parser.add_mutually_exclusive_group()
     rr.add_argument("--rerank", dest="rerank", action="store_true", default=None,
                     help="re-rank the fused candidates with the preset's attention re-ranker")
     rr.add_argument("--no-rerank", dest="rerank", action="store_false", help="keep the first-stage order")
-    parser.add_argument("--rerank-depth", type=int, default=None, help="fused candidates re-ranked (default 50)")
+    parser.add_argument("--rerank-depth", type=int_range(1, MAX_RERANK_DEPTH), default=None,
+                        help=f"fused candidates re-ranked (1 to {MAX_RERANK_DEPTH}; default 50)")
     parser.add_argument("--uri", help="only items whose uri matches this glob")
     parser.add_argument("--modality", action="append", default=[], help="only items of this modality (repeatable)")
     parser.add_argument("--after", help="only items modified at or after this ISO date/time")
@@ -57,13 +69,26 @@ def _epoch(text: str | None) -> float | None:
         raise InvalidInput(f"not an ISO date/time: {text!r}") from exc
 
 
+def modality_list(text: str, option: str) -> list[str]:
+    """Comma-separated modality names, each known, repeats dropped (order kept)."""
+    from engine.models.kinds import MODALITIES
+
+    names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [n for n in names if n not in MODALITIES]
+    if unknown:
+        raise InvalidInput(f"{option}: unknown modality {', '.join(map(repr, unknown))} (known: {', '.join(MODALITIES)})")
+    return names
+
+
 def query_parts(args: argparse.Namespace) -> list[QueryPart]:
-    """The query parts named on the command line."""
+    """The query parts named on the command line; a query file that cannot be read is refused here, before any model loads."""
+    from engine.query import QueryPart
+
     parts = []
     if args.image:
-        parts.append(QueryPart("image", args.image))
+        parts.append(QueryPart("image", readable_file(args.image, "--image")))
     if args.audio:
-        parts.append(QueryPart("audio", args.audio))
+        parts.append(QueryPart("audio", readable_file(args.audio, "--audio")))
     if args.text:
         parts.append(QueryPart("text", args.text, args.text_weight if parts else 1.0))
     if not parts:
@@ -77,6 +102,8 @@ def rerank_note(engine: Engine, parts: list[QueryPart], targets: list[str], rera
         return None
     if engine.reranker is None:
         return f"note: preset {engine.model} has no attention re-ranker; results are first-stage (fused) order"
+    from engine.query import heaviest_part
+
     heaviest = heaviest_part(parts).modality
     searched = targets or engine.store_modalities()
     off = [t for t in searched if not engine.reranker.is_enabled(heaviest, t)]
@@ -91,30 +118,33 @@ def rerank_note(engine: Engine, parts: list[QueryPart], targets: list[str], rera
 
 def run(args: argparse.Namespace) -> int:
     """Search and print the results."""
+    from engine.engine import Engine
+    from engine.query import Filters
+
     meta = {}
     for pair in args.meta:
         key, sep, value = pair.partition("=")
         if not sep:
             raise InvalidInput(f"--meta wants KEY=VALUE, got {pair!r}")
         meta[key] = value
-    filters = Filters(tuple(args.modality), args.uri, _epoch(args.after), _epoch(args.before), meta)
-    targets = [t for t in args.targets.split(",") if t]
+    filters = Filters(tuple(modality_list(",".join(args.modality), "--modality")), args.uri, _epoch(args.after), _epoch(args.before), meta)
+    targets = modality_list(args.targets, "--targets")
     parts = query_parts(args)
     with Engine.open(args.store, args.preset, args.device, create=False) as engine:
         note = rerank_note(engine, parts, targets, args.rerank)
         results = engine.search(parts, targets, args.k, filters, args.depth, args.fusion, args.rerank, args.rerank_depth)
     if note:
-        print(note, file=sys.stderr)
+        log.info("%s", note)  # shown with -v
     if args.json:
-        print(json.dumps([asdict(r) for r in results], indent=2, default=str))
+        print(json.dumps([{"rank": rank, "order_score": r.order_score, "ordered_by": r.ordered_by, **asdict(r)}
+                          for rank, r in enumerate(results, 1)], indent=2, default=str))
         return 0
     if not results:
         print("no results")
+    else:  # the first number orders the list; "cosine" is the matched representation's first-stage cosine
+        print(f"{'#':>3}  {results[0].ordered_by + ' score':>12}  {'cosine':>6}  kind  item")
     for rank, r in enumerate(results, 1):
-        reranked = f"  rerank {r.rerank_score:7.3f}" if r.rerank_score is not None else ""
         where = f" @ {r.match.offset_seconds:.1f}s" if r.match.offset_seconds is not None else ""
-        if r.match.char_offset is not None:
-            where = f" @ char {r.match.char_offset}"
-        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind in ("caption", "passage") else ""
-        print(f"{rank:>3}. {r.score:8.4f}  cos {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}{reranked}")
+        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind == "caption" else ""
+        print(f"{rank:>3}. {r.order_score:12.4f}  {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from engine.cli.args import MAX_THREADS, MAX_WORKERS, float_range, int_range
+
 from engine.server_http import HEADER_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -23,10 +25,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--store", help="store folder (default $XMODAL_STORE or ./xmodal-store)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--port", type=int_range(0, 65535), default=8000, help="TCP port (default 8000)")
     parser.add_argument("--preset", help="model preset (default: the store's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MB (default 20)")
+    parser.add_argument("--max-upload-mb", type=float_range(0.001, 4096.0), default=20.0, help="largest request body in MB (default 20)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin requests from this origin, e.g. http://localhost:3000 (repeatable)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="HOST",
@@ -36,9 +38,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="a request body must arrive whole within this many seconds of the request (default 30; "
                         "408 after); request headers get %g s" % HEADER_TIMEOUT_S)
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int_range(1, MAX_THREADS), default=1,
                         help="torch/FAISS threads for query encoding and search (default 1: best for one query at a time)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=1,
                         help="server processes, each with its own engine (default 1; each holds the model in memory)")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                         help="uvicorn log level (default warning)")
@@ -56,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from engine.server import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
     from engine.server_http import PROTOCOL
 
+    from engine.cli.preflight import check_port
+
+    check_port(args.host, args.port)  # a busy port is reported now, not after the model has loaded
     spec = EngineSpec(args.store, args.preset, args.device)
     with spec.open() as engine:  # checked here; each server process reopens it on its own engine thread
         root, preset = engine.store.root, engine.model

@@ -5,17 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import TYPE_CHECKING
 
+from engine.cli.args import MAX_BATCH_SIZE, float_range, int_range
 from engine.errors import InvalidInput
-from engine.train.augment import AugmentConfig
-from engine.train.recipe import DATA_KINDS, parse_data_spec, train_preset
-from engine.train.trainer import TrainConfig
+
+if TYPE_CHECKING:
+    from engine.train.trainer import TrainConfig
+
+NAME = "train"
+HELP = "train projection heads (and small towers) on paired data"
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``train`` subcommand."""
+    """Add the ``train`` subcommand (its defaults come from the training configs, which import torch)."""
+    from engine.train.augment import AugmentConfig
+    from engine.train.recipe import DATA_KINDS
+    from engine.train.trainer import TrainConfig
+
     parser = sub.add_parser(
-        "train", help="train projection heads (and small towers) on paired data",
+        NAME, help=HELP,
         description="Train a preset's heads, and its small towers unless --heads-only, with symmetric InfoNCE on "
         "paired data. Frozen towers' features and small towers' inputs are cached on disk, so a second run reuses "
         "them. Writes towers/, heads/, NAME.json (a preset usable at once by ingest and search) and "
@@ -27,27 +36,28 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "flickr:captions.txt, manifest:FILE, synthetic[:N]; append @image,text to train only those pairs")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--name", help="name of the trained preset (default PRESET-trained)")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="maximum epochs")
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="pairs per step")
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="AdamW learning rate")
-    parser.add_argument("--patience", type=int, default=TrainConfig.patience, help="early-stopping patience in epochs")
+    parser.add_argument("--epochs", type=int_range(1, 100_000), default=TrainConfig.epochs, help="maximum epochs")
+    parser.add_argument("--batch-size", type=int_range(2, MAX_BATCH_SIZE), default=TrainConfig.batch_size,
+                        help=f"pairs per step (2 to {MAX_BATCH_SIZE})")
+    parser.add_argument("--lr", type=float_range(0.0, 10.0), default=TrainConfig.lr, help="AdamW learning rate")
+    parser.add_argument("--patience", type=int_range(0), default=TrainConfig.patience, help="early-stopping patience in epochs")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="seed for everything random")
-    parser.add_argument("--rows-per-set", type=int, default=TrainConfig.rows_per_set,
+    parser.add_argument("--rows-per-set", type=int_range(0, 10_000_000), default=TrainConfig.rows_per_set,
                         help="rows drawn from every pair set each epoch (0: each set once), so small sets are not drowned")
-    parser.add_argument("--crop-frames", type=int, default=AugmentConfig.crop_frames,
+    parser.add_argument("--crop-frames", type=int_range(0, 100_000), default=AugmentConfig.crop_frames,
                         help="train audio on random windows of this many log-mel frames (0: whole clips)")
     parser.add_argument("--lowpass-db", type=float, default=AugmentConfig.lowpass_db,
                         help="train audio through a random low-pass: bins above a random cut-off lowered by 0 to this "
                         "many dB (0: off; xmodal-mini's members use 40)")
     parser.add_argument("--lowpass-band", type=float, nargs=2, default=AugmentConfig.lowpass_band, metavar=("LOW", "HIGH"),
                         help="where the low-pass cut-off falls, as fractions of the mel bins (xmodal-mini: 0.55 0.8)")
-    parser.add_argument("--time-budget", type=float, default=TrainConfig.time_budget_s,
+    parser.add_argument("--time-budget", type=float_range(0.0), default=TrainConfig.time_budget_s,
                         help="stop after the epoch that passes this many seconds (0: no limit)")
     parser.add_argument("--heads-only", action="store_true", help="keep small towers frozen at their saved weights")
     parser.add_argument("--bind-audio-from-text", action="store_true",
                         help="fit a CLAP audio head into the preset's text space from the data's captions alone "
                         "(CLAP text -> target text, ridge regression) instead of training")
-    parser.add_argument("--add-members", type=int, default=0, metavar="N",
+    parser.add_argument("--add-members", type=int_range(0, 64), default=0, metavar="N",
                         help="instead of training --preset, add N members to the --member-modality tower of the trained "
                         "preset file --preset, each a fresh small tower with its own head trained against the preset's "
                         "frozen other modalities; the ensemble averages them (the preset's folder is copied to --out first)")
@@ -62,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train and report the best epoch's validation recall."""
+    from engine.train.recipe import parse_data_spec, train_preset
+
     logging.getLogger("engine.train").setLevel(logging.INFO)
     specs = [parse_data_spec(d) for d in args.data]
     if args.bind_audio_from_text:
@@ -84,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The optimisation and augmentation settings the command line asks for."""
+    from engine.train.augment import AugmentConfig
+    from engine.train.trainer import TrainConfig
+
     low, high = args.lowpass_band
     if not 0.0 <= low <= high <= 1.0:
         raise InvalidInput(f"--lowpass-band {low} {high}: needs 0 <= LOW <= HIGH <= 1 (fractions of the mel bins)")

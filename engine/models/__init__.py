@@ -1,15 +1,37 @@
-"""The model layer: towers, heads and presets projecting media into one shared space."""
+"""The model layer: towers, heads and presets projecting media into one shared space.
 
-from engine.models.audio import AudioClip
-from engine.models.encoder import Encoder, load_encoder
-from engine.models.heads import Head, HeadConfig
-from engine.models.presets import Preset, get_preset, list_presets, parse_preset
-from engine.models.sources import ModelSource, parse_source
-from engine.models.status import ComponentStatus, preset_status
-from engine.models.towers import SmallAudioCNN, SmallAudioConfig, SmallImageCNN, SmallImageConfig, Tower
+The names below load on first use (module ``__getattr__``): reading presets and their weights' status
+(``xmodal models``) does not import torch; towers, heads and encoders do.
+"""
 
-__all__ = [
-    "AudioClip", "ComponentStatus", "Encoder", "Head", "HeadConfig", "ModelSource", "Preset",
-    "SmallAudioCNN", "SmallAudioConfig", "SmallImageCNN", "SmallImageConfig", "Tower",
-    "get_preset", "list_presets", "load_encoder", "parse_preset", "parse_source", "preset_status",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AudioClip": "engine.models.audio", "Encoder": "engine.models.encoder", "load_encoder": "engine.models.encoder",
+    "Head": "engine.models.heads", "HeadConfig": "engine.models.heads", "Preset": "engine.models.presets",
+    "get_preset": "engine.models.presets", "list_presets": "engine.models.presets",
+    "parse_preset": "engine.models.presets", "ModelSource": "engine.models.sources",
+    "parse_source": "engine.models.sources", "ComponentStatus": "engine.models.status",
+    "preset_status": "engine.models.status", "SmallAudioCNN": "engine.models.towers",
+    "SmallAudioConfig": "engine.models.towers", "SmallImageCNN": "engine.models.towers",
+    "SmallImageConfig": "engine.models.towers", "Tower": "engine.models.towers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` when it is first asked for."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

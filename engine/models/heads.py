@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import InvalidPreset
+from engine.models.kinds import HEAD_KINDS
 from engine.models.serialize import load_config, load_state, save_module
 
-HEAD_KINDS = ("identity", "linear", "mlp")
 
 
 @dataclass(frozen=True)

@@ -91,9 +91,11 @@ def resolve_hf(source: ModelSource, allow: bool) -> Resolved:
 
 def resolve_open_clip(source: ModelSource, allow: bool) -> Resolved:
     """Resolve an ``open_clip:ARCH@TAG`` or ``open_clip:ARCH@/path`` source to a checkpoint file."""
-    import open_clip
     from huggingface_hub import hf_hub_download
 
+    from engine.models.open_clip_registry import pretrained_registry
+
+    open_clip = pretrained_registry()  # its tables only: importing open_clip itself pulls in torch
     explicit = source.explicit_path
     if explicit is not None:
         if explicit.is_file():
@@ -113,7 +115,7 @@ def resolve_open_clip(source: ModelSource, allow: bool) -> Resolved:
             return Resolved(cached, "cache")
         return Resolved(_download_or_raise(
             str(source), [url], f"Download {url} into {cached.parent}.",
-            lambda: open_clip.download_pretrained_from_url(url), allow,
+            lambda: _download_open_clip_url(url), allow,
         ), "download")
     repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
     candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
@@ -126,6 +128,12 @@ def resolve_open_clip(source: ModelSource, allow: bool) -> Resolved:
         str(source), [f"{repo}/{candidates[0]}"], _how_hf(repo, allow),
         lambda: hf_hub_download(repo, candidates[0], etag_timeout=5), allow,
     ), "download")
+
+
+def _download_open_clip_url(url: str) -> str:
+    import open_clip
+
+    return open_clip.download_pretrained_from_url(url)
 
 
 def resolve_local(source: ModelSource, allow: bool = False) -> Resolved:

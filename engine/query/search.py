@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from engine.errors import InvalidInput
+from engine.limits import check_search_bounds
 from engine.query.fusion import DEFAULT_FUSION, FUSIONS, RRF_K, Calibration, estimate_calibration
 from index import Hit, Store
 
@@ -135,8 +136,7 @@ class Searcher:
         """Top ``k`` items for a query vector over the target modalities, fused by item."""
         if fusion not in FUSIONS:
             raise InvalidInput(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        if k <= 0:
-            raise InvalidInput("k must be positive")
+        check_search_bounds(k, depth)
         available = set(self.modalities())
         targets = [t for t in targets if t in available]
         depth = max(depth, k)

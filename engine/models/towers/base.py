@@ -9,8 +9,8 @@ from PIL import Image
 from torch import nn
 
 from engine.errors import InvalidInput
+from engine.models.kinds import MODALITIES
 
-MODALITIES = ("image", "text", "audio")
 
 
 class Tower(nn.Module):
