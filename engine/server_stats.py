@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.engine import Engine
-from engine.query import Result
+from engine.query import PASSAGE, Result, snippet
 from index.records import Item, Representation
+
+
+ITEM_REPRESENTATIONS = 50  # a long text has up to a thousand passages: /items/{id} lists the first ones
 
 
 def _links(item_id: int, modality: str, uri: str) -> dict[str, str | None]:
@@ -30,10 +33,19 @@ def result_json(result: Result) -> dict[str, Any]:
             "metadata": dict(result.metadata), **_links(result.item_id, result.modality, result.uri)}
 
 
+def _representation_json(rep: Representation) -> dict[str, Any]:
+    """A representation with a snippet of its text; a passage's offset is in characters (``char_offset``)."""
+    out = {**asdict(rep), "text": snippet(rep.text), "char_offset": None}
+    if rep.kind == PASSAGE and rep.offset_seconds is not None:
+        out["char_offset"], out["offset_seconds"] = int(rep.offset_seconds), None
+    return out
+
+
 def item_json(item: Item, representations: list[Representation]) -> dict[str, Any]:
-    """One catalog item with its representations, as JSON."""
-    return {**asdict(item), "name": _name(item.uri), "representations": [asdict(r) for r in representations],
-            **_links(item.id, item.modality, item.uri)}
+    """One catalog item with its first ``ITEM_REPRESENTATIONS`` representations (texts as snippets), as JSON."""
+    shown = [_representation_json(r) for r in representations[:ITEM_REPRESENTATIONS]]
+    return {**asdict(item), "name": _name(item.uri), "representations": shown,
+            "representations_total": len(representations), **_links(item.id, item.modality, item.uri)}
 
 
 def stats(engine: Engine) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from index.errors import ItemNotFound, UnknownVectorSet
 from index.records import Changes, Hit, Item, Representation, VectorSet
 
 _CHUNK = 500  # ids per SQL statement, well under SQLite's variable limit
+# A hit carries at most this much of its representation's text: whole-text items of older stores can be megabytes.
+HIT_TEXT_CHARS = 4000
 
 
 def _id_chunks(ids: np.ndarray | list[int]) -> Iterator[tuple[list[int], str]]:
@@ -55,11 +57,13 @@ class CatalogReads:
             "SELECT * FROM representations WHERE item_id = ? ORDER BY id", [item_id])]
 
     def hydrate(self, representation_ids: np.ndarray | list[int]) -> dict[int, Hit]:
-        """Map representation ids (FAISS hits) to item id, uri, modality, kind, offset, caption text."""
+        """Map representation ids (FAISS hits) to item id, uri, modality, kind, offset, text (its first
+        ``HIT_TEXT_CHARS`` characters)."""
         out: dict[int, Hit] = {}
         for part, marks in _id_chunks([i for i in representation_ids if i >= 0]):
             rows = self.db.execute(  # raw tuples: this is on every query's path
-                f"""SELECT r.id, r.item_id, i.uri, i.modality, r.kind, r.modality, r.offset_seconds, r.text,
+                f"""SELECT r.id, r.item_id, i.uri, i.modality, r.kind, r.modality, r.offset_seconds,
+                           substr(r.text, 1, {HIT_TEXT_CHARS}),
                            i.status, i.metadata
                     FROM representations r JOIN items i ON i.id = r.item_id
                     WHERE r.id IN ({marks})""",

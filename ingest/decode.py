@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.models import AudioClip
 from ingest.errors import DecodeError
+from ingest.passages import PassageSettings
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
@@ -39,6 +41,7 @@ class DecodeSettings:
     max_audio_bytes: int = 2 * _GIB
     max_text_bytes: int = 64 << 20
     timeout_s: float = 60.0  # per file, in worker processes (a worker past it is killed and replaced)
+    passages: PassageSettings = PassageSettings()  # how text files are cut into passages
 
     def max_bytes(self, modality: str) -> int:
         """The most bytes a file of ``modality`` may hold."""
@@ -85,10 +88,12 @@ def sniff_modality(head: bytes) -> str | None:
 
 def modality_of(path: str | Path, head: bytes) -> str | None:
     """Content signature first (so a wrong extension does not mislead), then the extension."""
+    ext = Path(path).suffix.lower()
+    if ext in TEXT_EXTENSIONS and text_bom(head):  # a UTF-16 LE BOM (FF FE) looks like an MPEG frame sync
+        return "text"
     sniffed = sniff_modality(head)
     if sniffed:
         return sniffed
-    ext = Path(path).suffix.lower()
     if ext in TEXT_EXTENSIONS:
         return "text"
     if ext in IMAGE_EXTENSIONS or ext in AUDIO_EXTENSIONS:
@@ -227,12 +232,63 @@ def audio_windows(clip: AudioClip, settings: DecodeSettings = DecodeSettings()) 
     return windows
 
 
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # C0 controls that text does not hold (tab, newlines, ESC do)
+_MAX_BAD = 0.05  # at most this share of characters may be invalid UTF-8 (then replaced) before a file is refused
+
+
+def text_bom(head: bytes) -> str | None:
+    """The encoding a byte-order mark at the start of ``head`` announces, if any."""
+    return next((enc for bom, enc in _BOMS if head.startswith(bom)), None)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 told by its NUL bytes: ASCII-range text has them at every other byte, on one side only."""
+    head = data[:4096]
+    if len(head) < 4:
+        return None
+    even, odd = head[0::2].count(0) / len(head[0::2]), head[1::2].count(0) / len(head[1::2])
+    if odd > 0.3 and even < 0.05:
+        return "utf-16-le"
+    if even > 0.3 and odd < 0.05:
+        return "utf-16-be"
+    return None
+
+
+def _legacy_or_damaged(data: bytes, path: str | Path) -> str:
+    """Bytes that are not valid UTF-8: Windows-1252 if no valid UTF-8 sequence appears and few bytes are high;
+    UTF-8 with a few invalid bytes replaced (U+FFFD); anything else is refused with its reason."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    wide = len(text) - len(text.encode("ascii", errors="ignore")) - bad  # valid non-ASCII characters
+    high = len(data) - len(data.translate(None, bytes(range(0x80, 0x100))))
+    if wide == 0 and high <= 0.3 * len(data):
+        return data.decode("cp1252", errors="replace")  # Latin-1 / Windows-1252, the common legacy case
+    if wide > 0 and bad <= _MAX_BAD * len(text):
+        return text
+    raise DecodeError(path, f"not UTF-8 text ({bad} invalid byte sequences in {len(data)} bytes, "
+                            f"{100 * high / len(data):.0f}% of bytes above 0x7F); convert it to UTF-8")
+
+
 def decode_text(data: bytes, path: str | Path) -> str:
-    """UTF-8 text (a BOM is dropped); invalid bytes or blank content are errors."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(path, f"not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    """Text from UTF-8 (BOM dropped), UTF-16/32 with a BOM, BOM-less UTF-16 or Windows-1252; binary content,
+    mostly-invalid bytes or blank content are errors. A few invalid UTF-8 bytes become U+FFFD."""
+    encoding = text_bom(data[:4])
+    if encoding:
+        text = data.decode(encoding + "-sig" if encoding == "utf-8" else encoding.rsplit("-", 1)[0], errors="replace")
+    elif encoding := _utf16_without_bom(data):
+        text = data.decode(encoding, errors="replace")
+    elif b"\x00" in data:
+        raise DecodeError(path, f"not text: binary content (NUL byte at offset {data.index(0)})")
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = _legacy_or_damaged(data, path)
+    controls = sum(1 for _ in _CONTROLS.finditer(text, 0, 1 << 20))
+    if controls > 0.01 * min(len(text), 1 << 20):
+        raise DecodeError(path, f"not text: binary content ({controls} control characters in the first MiB)")
     if not text.strip():
         raise DecodeError(path, "text file is empty")
     return text

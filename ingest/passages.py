@@ -55,12 +55,15 @@ def _windows(text: str, settings: PassageSettings) -> Iterator[tuple[list[re.Mat
     """Successive word windows, each with how many leading words the one before already held (at most
     ``overlap``, and at most a fifth of a window). Words are read lazily, so stopping early costs nothing more."""
     window: list[re.Match[str]] = []
-    kept = 0
+    kept = chars = 0  # chars: the length of the window's words joined by single spaces
     for word in _WORD.finditer(text):
-        if window and (len(window) >= settings.words or word.end() - window[0].start() > settings.max_chars):
+        size = word.end() - word.start()
+        if window and (len(window) >= settings.words or chars + 1 + size > settings.max_chars):
             yield window, kept
             kept = min(settings.overlap, len(window) // 5)
             window = window[len(window) - kept :] if kept else []
+            chars = sum(m.end() - m.start() for m in window) + max(0, len(window) - 1)
+        chars += size + (1 if len(window) else 0)
         window.append(word)
     if len(window) > kept:
         yield window, kept

@@ -84,6 +84,7 @@ class IngestSummary:
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (uri, caveat) of files ingested only in part
 
 
 @dataclass
@@ -147,6 +148,8 @@ class Pipeline:
     # -- batching and encoding ---------------------------------------------------------------------
     def _accept(self, decoded: Decoded) -> None:
         self.summary.seen += 1
+        if decoded.note and not decoded.error:
+            self.summary.notes.append((decoded.task.uri, decoded.note))
         if decoded.error:
             self._failed.append(decoded)
         elif decoded.unchanged:

@@ -14,6 +14,7 @@ from engine.errors import XmodalError
 from ingest.decode import DecodeSettings, decode_image, decode_text, iter_audio_windows, modality_of
 from ingest.errors import DecodeError
 from ingest.files import hash_capped, human_bytes, open_regular, read_capped
+from ingest.passages import PassageSettings, is_short, split_passages
 
 Preprocessors = Mapping[str, Callable[[Sequence[Any]], dict[str, torch.Tensor]]]
 
@@ -52,6 +53,7 @@ class Decoded:
     reps: list[RepPayload] = field(default_factory=list)
     error: str | None = None
     unchanged: bool = False
+    note: str | None = None  # ingested, with a caveat (e.g. a long text indexed only up to its passage cap)
 
 
 _state: dict[str, Any] = {}
@@ -63,8 +65,22 @@ def init_worker(preprocessors: Preprocessors, settings: DecodeSettings) -> None:
     _state["preprocessors"], _state["settings"] = preprocessors, settings
 
 
+def text_reps(text: str, settings: PassageSettings) -> tuple[list[RepPayload], str | None]:
+    """A short text as one "text" representation; a long one as "passage" representations at their character
+    offsets (``offset``), with a note when the passage cap left the rest of it out."""
+    found = split_passages(text, settings)
+    if is_short(text, found, settings):
+        return [RepPayload("text", "text", text=text)], None
+    reps = [RepPayload("passage", "text", offset=float(p.offset), text=p.text) for p in found.items]
+    if not found.truncated:
+        return reps, None
+    return reps, (f"text indexed up to character {found.stopped_at:,} of {len(text):,}: the first {len(reps)} "
+                  f"passages (the passage cap)")
+
+
 def _media_reps(modality: str, data: bytes | BinaryIO, task: FileTask, pre: Preprocessors,
-                settings: DecodeSettings) -> list[RepPayload]:
+                settings: DecodeSettings) -> tuple[list[RepPayload], str | None]:
+    note = None
     if modality == "image":
         image = decode_image(data, task.path, settings)
         reps = [RepPayload("image", "image", batch=pre["image"]([image]))] if "image" in pre else []
@@ -72,9 +88,9 @@ def _media_reps(modality: str, data: bytes | BinaryIO, task: FileTask, pre: Prep
         reps = [RepPayload("audio-segment", "audio", offset=off, batch=pre["audio"]([part]))
                 for off, part in iter_audio_windows(data, task.uri, settings)] if "audio" in pre else []
     else:
-        reps = [RepPayload("text", "text", text=decode_text(data, task.path))]
+        reps, note = text_reps(decode_text(data, task.path), settings.passages)  # type: ignore[arg-type]
     reps += [RepPayload("caption", "text", text=c) for c in task.captions if c.strip()]
-    return reps
+    return reps, note
 
 
 def process(task: FileTask, pre: Preprocessors, settings: DecodeSettings) -> Decoded:
@@ -122,11 +138,11 @@ def _process_open(task: FileTask, fd: int, size: int, pre: Preprocessors, settin
     if isinstance(data, io.BufferedReader):
         data.seek(0)
     try:
-        reps = _media_reps(modality, data, task, pre, settings)
+        reps, note = _media_reps(modality, data, task, pre, settings)
     except DecodeError as exc:
         return Decoded(task, sha256=sha, modality=modality, error=exc.reason)
     except XmodalError as exc:
         return Decoded(task, sha256=sha, modality=modality, error=str(exc))
     if not reps:
         return Decoded(task, sha256=sha, modality=modality, error="nothing to index in this file")
-    return Decoded(task, sha256=sha, modality=modality, reps=reps)
+    return Decoded(task, sha256=sha, modality=modality, reps=reps, note=note)

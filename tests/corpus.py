@@ -92,7 +92,7 @@ def broken_files(root: Path) -> dict[str, Path]:
     files = {
         "truncated_jpeg": root / "truncated.jpg", "zero_bytes": root / "empty.png", "text_as_png": root / "words.png",
         "bomb": root / "bomb.png", "corrupt_audio": root / "noise.wav", "empty_audio": root / "silent.wav",
-        "truncated_flac": root / "cut.flac", "non_utf8": root / "latin1.txt", "blank_text": root / "blank.txt",
+        "truncated_flac": root / "cut.flac", "non_utf8": root / "cp1251.txt", "blank_text": root / "blank.txt",
     }
     files["truncated_jpeg"].write_bytes(jpeg_bytes(20, size=(200, 200))[:600])
     files["zero_bytes"].write_bytes(b"")
@@ -103,7 +103,8 @@ def broken_files(root: Path) -> dict[str, Path]:
     sf.write(buf, np.zeros((0, 1), dtype=np.float32), 16000, format="WAV")
     files["empty_audio"].write_bytes(buf.getvalue())
     files["truncated_flac"].write_bytes(wav_bytes(5, seconds=2.0, fmt="FLAC")[:40])
-    files["non_utf8"].write_bytes("café résumé naïve".encode("latin-1"))
+    # Latin-1 text is read as Windows-1252; a mostly-high-byte legacy encoding is refused (tests/test_passages.py)
+    files["non_utf8"].write_bytes("Привет, это текст в кодировке Windows-1251.".encode("cp1251"))
     files["blank_text"].write_text("   \n\t\n", encoding="utf-8")
     return files
 

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         with IngestProgress(enabled=not (args.no_progress or args.json)) as progress:
             summary = engine.ingest(args.paths, options, scan, progress.update)
     if args.json:
-        print(json.dumps({**asdict(summary), "failures": [{"uri": u, "reason": r} for u, r in summary.failures]}, indent=2))
+        print(json.dumps({**asdict(summary), "failures": [{"uri": u, "reason": r} for u, r in summary.failures],
+                          "notes": [{"uri": u, "note": n} for u, n in summary.notes]}, indent=2))
     else:
         print(f"ingested {summary.added} new or changed, {summary.reused} duplicates copied, {summary.touched} touched, "
               f"{summary.unchanged} unchanged, {summary.skipped_failed} previously failed skipped, "
@@ -114,4 +115,6 @@ def run(args: argparse.Namespace) -> int:
                   + ", ".join(f"{n} {reason}" for reason, n in summary.skipped.items()))
         for uri, reason in summary.failures:
             print(f"  failed: {uri}: {reason}")
+        for uri, note in summary.notes:
+            print(f"  partly indexed: {uri}: {note}")
     return EXIT_SOME_FAILED if summary.failed or summary.skipped_failed else 0

@@ -2,9 +2,10 @@
 
 from engine.query.fusion import DEFAULT_FUSION, FUSIONS, Calibration, estimate_calibration
 from engine.query.inputs import QueryPart, as_parts, encode_query, encode_query_with_tokens, heaviest_part
-from engine.query.search import Filters, Match, Result, Searcher
+from engine.query.search import PASSAGE, SNIPPET_CHARS, Filters, Match, Result, Searcher, snippet
 
 __all__ = [
-    "DEFAULT_FUSION", "FUSIONS", "Calibration", "Filters", "Match", "QueryPart", "Result", "Searcher", "as_parts",
-    "encode_query", "encode_query_with_tokens", "estimate_calibration", "heaviest_part",
+    "DEFAULT_FUSION", "FUSIONS", "PASSAGE", "SNIPPET_CHARS", "Calibration", "Filters", "Match", "QueryPart", "Result",
+    "Searcher", "as_parts", "encode_query", "encode_query_with_tokens", "estimate_calibration", "heaviest_part",
+    "snippet",
 ]

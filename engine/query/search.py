@@ -16,6 +16,8 @@ from index import Hit, Store
 
 log = logging.getLogger(__name__)
 _CAL_SAMPLE = 512
+PASSAGE = "passage"  # the representation kind of a long text's passages (ingest.passages)
+SNIPPET_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class Filters:
 
 @dataclass(frozen=True)
 class Match:
-    """The representation of an item that matched: its kind, modality, offset or caption, cosine and rank."""
+    """The representation of an item that matched: its kind, modality, where it is (seconds into audio, or
+    characters into a text for a "passage"), a snippet of its text (at most ``SNIPPET_CHARS``), cosine and rank."""
 
     representation_id: int
     kind: str
@@ -58,6 +61,27 @@ class Match:
     text: str | None
     score: float
     rank: int
+    char_offset: int | None = None
+
+    @classmethod
+    def of(cls, hit: Hit, score: float, rank: int) -> Match:
+        """The match of a hydrated hit: a passage's stored offset counts characters, not seconds."""
+        passage = hit.kind == PASSAGE
+        offset = None if passage or hit.offset_seconds is None else float(hit.offset_seconds)
+        chars = int(hit.offset_seconds) if passage and hit.offset_seconds is not None else None
+        return cls(hit.representation_id, hit.kind, hit.modality, offset, snippet(hit.text), score, rank, chars)
+
+
+def snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str | None:
+    """The start of a text on one line, at most ``limit`` characters, cut at a word with an ellipsis."""
+    if text is None:
+        return None
+    flat = " ".join(text[: 4 * limit].split())
+    if len(flat) <= limit and len(text) <= 4 * limit:
+        return flat
+    cut = flat[: limit - 1]
+    space = cut.rfind(" ", limit // 2)
+    return (cut[:space] if space > 0 else cut).rstrip() + "…"
 
 
 @dataclass(frozen=True)
@@ -173,6 +197,6 @@ class Searcher:
         results = []
         for i in order:
             score, hit, rank = best[i]
-            match = Match(hit.representation_id, hit.kind, hit.modality, hit.offset_seconds, hit.text, score, rank)
+            match = Match.of(hit, score, rank)
             results.append(Result(i, hit.uri, hit.item_modality, fused[i], score, match, hit.metadata))
         return results
