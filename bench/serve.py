@@ -3,8 +3,12 @@
 Builds the demo store (``engine.demo``'s corpus) with the small preset (``xmodal-mini`` when it is installed,
 else ``tiny-random``, and says so), starts the server in its own process, warms it up, then runs
 ``--clients`` keep-alive HTTP/1.1 clients (one asyncio task each, a minimal client so the load generator
-costs little CPU) that post text queries back to back for ``--seconds``. Prints and writes: requests,
-errors, throughput, latency percentiles, and the server's RSS before and after the load.
+costs little CPU) that post text queries back to back for ``--seconds``. ``--distinct`` makes every request
+a text never sent before (generated word combinations: the server's vector cache never hits). ``--baseline
+TREE`` also serves the same corpus from another checkout of xmodal (e.g. a ``git worktree`` of an older
+commit) and alternates the load between the two servers in ``--rounds`` rounds, so that both see the same
+(shared, busy) machine. Prints and writes: requests, errors, throughput, latency percentiles, CPU per
+request, the servers' RSS before and after the load, and the machine's load average.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +29,39 @@ import numpy as np
 
 from bench.report import machine_info
 
+ROOT = Path(__file__).resolve().parents[1]
 FALLBACK = "tiny-random"
 WANTED = "xmodal-mini"
 QUERIES = ["a dog barking", "rain falling", "a rooster crowing", "a baby crying", "a clock ticking", "waves on a beach",
            "a chainsaw", "a helicopter overhead", "a crackling fire", "someone sneezing", "the number seven",
            "the number three", "a person saying eight", "a red square above a blue circle", "a small green triangle",
            "birds singing at dawn", "a handwritten digit", "loud engine noise", "quiet room tone", "a spoken word"]
+# Distinct queries: "<size> <colour> <thing> <action> <place>", 8 x 16 x 32 x 24 x 20 = 1,966,080 of them.
+_SLOTS = (
+    "a small|a big|a tiny|an old|a young|a noisy|a quiet|a distant".split("|"),
+    "red green blue yellow black white brown grey orange purple pink golden silver dark pale striped".split(),
+    ("dog cat bird rooster baby clock wave chainsaw helicopter fire engine train car bell drum guitar piano violin "
+     "horse cow sheep frog owl crow bee door phone kettle truck boat siren whistle").split(),
+    ("barking crying singing ticking crackling ringing humming buzzing roaring splashing whistling knocking "
+     "rattling chirping howling humming-softly beeping tapping dripping rustling squeaking booming clicking hissing").split(),
+    ("at dawn|at night|in the rain|on a beach|in a forest|in a kitchen|on a street|in a field|near a river|"
+     "in a hall|on a farm|in a garage|at a station|in a park|on a roof|in a cave|at sea|in the snow|in a city|"
+     "in a room").split("|"),
+)
+
+
+def distinct_queries(start: int = 0) -> Iterator[str]:
+    """Query texts, each one different from every other (a bijective walk of the word combinations)."""
+    sizes = [len(s) for s in _SLOTS]
+    total = int(np.prod(sizes))
+    step = 1_000_003  # a prime that does not divide ``total``: i -> i * step mod total visits every combination once
+    for i in range(start, start + total):
+        n = (i * step) % total
+        words = []
+        for slot, size in zip(_SLOTS, sizes):
+            n, r = divmod(n, size)
+            words.append(slot[r])
+        yield " ".join(words)
 
 
 @dataclass
@@ -44,6 +75,9 @@ class LoadResult:
     warmup_requests: int = 0
     warmup_errors: int = 0
     first_request_ms: list[float] = field(default_factory=list)  # per connection, connect included
+    seconds: float = 0.0
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
 
 def choose_preset(requested: str | None) -> tuple[str, str]:
@@ -72,6 +106,21 @@ def build_store(store: Path, preset: str, random_weights: bool) -> dict:
         items = len(engine.store.catalog.items(status="ok"))
     return {"items": items, "added": summary.added, "failed": summary.failed,
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _tree_env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree), "XMODAL_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def build_store_in(tree: Path, store: Path, preset: str, random_weights: bool) -> dict:
+    """``build_store`` run by another checkout's code (its own catalog schema and ingest), in a child process."""
+    code = ("import json, sys; from pathlib import Path; from bench.serve import build_store; "
+            "print(json.dumps(build_store(Path(sys.argv[1]), sys.argv[2], sys.argv[3] == '1')))")
+    out = subprocess.run([sys.executable, "-c", code, str(store.resolve()), preset, "1" if random_weights else "0"],
+                         cwd=tree, env=_tree_env(tree), capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"building the store with {tree} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _free_port() -> int:
@@ -130,11 +179,12 @@ def _get_json(port: int, path: str) -> dict:
         return json.loads(response.read())
 
 
-def start_server(store: Path, preset: str, random_weights: bool, port: int, workers: int = 1) -> subprocess.Popen:
-    """``serve_forever`` in a child process; returns once ``/health`` answers (from every worker, eventually)."""
-    cmd = [sys.executable, "-m", "bench.serve", "--as-server", "--store", str(store), "--preset", preset,
+def start_server(store: Path, preset: str, random_weights: bool, port: int, workers: int = 1,
+                 tree: Path = ROOT) -> subprocess.Popen:
+    """``serve_forever`` of ``tree``'s code in a child process; returns once ``/health`` answers (from every worker)."""
+    cmd = [sys.executable, "-m", "bench.serve", "--as-server", "--store", str(store.resolve()), "--preset", preset,
            "--port", str(port), "--workers", str(workers)] + (["--random-weights"] if random_weights else [])
-    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(cmd, cwd=tree, env=_tree_env(tree))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -159,9 +209,10 @@ def serve_forever(store: str, preset: str, random_weights: bool, port: int, work
     if workers > 1:
         os.environ[SPEC_ENV] = spec_env(spec, ServerConfig())
         uvicorn.run("engine.server:app_from_env", factory=True, workers=workers, host="127.0.0.1", port=port,
-                    log_level="warning", access_log=False)
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     else:
-        uvicorn.run(create_app(spec), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(spec), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
 
 
 def _request(body: bytes) -> bytes:
@@ -169,13 +220,12 @@ def _request(body: bytes) -> bytes:
             b"Content-Length: %d\r\n\r\n" % len(body)) + body
 
 
-async def _client(port: int, bodies: list[bytes], seed: int, measure_from: float, stop_at: float,
+async def _client(port: int, next_body: Callable[[], bytes], measure_from: float, stop_at: float,
                   out: LoadResult) -> None:
-    rng = np.random.default_rng(seed)
     reader = writer = None
     while time.perf_counter() < stop_at:
         first = writer is None
-        request = _request(bodies[int(rng.integers(len(bodies)))])
+        request = _request(next_body())
         start = time.perf_counter()
         try:
             if writer is None:
@@ -206,51 +256,97 @@ async def _client(port: int, bodies: list[bytes], seed: int, measure_from: float
         writer.close()
 
 
-def run_load(port: int, clients: int, seconds: float, distinct: bool, warmup: float = 5.0, seed: int = 0,
-             on_measure: Callable[[], None] | None = None) -> LoadResult:
-    """``clients`` keep-alive clients posting text queries: ``warmup`` s unmeasured (connections opened), then ``seconds``."""
+def body_source(distinct: bool, seed: int = 0) -> Callable[[], bytes]:
+    """Request bodies: the 20 repeating ``QUERIES`` at random, or distinct texts (``distinct_queries``)."""
+    if distinct:
+        texts = distinct_queries(seed)
+        return lambda: json.dumps({"text": next(texts), "k": 10}).encode()
     bodies = [json.dumps({"text": q, "k": 10}).encode() for q in QUERIES]
-    if distinct:  # every request a text never seen: no query-vector cache hits
-        bodies = [json.dumps({"text": f"{QUERIES[i % len(QUERIES)]} {i}", "k": 10}).encode() for i in range(200_000)]
-    out = LoadResult()
+    rng = np.random.default_rng(seed)
+    return lambda: bodies[int(rng.integers(len(bodies)))]
+
+
+def run_load(port: int, clients: int, seconds: float, next_body: Callable[[], bytes], warmup: float = 5.0,
+             out: LoadResult | None = None, server_pid: int | None = None) -> LoadResult:
+    """``clients`` keep-alive clients posting text queries: ``warmup`` s unmeasured (connections opened), then
+    ``seconds`` measured; adds to ``out`` (and to its CPU seconds, the server's from ``server_pid``)."""
+    out = out or LoadResult()
+    marks: dict[str, float] = {}
+
+    def measuring() -> None:
+        marks["client"] = time.process_time()
+        marks["server"] = cpu_seconds(server_pid) if server_pid else 0.0
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         measure_from = time.perf_counter() + warmup
         stop_at = measure_from + seconds
-        if on_measure is not None:
-            asyncio.get_running_loop().call_at(asyncio.get_running_loop().time() + warmup, on_measure)
-        await asyncio.gather(*(_client(port, bodies, seed + i, measure_from, stop_at, out) for i in range(clients)))
+        loop.call_at(loop.time() + warmup, measuring)
+        await asyncio.gather(*(_client(port, next_body, measure_from, stop_at, out) for _ in range(clients)))
 
     asyncio.run(main())
+    out.seconds += seconds
+    out.client_cpu_s += time.process_time() - marks["client"]
+    out.server_cpu_s += (cpu_seconds(server_pid) if server_pid else 0.0) - marks["server"]
     return out
 
 
-def summarize(load: LoadResult, seconds: float) -> dict:
-    """Throughput and latency percentiles (ms) of a load run."""
+def summarize(load: LoadResult) -> dict:
+    """Throughput, latency percentiles (ms) and CPU per request of a load run."""
     lat = np.array(load.latencies_ms) if load.latencies_ms else np.zeros(1)
     first = np.array(load.first_request_ms) if load.first_request_ms else np.zeros(1)
+    per = max(load.requests, 1)
     return {"requests": load.requests, "errors": load.errors, "error_kinds": load.error_kinds,
             "warmup_requests": load.warmup_requests, "warmup_errors": load.warmup_errors,
             "first_request_per_connection_ms": {"p50": round(float(np.median(first)), 1),
                                                 "max": round(float(first.max()), 1)},
-            "req_per_s": round(load.requests / seconds, 1),
-            **{f"p{p}_ms": round(float(np.percentile(lat, p)), 2) for p in (50, 90, 99)},
-            "max_ms": round(float(lat.max()), 2), "mean_ms": round(float(lat.mean()), 2)}
+            "measured_seconds": load.seconds, "req_per_s": round(load.requests / max(load.seconds, 1e-9), 1),
+            **{f"p{p}_ms": round(float(np.percentile(lat, p)), 2) for p in (50, 90, 95, 99)},
+            "max_ms": round(float(lat.max()), 2), "mean_ms": round(float(lat.mean()), 2),
+            "server_cpu_ms_per_request": round(1000 * load.server_cpu_s / per, 3),
+            "client_cpu_ms_per_request": round(1000 * load.client_cpu_s / per, 3)}
+
+
+@dataclass
+class Served:
+    """One server under test: its name, code tree, process, port and what was measured."""
+
+    name: str
+    tree: Path
+    proc: subprocess.Popen
+    port: int
+    load: LoadResult = field(default_factory=LoadResult)
+    report: dict = field(default_factory=dict)
+
+
+def _print(s: Served, clients: int, distinct: bool) -> None:
+    r = s.report
+    print(f"[{s.name}] {clients} clients x {r['measured_seconds']:.0f} s ({'distinct' if distinct else 'repeating'} "
+          f"text queries, all targets, k=10): {r['requests']} requests, {r['errors']} errors, {r['req_per_s']} req/s")
+    print(f"[{s.name}] latency ms: p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']}  max {r['max_ms']}")
+    print(f"[{s.name}] server RSS: before {r['rss_before_mib']} MiB, after {r['rss_after_mib']} MiB (peak "
+          f"{r['peak_rss_mib']} MiB); CPU per request: server {r['server_cpu_ms_per_request']} ms, clients "
+          f"{r['client_cpu_ms_per_request']} ms")
+    print(f"[{s.name}] server counters: {r['server_counters']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build the store, start the server, warm up, load it, print and write the figures."""
+    """Build the store(s), start the server(s), warm up, load them in turn, print and write the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--store", default="bench/results/tmp/serve-store", help="demo store folder (reused)")
     parser.add_argument("--preset", help=f"preset (default {WANTED} when available, else {FALLBACK})")
     parser.add_argument("--random-weights", action="store_true", help="random weights of the preset's architecture")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=60.0, help="measured duration")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured duration (per server)")
     parser.add_argument("--warmup", type=float, default=5.0,
-                        help="unmeasured warm-up seconds on the same connections, just before the measured ones")
+                        help="unmeasured warm-up seconds on the same connections, before each round's measured ones")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (xmodal serve --workers)")
     parser.add_argument("--distinct", action="store_true", help="every query text new (defeats the vector cache)")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also serve from this checkout of xmodal (e.g. a git worktree of an older commit), "
+                        "alternating with this one")
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: rounds of alternation (default 2)")
     parser.add_argument("--as-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -260,54 +356,67 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     preset, why = choose_preset(args.preset)
     print(f"preset: {preset} ({why}){' with random weights' if args.random_weights else ''}")
-    store = Path(args.store) / (preset.replace("/", "_") + ("-random" if args.random_weights else ""))
-    corpus = build_store(store, preset, args.random_weights)
-    print(f"store: {store}: {corpus['items']} items ({corpus['added']} added, {corpus['failed']} failed, "
-          f"{corpus['seconds']} s)")
-    port = _free_port()
-    server = start_server(store, preset, args.random_weights, port, args.workers)
+    name = preset.replace("/", "_") + ("-random" if args.random_weights else "")
+    trees = [("after", ROOT, Path(args.store) / name)]
+    if args.baseline:
+        trees.insert(0, ("before", args.baseline.resolve(), Path(args.store) / f"{name}-baseline"))
+    load_before = os.getloadavg()
+    served: list[Served] = []
     try:
-        stats_before = _get_json(port, "/stats")
-        rss_before = rss_mib(server.pid)
-        marks: dict[str, float] = {}
-
-        def measuring() -> None:
-            marks["server"], marks["client"] = cpu_seconds(server.pid), time.process_time()
-
-        load = run_load(port, args.clients, args.seconds, args.distinct, args.warmup, on_measure=measuring)
-        server_cpu = cpu_seconds(server.pid) - marks["server"]
-        client_cpu = time.process_time() - marks["client"]
-        rss_after = rss_mib(server.pid)
-        stats_after = _get_json(port, "/stats")
+        for label, tree, store in trees:
+            corpus = build_store(store, preset, args.random_weights) if tree == ROOT else \
+                build_store_in(tree, store, preset, args.random_weights)
+            print(f"[{label}] store {store} ({tree}): {corpus['items']} items ({corpus['added']} added, "
+                  f"{corpus['failed']} failed, {corpus['seconds']} s)")
+            port = _free_port()
+            served.append(Served(label, tree, start_server(store, preset, args.random_weights, port, args.workers,
+                                                           tree), port))
+        for s in served:
+            s.report = {"stats": _get_json(s.port, "/stats"), "rss_before": rss_mib(s.proc.pid)}
+        rounds = args.rounds if args.baseline else 1
+        sources = {s.name: body_source(args.distinct, seed=i * 500_000) for i, s in enumerate(served)}
+        for r in range(rounds):
+            for s in (served if r % 2 == 0 else served[::-1]):  # ABBA order: neither always goes first
+                run_load(s.port, args.clients, args.seconds / rounds, sources[s.name], args.warmup, s.load, s.proc.pid)
+                print(f"[{s.name}] round {r + 1}/{rounds}: {s.load.requests} requests so far")
+        for s in served:
+            s.report["rss_after"] = rss_mib(s.proc.pid)
+            s.report["counters"] = _get_json(s.port, "/stats")["server"]
     finally:
-        server.terminate()
-        server.wait(30)
-    figures = summarize(load, args.seconds)
-    report = {"benchmark": "serve", "preset": preset, "preset_note": why, "random_weights": args.random_weights,
-              "clients": args.clients, "server_workers": args.workers, "seconds": args.seconds, "warmup_seconds": args.warmup,
-              "distinct_queries": args.distinct, "store_items": stats_before["items"],
-              "indexes": stats_before["indexes"], **figures,
-              "rss_before_mib": rss_before["rss_mib"], "rss_after_mib": rss_after["rss_mib"],
-              "peak_rss_mib": rss_after["peak_rss_mib"], "server_counters": stats_after["server"],
-              "server_cpu_ms_per_request": round(1000 * server_cpu / max(load.requests, 1), 3),
-              "client_cpu_ms_per_request": round(1000 * client_cpu / max(load.requests, 1), 3),
-              "machine": {**machine_info(), "load_avg_after": os.getloadavg()}}
-    print(f"{args.clients} clients x {args.seconds:.0f} s, {args.workers} server process(es) ({'distinct' if args.distinct else 'repeating'} text queries, "
-          f"all targets, k=10): {figures['requests']} requests, {figures['errors']} errors, "
-          f"{figures['req_per_s']} req/s (after {args.warmup:.0f} s warm-up on the same connections: "
-          f"{figures['warmup_requests']} requests, {figures['warmup_errors']} errors)")
-    print(f"latency ms: p50 {figures['p50_ms']}  p90 {figures['p90_ms']}  p99 {figures['p99_ms']}  "
-          f"max {figures['max_ms']}")
-    print(f"server RSS: before {rss_before['rss_mib']} MiB, after {rss_after['rss_mib']} MiB "
-          f"(peak {rss_after['peak_rss_mib']} MiB)")
-    print(f"CPU per request: server {report['server_cpu_ms_per_request']} ms, clients "
-          f"{report['client_cpu_ms_per_request']} ms; machine load average after {report['machine']['load_avg_after']}")
-    print(f"server counters: {stats_after['server']}")
+        for s in served:
+            s.proc.terminate()
+            s.proc.wait(30)
+    report: dict = {"benchmark": "serve", "preset": preset, "preset_note": why, "random_weights": args.random_weights,
+                    "clients": args.clients, "server_workers": args.workers, "seconds": args.seconds,
+                    "warmup_seconds": args.warmup, "distinct_queries": args.distinct, "rounds": rounds}
+    for s in served:
+        before, after, stats = s.report["rss_before"], s.report["rss_after"], s.report["stats"]
+        s.report = {"tree": str(s.tree), "commit": _commit(s.tree), "store_items": stats["items"],
+                    "indexes": stats["indexes"], **summarize(s.load), "rss_before_mib": before["rss_mib"],
+                    "rss_after_mib": after["rss_mib"], "peak_rss_mib": after["peak_rss_mib"],
+                    "server_counters": s.report["counters"]}
+        _print(s, args.clients, args.distinct)
+    if args.baseline:
+        report["servers"] = {s.name: s.report for s in served}
+        before, after = report["servers"]["before"], report["servers"]["after"]
+        report["speedup_req_per_s"] = round(after["req_per_s"] / max(before["req_per_s"], 1e-9), 2)
+        print(f"after / before: {report['speedup_req_per_s']}x requests/s")
+    else:
+        report.update(served[0].report)
+    report["machine"] = {**machine_info(), "load_avg_before": load_before, "load_avg_after": os.getloadavg()}
+    print(f"machine load average: before {load_before}, after {report['machine']['load_avg_after']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _commit(tree: Path) -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree, capture_output=True,
+                           text=True).stdout.strip()
+    return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
 if __name__ == "__main__":

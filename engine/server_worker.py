@@ -1,11 +1,14 @@
-"""One engine thread: every catalog, index and model call of the server runs on it; text queries are batched.
+"""The engine's threads: encoder threads batch text queries through the model; one engine thread does the rest.
 
-SQLite connections belong to the thread that made them, and torch and FAISS already use every core, so the
-server owns exactly one ``Engine``, opened and used on one dedicated thread. Request handlers hand it jobs
-and await their futures. Text queries waiting together are encoded in one batch (and remembered in a
-small LRU cache, since a text's vector never depends on the catalog); each search then catches the indexes
-up to the catalog's generation (``Store.index``), so files another process ingests or deletes show up
-without a restart. A transient ``database is locked`` is retried with backoff.
+SQLite connections belong to the thread that made them, so every catalog and index call runs on one
+dedicated engine thread, which owns the server's ``Engine``. Text queries are encoded first, on their own
+threads (torch releases the GIL, so encoding overlaps the engine thread's searches and the event loop's
+HTTP work, and uses a second core): each encoder thread takes every text query waiting (up to
+``max_batch``), encodes the distinct ones in one batch (a small LRU cache keeps recent vectors: a text's
+vector never depends on the catalog) and hands the jobs on. The engine thread takes every job waiting,
+reads one catalog snapshot for the batch and searches, catching the indexes up to the catalog's generation
+(``Store.index``) so that files another process ingests or deletes show up without a restart. A transient
+``database is locked`` is retried with backoff. ``stop`` is prompt: jobs not started yet get a 503.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ import numpy as np
 from engine.engine import Engine
 from engine.errors import RerankerUnavailable
 from engine.query import DEFAULT_FUSION, Filters, QueryPart, Result, Searcher, encode_query
-from engine.server_errors import is_busy
+from engine.server_batching import CachedStore, TextQueue
+from engine.server_errors import ApiError, is_busy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRIES = 8
 BACKOFF_S = 0.02
+ENCODERS = 2  # measured on 2 cores (bench/results/serve-*.json): 2 threads beat 1 under 32 distinct clients
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ class _Job:
     future: asyncio.Future
     search: SearchJob | None = None
     call: Callable[[Engine], Any] | None = None
-    outcome: tuple[bool, Any] | None = None  # (failed, result or exception), set on the engine thread
+    vector: np.ndarray | None = None  # a text query's vector, from an encoder thread
+    outcome: tuple[bool, Any] | None = None  # (failed, result or exception), set on a worker thread
 
 
 def _deliver(jobs: list[_Job]) -> None:
@@ -71,6 +77,37 @@ def _deliver(jobs: list[_Job]) -> None:
         if not job.future.done():
             failed, value = job.outcome or (True, RuntimeError("the job was not run"))
             job.future.set_exception(value) if failed else job.future.set_result(value)
+
+
+def _finish(jobs: list[_Job]) -> None:
+    """Wake each event loop once per batch (not once per job) to deliver the outcomes."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in jobs:
+        by_loop.setdefault(job.loop, []).append(job)
+    for loop, some in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, some)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
+def _take(jobs: queue.SimpleQueue, limit: int) -> tuple[list[_Job], bool]:
+    """The next job (waiting for it) and every other one already queued, up to ``limit``; and whether a stop
+    sentinel (None) was among them."""
+    first = jobs.get()
+    if first is None:
+        return [], True
+    taken, stop = [first], False
+    while len(taken) < limit:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if job is None:
+            stop = True
+            break
+        taken.append(job)
+    return taken, stop
 
 
 def set_compute_threads(n: int) -> None:
@@ -82,55 +119,137 @@ def set_compute_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
+    faiss.omp_set_num_threads(n)  # an OpenMP setting of the calling thread: each worker thread sets it
 
 
 class EngineWorker:
-    """Owns the engine on one thread; ``run`` and ``search`` are awaitable from the event loop."""
+    """Owns the engine; ``run`` and ``search`` are awaitable from the event loop.
+
+    ``encoders``: threads that encode text queries (0: the engine thread encodes them itself, in its batch).
+    """
 
     def __init__(self, factory: Callable[[], Engine], max_batch: int = 32, cache_size: int = 1024,
-                 threads: int | None = 1) -> None:
+                 threads: int | None = 1, encoders: int = ENCODERS) -> None:
         self._factory = factory
         self.threads = threads
         self.max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._texts: TextQueue[_Job] = TextQueue(max_batch, max(1, max_batch // 2))
         self._thread = threading.Thread(target=self._loop, name="xmodal-engine", daemon=True)
+        import os; encoders = int(os.environ.get("XMODAL_H2_ENCODERS", encoders))  # TEMP experiment
+        self._encoders = [threading.Thread(target=self._encode_loop, name=f"xmodal-encode-{i}", daemon=True)
+                          for i in range(encoders)]
         self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._admit = threading.Lock()
+        self._lock = threading.Lock()  # the vector cache and the counters, shared by the encoder threads
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.engine: Engine | None = None
         self.open_error: BaseException | None = None
         self.counters = {"searches": 0, "batches": 0, "batched_texts": 0, "cache_hits": 0, "retries": 0,
-                         "reranked": 0, "rerank_skipped": 0}
+                         "reranked": 0, "rerank_skipped": 0, "shutdown_refused": 0,
+                         "encode_cpu_ms": 0, "engine_cpu_ms": 0, "hits_cached": 0, "hits_read": 0}
 
     # ---- life cycle (any thread) ---------------------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> None:
-        """Start the thread and wait until the engine is open (or failed to open: see ``open_error``)."""
+        """Start the threads and wait until the engine is open (or failed to open: see ``open_error``)."""
         self._thread.start()
         self._ready.wait(timeout)
+        if self.open_error is None:
+            for thread in self._encoders:
+                thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish queued jobs, close the engine and join the thread."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Refuse queued jobs (503), let the running ones finish, close the engine and join the threads."""
+        with self._admit:
+            self._stopping.set()
+        self._refuse_jobs(self._texts.close())
+        deadline = time.monotonic() + timeout
+        for thread in self._encoders:  # joined first: none of them hands the engine thread a job after its sentinel
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._jobs.put(None)
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` was called."""
+        return self._stopping.is_set()
 
     # ---- from the event loop ------------------------------------------------------------------------
 
     async def run(self, call: Callable[[Engine], T]) -> T:
         """Run ``call(engine)`` on the engine thread."""
-        return await self._submit(call=call)
+        return await self._submit(_Job(*self._new_future(), call=call), self._jobs)
 
     async def search(self, job: SearchJob) -> list[Result]:
-        """Run one search on the engine thread (batched with other text queries waiting)."""
-        return await self._submit(search=job)
+        """Run one search on the engine thread (a text query is encoded first, batched with the others waiting)."""
+        encoded = bool(job.text_only and job.text_only.strip()) and job.rerank is not True \
+            and any(t.is_alive() for t in self._encoders)
+        return await self._submit(_Job(*self._new_future(), search=job), self._texts if encoded else self._jobs)
 
-    async def _submit(self, **what: Any) -> Any:
+    @staticmethod
+    def _new_future() -> tuple[asyncio.AbstractEventLoop, asyncio.Future]:
         loop = asyncio.get_running_loop()
-        job = _Job(loop, loop.create_future(), **what)
-        self._jobs.put(job)
+        return loop, loop.create_future()
+
+    async def _submit(self, job: _Job, where: queue.SimpleQueue | TextQueue) -> Any:
+        with self._admit:  # no job enters a queue once ``stop`` has begun draining them
+            if self._stopping.is_set():
+                raise self._shutdown_error()
+            where.put(job)
         return await job.future
+
+    # ---- on the encoder threads ---------------------------------------------------------------------
+
+    def _encode_loop(self) -> None:
+        if self.threads:
+            set_compute_threads(self.threads)
+        while (jobs := self._texts.take()) is not None:
+            start = time.thread_time()
+            try:
+                live = [j for j in jobs if not j.future.cancelled()]  # a racy read: at worst wasted work
+                if self._stopping.is_set():
+                    self._refuse_jobs(live)
+                    continue
+                try:
+                    vectors = self._text_vectors([j.search.text_only for j in live])  # type: ignore[union-attr]
+                except Exception as exc:  # noqa: BLE001  (each job is then encoded alone and reports its own error)
+                    log.warning("batched text encoding failed, encoding one by one: %s", exc)
+                    vectors = {}
+                for job in live:
+                    job.vector = vectors.get(job.search.text_only)  # type: ignore[union-attr]
+                    self._jobs.put(job)
+            finally:
+                self._texts.done()
+                self._add_cpu("encode_cpu_ms", start)
+
+    def _text_vectors(self, texts: list[str | None]) -> dict[str, np.ndarray]:
+        """Unit vectors of the distinct texts: cached ones reused, the rest encoded in one batch."""
+        out: dict[str, np.ndarray] = {}
+        missing = []
+        with self._lock:
+            for text in dict.fromkeys(t for t in texts if t and t.strip()):
+                if text in self._cache:
+                    self._cache.move_to_end(text)
+                    out[text] = self._cache[text]
+                    self.counters["cache_hits"] += 1
+                else:
+                    missing.append(text)
+        if not missing:
+            return out
+        encoded = self.engine.encoder.encode("text", missing)  # type: ignore[union-attr]
+        with self._lock:
+            self.counters["batches"] += 1
+            self.counters["batched_texts"] += len(missing)
+            for text, vector in zip(missing, encoded):
+                out[text] = self._cache[text] = vector[None, :].astype(np.float32)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return out
 
     # ---- on the engine thread -----------------------------------------------------------------------
 
@@ -141,75 +260,88 @@ class EngineWorker:
             self.engine = self._factory()
             gc.collect()
             gc.freeze()  # the models' many long-lived objects leave the GC's view: no ~0.5 s full collections later
-            self._searcher = Searcher(self.engine.store, self.engine.model)
+            self._store = CachedStore(self.engine.store)
+            self._searcher = Searcher(self._store, self.engine.model)  # type: ignore[arg-type]
         except BaseException as exc:  # noqa: BLE001  (reported by every job and by /health)
             self.open_error = exc
             log.error("engine failed to open: %s", exc)
         self._ready.set()
         while True:
-            jobs = [self._jobs.get()]
-            while len(jobs) < self.max_batch:
-                try:
-                    jobs.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            live = [j for j in jobs if j is not None and not j.future.cancelled()]  # a racy read: at worst wasted work
-            self._run(live)
-            self._finish(live)
-            if None in jobs:
+            jobs, stop = _take(self._jobs, self.max_batch)
+            live = [j for j in jobs if not j.future.cancelled()]
+            if self._stopping.is_set():
+                self._refuse_jobs(live)
+            elif live:
+                start = time.thread_time()
+                self._run(live)
+                _finish(live)
+                self._add_cpu("engine_cpu_ms", start)
+            if stop:
                 break
-        self._drain()
+        self._refuse(self._jobs)
         if self.engine is not None:
             self.engine.close()
 
-    def _drain(self) -> None:
+    def _add_cpu(self, counter: str, start: float) -> None:
+        with self._lock:
+            self.counters[counter] += round(1000 * (time.thread_time() - start))
+
+    def _shutdown_error(self) -> ApiError:
+        return ApiError(503, "the server is shutting down", {"Retry-After": "5"})
+
+    def _refuse_jobs(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            job.outcome = (True, self._shutdown_error())
+        with self._lock:
+            self.counters["shutdown_refused"] += len(jobs)
+        _finish(jobs)
+
+    def _refuse(self, jobs: queue.SimpleQueue) -> None:
+        """Fail every job still queued (the server is stopping)."""
+        left = []
         while True:
             try:
-                job = self._jobs.get_nowait()
+                job = jobs.get_nowait()
             except queue.Empty:
-                return
+                break
             if job is not None:
-                job.outcome = (True, RuntimeError("the server is shutting down"))
-                self._finish([job])
-
-    @staticmethod
-    def _finish(jobs: list[_Job]) -> None:
-        """Wake each event loop once per batch (not once per job) to deliver the outcomes."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in jobs:
-            by_loop.setdefault(job.loop, []).append(job)
-        for loop, some in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, some)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
+                left.append(job)
+        self._refuse_jobs(left)
 
     def _run(self, jobs: list[_Job]) -> None:
         if self.open_error is not None:
             for job in jobs:
                 job.outcome = (True, self.open_error)
             return
-        try:
-            vectors = self._text_vectors([j.search.text_only for j in jobs if j.search and j.search.text_only])
-        except Exception as exc:  # noqa: BLE001  (each job then encodes alone and reports its own error)
-            log.warning("batched text encoding failed, encoding one by one: %s", exc)
-            vectors = {}
+        vectors: dict[str, np.ndarray] = {}
+        inline = [j.search.text_only for j in jobs if j.search and j.vector is None and j.search.text_only]
+        if inline:  # no encoder threads (or their batch failed): encode here, in one batch
+            try:
+                vectors = self._text_vectors(inline)
+            except Exception as exc:  # noqa: BLE001  (each job then encodes alone and reports its own error)
+                log.warning("batched text encoding failed, encoding one by one: %s", exc)
         catalog = self.engine.store.catalog  # type: ignore[union-attr]
         try:
             with catalog.snapshot():  # one read transaction per batch: consistent, and cheaper per statement
                 self._searcher.pinned_generation = self._retrying(lambda: catalog.generation)
+                self._store.catalog.pin(self._searcher.pinned_generation)
                 self._run_each(jobs, vectors)
         except Exception as exc:  # noqa: BLE001  (the snapshot failed: every job not run yet reports it)
             for job in jobs:
                 job.outcome = job.outcome or (True, exc)
         finally:
             self._searcher.pinned_generation = None
+            self._store.catalog.unpin()
+            self.counters["hits_cached"], self.counters["hits_read"] = self._store.catalog.hits, self._store.catalog.misses
 
     def _run_each(self, jobs: list[_Job], vectors: dict[str, np.ndarray]) -> None:
         for job in jobs:
+            if self._stopping.is_set():  # checked between jobs: a long batch does not hold up shutdown
+                job.outcome = (True, self._shutdown_error())
+                continue
             try:
                 if job.search is not None:
-                    result = self._retrying(lambda j=job.search: self._search(j, vectors))
+                    result = self._retrying(lambda j=job: self._search(j.search, j.vector, vectors))
                 else:
                     result = self._retrying(lambda c=job.call: c(self.engine))
             except Exception as exc:  # noqa: BLE001  (the request's error handler maps it)
@@ -228,28 +360,7 @@ class EngineWorker:
                 time.sleep(BACKOFF_S * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def _text_vectors(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Unit vectors of the distinct texts: cached ones reused, the rest encoded in one batch."""
-        out: dict[str, np.ndarray] = {}
-        missing = []
-        for text in dict.fromkeys(t for t in texts if t.strip()):
-            if text in self._cache:
-                self._cache.move_to_end(text)
-                out[text] = self._cache[text]
-                self.counters["cache_hits"] += 1
-            else:
-                missing.append(text)
-        if missing:
-            encoded = self.engine.encoder.encode("text", missing)  # type: ignore[union-attr]
-            self.counters["batches"] += 1
-            self.counters["batched_texts"] += len(missing)
-            for text, vector in zip(missing, encoded):
-                out[text] = self._cache[text] = vector[None, :].astype(np.float32)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return out
-
-    def _search(self, job: SearchJob, text_vectors: dict[str, np.ndarray]) -> list[Result]:
+    def _search(self, job: SearchJob, vector: np.ndarray | None, text_vectors: dict[str, np.ndarray]) -> list[Result]:
         engine = self.engine
         targets = list(job.targets) or self._searcher.modalities()
         if engine.wants_rerank(job.parts, targets, job.rerank):  # type: ignore[union-attr]
@@ -264,11 +375,10 @@ class EngineWorker:
                 self.counters["searches"] += 1
                 self.counters["reranked"] += 1
                 return results
-        text = job.text_only
-        if text is not None and text in text_vectors:
-            vector = text_vectors[text]
-        else:
-            vector = encode_query(self.engine.encoder, job.parts)  # type: ignore[union-attr]
+        if vector is None:
+            text = job.text_only
+            vector = text_vectors[text] if text is not None and text in text_vectors else \
+                encode_query(engine.encoder, job.parts)  # type: ignore[union-attr]
         self.counters["searches"] += 1
         return self._searcher.search(vector, job.parts[0].modality, targets, job.k, job.filters, job.depth,
                                      job.fusion)
