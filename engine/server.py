@@ -41,7 +41,7 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' bl
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Server settings: upload cap, CORS origins (none: closed), extra Host names, body time limit, thumbnails, threads."""
+    """Server settings: upload cap, CORS origins (none: closed), extra Host names, body time limit, thumbs, threads."""
 
     max_upload_mb: float = 20.0
     cors_origins: tuple[str, ...] = ()

@@ -26,7 +26,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
-    """``(name, port)`` of a Host header value (name lowercased, brackets and trailing dot removed); None if malformed."""
+    """``(name, port)`` of a Host header value (lowercased, no brackets or trailing dot); None if malformed."""
     value = value.strip().lower()
     if not value or any(c in value for c in "/\\@?# \t"):
         return None
@@ -52,6 +52,7 @@ class HostGuard:
 
     def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = ()) -> None:
         self.app = app
+        allowed_hosts, cors_origins = tuple(allowed_hosts), tuple(cors_origins)
         self.any_host = "*" in allowed_hosts
         self.names: set[str] = set(LOOPBACK_NAMES)
         self.name_ports: set[tuple[str, int]] = set()

@@ -63,7 +63,8 @@ class SearchIn(BaseModel):
     fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
     filters: FiltersIn = FiltersIn()
     rerank: bool | None = Field(None, description="attention re-ranker: null follows the preset's per-direction "
-                                "default, true forces it (409 when the preset or the store's tokens cannot), false skips it")
+                                "default, true forces it (409 when the preset or the store's tokens cannot), "
+                                "false skips it")
     rerank_depth: int | None = Field(None, ge=1, le=1000, description="fused candidates re-ranked (default 50)")
 
     def job(self, upload: tuple[str, bytes] | None) -> SearchJob:

@@ -401,11 +401,12 @@ def test_foreign_host_on_the_live_server(live):
 def test_serve_command_wires_the_guards(store, monkeypatch):
     import uvicorn
 
-    from engine.cli import build_parser
+    from engine.cli import build_parser, preflight
     from engine.server_http import PROTOCOL
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(app=app, **kwargs))
+    monkeypatch.setattr(preflight, "check_port", lambda host, port: None)  # box.lan resolves nowhere here
     args = build_parser().parse_args(["serve", "--store", str(store[0]), "--host", "box.lan", "--allow-host",
                                       "proxy.example", "--body-timeout", "7"])
     assert args.func(args) == 0
@@ -414,7 +415,6 @@ def test_serve_command_wires_the_guards(store, monkeypatch):
         assert c.get("/health").status_code == 200
         assert c.get("/health", headers={"host": "box.lan:8000"}).status_code == 200
         assert c.get("/health", headers={"host": "evil.example"}).status_code == 421
-    bad = build_parser().parse_args(["serve", "--store", str(store[0]), "--body-timeout", "0"])
-    from engine.errors import InvalidInput
-    with pytest.raises(InvalidInput):
-        bad.func(bad)
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--body-timeout", bad])
