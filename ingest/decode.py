@@ -40,7 +40,7 @@ class DecodeSettings:
     max_image_bytes: int = _GIB // 4
     max_audio_bytes: int = 2 * _GIB
     max_text_bytes: int = 64 << 20
-    timeout_s: float = 60.0  # per file, in worker processes (a worker past it is killed and replaced)
+    timeout_s: float = 60.0  # per image or audio window, in worker processes (past it, the worker is replaced)
     passages: PassageSettings = PassageSettings()  # how text files are cut into passages
 
     def max_bytes(self, modality: str) -> int:

@@ -1,6 +1,6 @@
 """Decode worker processes: one file at a time each, a time limit per file, and no worker outliving its parent.
 
-A worker past the time limit is killed and replaced (its file fails with "decode timed out"); a worker that dies
+A worker that makes no progress within the time limit (a whole image; one audio window) is killed and replaced (its file fails with "decode timed out"); a worker that dies
 (a crash in a decoder, the kernel's OOM killer) fails only its file. Workers ask the kernel to kill them when the
 parent dies (Linux ``PR_SET_PDEATHSIG``) and also watch their parent id, so a ``kill -9`` leaves none behind.
 """
@@ -50,6 +50,7 @@ def _worker_main(conn: Connection, parent_pid: int, pre: Preprocessors, settings
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     init_worker(pre, settings)
+    from ingest import work  # the decode loop reports progress (one audio window done) through work._state
     while True:
         try:
             message = conn.recv()
@@ -58,6 +59,7 @@ def _worker_main(conn: Connection, parent_pid: int, pre: Preprocessors, settings
         if message is None:
             return
         seq, task = message
+        work._state["beat"] = lambda seq=seq: conn.send((seq, None))
         try:
             result = handler(task, pre, settings)
         except Exception as exc:  # a decoder bug fails its file, not the worker
@@ -135,8 +137,11 @@ class DecodePool:
             if slot.conn in ready or slot.process.sentinel in ready:
                 try:
                     got, result = slot.conn.recv()
-                    done[got] = result
-                    slot.seq = slot.task = None
+                    if result is None:  # progress: the time limit counts from here
+                        slot.deadline = time.monotonic() + self.settings.timeout_s
+                    else:
+                        done[got] = result
+                        slot.seq = slot.task = None
                     continue
                 except (EOFError, OSError):
                     slot.process.join(timeout=5)
@@ -144,7 +149,7 @@ class DecodePool:
                     how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                     done[seq] = Decoded(task, error=f"the decode worker died ({how}) on this file")
             elif time.monotonic() >= slot.deadline:
-                done[seq] = Decoded(task, error=f"decode timed out after {self.settings.timeout_s:g} s")
+                done[seq] = Decoded(task, error=f"decode timed out (no progress for {self.settings.timeout_s:g} s)")
             else:
                 continue
             self._replace(slot)

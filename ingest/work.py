@@ -6,7 +6,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 
@@ -57,6 +57,7 @@ class Decoded:
 
 
 _state: dict[str, Any] = {}
+T = TypeVar("T")
 
 
 def init_worker(preprocessors: Preprocessors, settings: DecodeSettings) -> None:
@@ -78,6 +79,15 @@ def text_reps(text: str, settings: PassageSettings) -> tuple[list[RepPayload], s
                   f"passages (the passage cap)")
 
 
+def _beating(items: Iterable[T]) -> Iterator[T]:
+    """Pass items through, telling a worker pool after each one that this decode is making progress."""
+    beat = _state.get("beat")
+    for item in items:
+        if beat is not None:
+            beat()
+        yield item
+
+
 def _media_reps(modality: str, data: bytes | BinaryIO, task: FileTask, pre: Preprocessors,
                 settings: DecodeSettings) -> tuple[list[RepPayload], str | None]:
     note = None
@@ -86,7 +96,7 @@ def _media_reps(modality: str, data: bytes | BinaryIO, task: FileTask, pre: Prep
         reps = [RepPayload("image", "image", batch=pre["image"]([image]))] if "image" in pre else []
     elif modality == "audio":
         reps = [RepPayload("audio-segment", "audio", offset=off, batch=pre["audio"]([part]))
-                for off, part in iter_audio_windows(data, task.uri, settings)] if "audio" in pre else []
+                for off, part in _beating(iter_audio_windows(data, task.uri, settings))] if "audio" in pre else []
     else:
         reps, note = text_reps(decode_text(data, task.path), settings.passages)  # type: ignore[arg-type]
     reps += [RepPayload("caption", "text", text=c) for c in task.captions if c.strip()]

@@ -108,9 +108,22 @@ def test_hung_decode_times_out_and_the_rest_is_decoded(tmp_path, preprocessors):
         after = set(pool.pids())
     assert time.monotonic() - start < 20
     assert [r.task.path for r in results] == [str(p) for p in paths]  # task order kept
-    assert results[1].error == "decode timed out after 1.5 s"
+    assert results[1].error == "decode timed out (no progress for 1.5 s)"
     assert all(r.error is None and r.reps for i, r in enumerate(results) if i != 1)
     assert len(before - after) == 1  # the hung worker was replaced
+
+
+def test_the_time_limit_counts_from_the_last_audio_window(tmp_path, preprocessors):
+    long = tmp_path / "long.wav"
+    long.write_bytes(wav_bytes(0, seconds=40.0))
+
+    def audio(clips):  # each 10 s window takes 0.7 s: 2.8 s in all, over the 1.5 s limit, yet always progressing
+        time.sleep(0.7)
+        return preprocessors["audio"](clips)
+
+    with DecodePool(1, {"audio": audio}, DecodeSettings(timeout_s=1.5)) as pool:
+        (result,) = pool.map([_task(long)], prefetch=1)
+    assert result.error is None and [r.offset for r in result.reps] == [0.0, 10.0, 20.0, 30.0]
 
 
 def _die_on_second(task: FileTask, pre, settings) -> Decoded:

@@ -71,8 +71,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--max-audio-samples", type=_positive, default=limits.max_audio_samples,
                         help="most samples (frames x channels) one audio file may decode to, checked in its header first")
     parser.add_argument("--decode-timeout", type=_positive, default=limits.timeout_s,
-                        help="seconds one file may take to decode in a worker before the worker is replaced and the "
-                        "file fails (not enforced with --workers 0)")
+                        help="seconds a worker may go without progress (decoding an image, or one audio window) before "
+                        "it is replaced and the file fails (not enforced with --workers 0)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
