@@ -6,7 +6,6 @@ import argparse
 import logging
 
 from engine.cli.args import MAX_THREADS, MAX_WORKERS, float_range, int_range
-
 from engine.server_http import HEADER_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="also answer requests whose Host header names HOST (a name, or NAME:PORT; repeatable; "
                         "'*' answers any). Loopback, this server's own address and --host are always answered; "
                         "other names are refused with 421, which stops DNS-rebinding pages")
-    parser.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+    parser.add_argument("--body-timeout", type=float_range(0.1, 3600.0), default=30.0, metavar="SECONDS",
                         help="a request body must arrive whole within this many seconds of the request (default 30; "
                         "408 after); request headers get %g s" % HEADER_TIMEOUT_S)
     parser.add_argument("--threads", type=int_range(1, MAX_THREADS), default=1,
@@ -50,22 +49,18 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Open the engine (so a bad preset or missing weights fail here, with an exit code), then serve."""
+    from engine.cli.preflight import check_port
+
+    check_port(args.host, args.port)  # a busy port is reported now, before torch and the model load
     import os
 
     import uvicorn
 
-    from engine.errors import InvalidInput
     from engine.server import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
     from engine.server_http import PROTOCOL
-
-    from engine.cli.preflight import check_port
-
-    check_port(args.host, args.port)  # a busy port is reported now, not after the model has loaded
     spec = EngineSpec(args.store, args.preset, args.device)
     with spec.open() as engine:  # checked here; each server process reopens it on its own engine thread
         root, preset = engine.store.root, engine.model
-    if args.body_timeout <= 0:
-        raise InvalidInput(f"--body-timeout must be positive, got {args.body_timeout:g}")
     named = () if args.host in ("", "0.0.0.0", "::") else (args.host,)  # a wildcard bind has no one name
     config = ServerConfig(max_upload_mb=args.max_upload_mb, cors_origins=tuple(args.cors_origin), threads=args.threads,
                           allowed_hosts=(*named, *args.allow_host), body_timeout_s=args.body_timeout)
