@@ -11,8 +11,14 @@ from PIL import Image
 
 from engine.errors import InvalidInput
 from engine.models import AudioClip, Encoder
-from ingest.decode import decode_audio, decode_image
+from ingest.decode import DecodeSettings, decode_audio, decode_image
 from ingest.errors import DecodeError
+
+# A query is a short example, not a recording to index: a long or many-channel upload (a 660 KB FLAC can decode to
+# minutes of 8-channel 192 kHz audio) is refused from its header instead of holding the engine thread.
+MAX_QUERY_AUDIO_S = 120.0
+QUERY_DECODE = DecodeSettings(max_audio_s=MAX_QUERY_AUDIO_S, max_audio_samples=int(MAX_QUERY_AUDIO_S * 48_000 * 2),
+                              max_audio_bytes=64 << 20, max_image_bytes=64 << 20)
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ def _image(value: Any) -> Image.Image:
     if isinstance(value, Image.Image):
         return value.convert("RGB")
     try:
-        return decode_image(_read(value, "image"), "query image")
+        return decode_image(_read(value, "image"), "query image", QUERY_DECODE)
     except DecodeError as exc:
         raise InvalidInput(f"query image could not be read: {exc.reason}") from exc
 
@@ -48,7 +54,7 @@ def _audio(value: Any) -> AudioClip:
     if isinstance(value, tuple) and len(value) == 2:
         return AudioClip(np.asarray(value[0], dtype=np.float32), int(value[1]))
     try:
-        return decode_audio(_read(value, "audio"), "query audio")
+        return decode_audio(_read(value, "audio"), "query audio", QUERY_DECODE)
     except DecodeError as exc:
         raise InvalidInput(f"query audio could not be read: {exc.reason}") from exc
 
