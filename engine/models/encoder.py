@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -16,20 +17,31 @@ from engine.errors import InvalidInput, InvalidPreset, UnsupportedModality, Weig
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import HeadSpec, Preset, get_preset
 from engine.models.factory import build_towers
+from engine.models.status import require_weights
 from engine.models.towers import Tower
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
-class Encoder:
-    """Encodes images, texts and audio clips into float32 unit vectors of the preset's space."""
+Loader = Callable[[list[str]], "tuple[dict[str, Tower], dict[str, Head]]"]
 
-    def __init__(self, preset: Preset, towers: dict[str, Tower], heads: dict[str, Head], device: torch.device) -> None:
+
+class Encoder:
+    """Encodes images, texts and audio clips into float32 unit vectors of the preset's space.
+
+    With a ``loader`` (``load_encoder(..., lazy=True)``) a modality's tower and head are built the first time that
+    modality is used or ``require``d, so a text search or a folder of photos never needs the audio weights.
+    """
+
+    def __init__(self, preset: Preset, towers: dict[str, Tower], heads: dict[str, Head], device: torch.device,
+                 loader: Loader | None = None) -> None:
         self.preset = preset
         self.device = device
         self.towers = {m: t.to(device).eval() for m, t in towers.items()}
         self.heads = {m: h.to(device).eval() for m, h in heads.items()}
+        self._loader = loader
+        self._lock = threading.Lock()
 
     @property
     def dim(self) -> int:
@@ -38,12 +50,35 @@ class Encoder:
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        """Modalities this encoder has towers for."""
+        """Modalities whose towers are loaded (all the encoder can encode, unless it loads lazily)."""
         return tuple(self.towers)
+
+    @property
+    def supported(self) -> tuple[str, ...]:
+        """Modalities this encoder can encode: its preset's when it loads lazily, else the loaded ones."""
+        return self.preset.modalities if self._loader is not None else self.modalities
+
+    def require(self, modalities: Iterable[str]) -> None:
+        """Load the towers and heads these modalities need (one ``WeightsUnavailable`` lists all that are missing)."""
+        wanted = [m for m in dict.fromkeys(modalities) if m not in self.towers]
+        if not wanted:
+            return
+        unknown = [m for m in wanted if m not in self.supported]
+        if unknown:
+            raise UnsupportedModality(f"preset {self.preset.name!r} has no {unknown[0]!r} tower; it has {self.supported}")
+        assert self._loader is not None
+        with self._lock:  # server threads may ask for the same modality at once
+            todo = [m for m in wanted if m not in self.towers]
+            if todo:
+                towers, heads = self._loader(todo)
+                self.heads.update({m: h.to(self.device).eval() for m, h in heads.items()})
+                self.towers.update({m: t.to(self.device).eval() for m, t in towers.items()})
 
     def _tower(self, modality: str) -> Tower:
         if modality not in self.towers:
-            raise UnsupportedModality(f"preset {self.preset.name!r} has no {modality!r} tower; it has {self.modalities}")
+            if self._loader is None or modality not in self.preset.towers:
+                raise UnsupportedModality(f"preset {self.preset.name!r} has no {modality!r} tower; it has {self.supported}")
+            self.require([modality])
         return self.towers[modality]
 
     def preprocessor(self, modality: str) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
@@ -118,24 +153,42 @@ def _head(spec: HeadSpec, tower: Tower, preset: Preset, modality: str, random_we
     return head
 
 
+def _loader(preset: Preset, random_weights: bool, seed: int) -> Loader:
+    shared: dict = {}  # one open_clip model for image and text, even when they load at different times
+
+    def load(modalities: list[str]) -> tuple[dict[str, Tower], dict[str, Head]]:
+        require_weights(preset, modalities, random_weights)
+        towers = build_towers(preset, random_weights, modalities, seed, shared)
+        heads = {}
+        for m in modalities:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 1 + preset.modalities.index(m))  # the same head whichever others load
+                heads[m] = _head(preset.heads[m], towers[m], preset, m, random_weights)
+        return towers, heads
+
+    return load
+
+
 def load_encoder(
     preset: str | Path | Preset,
     device: str = "cpu",
     random_weights: bool = False,
     modalities: Iterable[str] | None = None,
     seed: int = 0,
+    lazy: bool = False,
 ) -> Encoder:
-    """Build an encoder; random weights only when asked or when the preset declares them."""
+    """Build an encoder; random weights only when asked or when the preset declares them. Missing weights for any
+    wanted modality raise one ``WeightsUnavailable`` listing them all. ``lazy``: load ``modalities`` (default none)
+    now and every other modality of the preset on first use."""
     preset = get_preset(preset)
-    wanted = list(modalities or preset.modalities)
+    wanted = list(modalities or ([] if lazy else preset.modalities))
     for m in wanted:
         if m not in preset.towers:
             raise UnsupportedModality(f"preset {preset.name!r} has no {m!r} tower")
     random_weights = random_weights or preset.random_weights
     dev = resolve_device(device)
-    towers = build_towers(preset, random_weights, wanted, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        heads = {m: _head(preset.heads[m], towers[m], preset, m, random_weights) for m in wanted}
-    log.info("encoder %s on %s (%s weights)", preset.name, dev, "random" if random_weights else "real")
-    return Encoder(preset, towers, heads, dev)
+    load = _loader(preset, random_weights, seed)
+    towers, heads = load(wanted) if wanted else ({}, {})
+    log.info("encoder %s on %s (%s weights%s)", preset.name, dev, "random" if random_weights else "real",
+             ", other modalities on first use" if lazy else "")
+    return Encoder(preset, towers, heads, dev, load if lazy else None)

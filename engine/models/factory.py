@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Iterable
 
 import torch
@@ -38,14 +39,22 @@ def _build_one(spec: TowerSpec, modality: str, random_weights: bool, shared: dic
     return _small(spec, random_weights)
 
 
+def tower_seed(spec: TowerSpec, seed: int) -> int:
+    """The seed a tower is built under: fixed per source, so a random tower is the same whichever others are built."""
+    return seed + zlib.crc32(f"{spec.kind}|{spec.source}".encode()) % 100_003
+
+
 def build_towers(
-    preset: Preset, random_weights: bool, modalities: Iterable[str] | None = None, seed: int = 0
+    preset: Preset, random_weights: bool, modalities: Iterable[str] | None = None, seed: int = 0,
+    shared: dict | None = None,
 ) -> dict[str, Tower]:
-    """Build the preset's towers (seeded when random), one shared model per open_clip source."""
-    shared: dict = {}
+    """Build the preset's towers (seeded per tower when random), one shared model per open_clip source;
+    pass the same ``shared`` dict to later calls so modalities loaded one at a time still share that model."""
+    shared = {} if shared is None else shared
     towers: dict[str, Tower] = {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for modality in modalities or preset.modalities:
-            towers[modality] = _build_one(preset.towers[modality], modality, random_weights, shared)
+    for modality in modalities or preset.modalities:
+        spec = preset.towers[modality]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tower_seed(spec, seed))
+            towers[modality] = _build_one(spec, modality, random_weights, shared)
     return towers

@@ -1,4 +1,5 @@
-"""Weights resolution: explicit path, then local cache, then download where allowed, else ``WeightsUnavailable``."""
+"""Weights resolution: explicit path, then the xmodal weights folder, then the Hugging Face / CLIP caches, else
+``WeightsUnavailable``. Resolving never downloads unless asked (``xmodal models pull``, ``engine.models.pull``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,38 @@ class Resolved:
     origin: str
 
 
+def weights_dir() -> Path:
+    """The folder ``xmodal models pull`` fills and the resolver reads first: ``$XMODAL_WEIGHTS`` or ``~/.cache/xmodal/weights``."""
+    return Path(os.environ.get("XMODAL_WEIGHTS") or "~/.cache/xmodal/weights").expanduser()
+
+
+def hf_local_dir(repo: str, revision: str | None = None) -> Path:
+    """Where a copy of a Hugging Face repo lives in the weights folder (``org/name`` or ``org/name@rev``)."""
+    return weights_dir() / (f"{repo}@{revision}" if revision else repo)
+
+
+def open_clip_remote(source: ModelSource) -> tuple[str, list[str], str]:
+    """For an ``open_clip:ARCH@TAG`` source: (hub repo or "", candidate file names, url), from open_clip's table."""
+    from engine.models.open_clip_registry import pretrained_registry
+
+    open_clip = pretrained_registry()  # its tables only: importing open_clip itself pulls in torch
+    cfg = open_clip.get_pretrained_cfg(source.name, source.tag or "") if source.tag else {}
+    if not cfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(source.name)) or "none"
+        raise InvalidModelSource(f"open_clip has no tag {source.tag!r} for {source.name!r}; known tags: {tags}")
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        return "", [os.path.basename(cfg.get("url", ""))], cfg.get("url", "")
+    repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+    return repo, [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"], ""
+
+
+def open_clip_local_file(source: ModelSource) -> Path:
+    """Where an open_clip checkpoint lives in the weights folder (``repo/file``, or ``open_clip/file`` for a URL)."""
+    repo, names, _url = open_clip_remote(source)
+    return weights_dir() / (repo or "open_clip") / names[0]
+
+
 def downloads_allowed() -> bool:
     """False when ``XMODAL_OFFLINE=1`` or the Hugging Face offline variables are set."""
     flags = ("XMODAL_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -53,12 +86,14 @@ def hub_reachable(endpoint: str | None = None, timeout: float = _PROBE_TIMEOUT_S
     return bool(result and result[0])
 
 
+def how_hf(repo: str, target: Path, files: list[str] | None = None) -> str:
+    """How to supply a Hugging Face repo (or some of its files) by hand: download elsewhere, copy to ``target``."""
+    listed = "".join(f" {f}" for f in files or [])
+    return f"on a connected machine `hf download {repo}{listed} --local-dir DIR`, then copy DIR's contents to {target}"
+
+
 def _how_hf(repo: str, allow: bool) -> str:
-    return (
-        f"Download it on a connected machine (`huggingface-cli download {repo}`) and copy the Hugging Face cache "
-        f"(~/.cache/huggingface) here, or point the preset at the files with local:/path/to/dir"
-        + ("; downloads are disabled by XMODAL_OFFLINE/HF_HUB_OFFLINE" if not allow else "")
-    )
+    return how_hf(repo, hf_local_dir(repo))
 
 
 def _download_or_raise(source: str, missing: list[str], how: str, fetch, allow: bool) -> Path:
@@ -77,6 +112,9 @@ def resolve_hf(source: ModelSource, allow: bool) -> Resolved:
     from huggingface_hub import snapshot_download
 
     patterns = HF_WEIGHT_PATTERNS
+    local = hf_local_dir(source.name, source.tag)
+    if (local / "config.json").is_file() or (local / "open_clip_config.json").is_file():
+        return Resolved(local, "weights folder")
     try:
         path = snapshot_download(source.name, revision=source.tag, local_files_only=True, allow_patterns=patterns)
         return Resolved(Path(path), "cache")
@@ -93,9 +131,6 @@ def resolve_open_clip(source: ModelSource, allow: bool) -> Resolved:
     """Resolve an ``open_clip:ARCH@TAG`` or ``open_clip:ARCH@/path`` source to a checkpoint file."""
     from huggingface_hub import hf_hub_download
 
-    from engine.models.open_clip_registry import pretrained_registry
-
-    open_clip = pretrained_registry()  # its tables only: importing open_clip itself pulls in torch
     explicit = source.explicit_path
     if explicit is not None:
         if explicit.is_file():
@@ -103,30 +138,26 @@ def resolve_open_clip(source: ModelSource, allow: bool) -> Resolved:
         raise WeightsUnavailable(str(source), [str(explicit)], "The checkpoint path in the source does not exist.")
     if not source.tag:
         raise WeightsUnavailable(str(source), ["(no pretrained tag)"], "Name a tag or a checkpoint: open_clip:ARCH@TAG.")
-    cfg = open_clip.get_pretrained_cfg(source.name, source.tag)
-    if not cfg:
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(source.name)) or "none"
-        raise InvalidModelSource(f"open_clip has no tag {source.tag!r} for {source.name!r}; known tags: {tags}")
-    hub = cfg.get("hf_hub", "")
-    if not hub:
-        url = cfg.get("url", "")
-        cached = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+    repo, candidates, url = open_clip_remote(source)
+    local = open_clip_local_file(source)
+    if local.is_file():
+        return Resolved(local, "weights folder")
+    if not repo:
+        cached = Path(os.path.expanduser("~/.cache/clip")) / candidates[0]
         if cached.is_file():
             return Resolved(cached, "cache")
         return Resolved(_download_or_raise(
-            str(source), [url], f"Download {url} into {cached.parent}.",
+            str(source), [url], f"Download {url} into {local.parent} (or {cached.parent}).",
             lambda: _download_open_clip_url(url), allow,
         ), "download")
-    repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
-    candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     for name in candidates:
         try:
             return Resolved(Path(hf_hub_download(repo, name, local_files_only=True)), "cache")
         except Exception:
             continue
+    how = how_hf(repo, local.parent, [candidates[0]])
     return Resolved(_download_or_raise(
-        str(source), [f"{repo}/{candidates[0]}"], _how_hf(repo, allow),
-        lambda: hf_hub_download(repo, candidates[0], etag_timeout=5), allow,
+        str(source), [f"{repo}/{candidates[0]}"], how, lambda: hf_hub_download(repo, candidates[0], etag_timeout=5), allow,
     ), "download")
 
 
@@ -158,11 +189,11 @@ def resolve_package(source: ModelSource, allow: bool = False) -> Resolved:
     return Resolved(path, "package")
 
 
-def resolve(source: ModelSource, allow_download: bool | None = None) -> Resolved:
-    """Resolve any source to a path on disk, or raise ``WeightsUnavailable``; downloads follow the environment by default."""
+def resolve(source: ModelSource, allow_download: bool = False) -> Resolved:
+    """Resolve any source to a path on disk, or raise ``WeightsUnavailable``; downloads only when asked and allowed
+    by the environment (weights never appear by surprise: ``xmodal models pull`` is the way to fetch them)."""
     resolvers = {"hf": resolve_hf, "open_clip": resolve_open_clip, "local": resolve_local, "package": resolve_package}
-    allow = downloads_allowed() if allow_download is None else allow_download
-    return resolvers[source.scheme](source, allow)
+    return resolvers[source.scheme](source, allow_download and downloads_allowed())
 
 
 def cached_status(source: ModelSource) -> tuple[bool, str]:

@@ -24,6 +24,7 @@ from engine.errors import InvalidInput, InvalidPreset
 from engine.models.factory import build_towers
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset
+from engine.models.status import require_weights
 from engine.models.towers.base import Tower
 from engine.models.towers.clap_audio import ClapAudioTower
 from engine.models.weights import resolve
@@ -100,10 +101,12 @@ def text_recall_at_1(mapped: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def bind_audio_from_text(
-    preset: str | Path | Preset, captions: Iterable[str], out: str | Path, name: str | None = None,
+    preset: str | Path | Preset, captions: Iterable[str], out: str | Path | None = None, name: str | None = None,
     config: BindConfig = BindConfig(), random_weights: bool = False,
 ) -> tuple[Path, TrainReport]:
-    """Fit the preset's audio head (CLAP space -> target space) from captions; write it and a preset using it."""
+    """Fit the preset's audio head (CLAP space -> target space) from captions. Without ``out`` the head is written
+    where the preset looks for it (its ``heads.audio.path``) and the preset's own file is returned; with ``out``,
+    the heads and a new preset file using them go there and that file is returned."""
     from engine.train.recipe import save_trained
 
     preset = get_preset(preset)
@@ -112,11 +115,15 @@ def bind_audio_from_text(
         raise InvalidPreset(f"{preset.name}: binding from text needs a clap_audio tower and a text tower")
     if preset.heads["audio"].kind != "linear":
         raise InvalidPreset(f"{preset.name}: the audio head must be linear to be bound from text")
+    install = preset.heads["audio"].path if out is None else None
+    if out is None and (install is None or preset.path is None):
+        raise InvalidInput(f"preset {preset.name} names no audio head path to write to; pass --out DIR for a new preset")
     texts = list(dict.fromkeys(t for t in captions if t.strip()))
     if len(texts) < 2:
         raise InvalidInput("binding audio from text needs at least two distinct captions")
     start = time.perf_counter()
     random_weights = random_weights or preset.random_weights
+    require_weights(preset, ["text", "audio"], random_weights, parts=("tower",))  # every missing tower at once
     towers = build_towers(preset, random_weights, ["text", "audio"], config.seed)
     text_head = Head(HeadConfig("identity", towers["text"].out_dim, towers["text"].out_dim))
     if preset.heads["text"].kind != "identity":
@@ -144,7 +151,11 @@ def bind_audio_from_text(
         heads["text"] = text_head
     heads["audio"] = head
     log.info("audio head bound from %d captions: %s", len(texts), json.dumps(scores))
-    path = save_trained(preset, SharedSpace(heads), Path(out), name or f"{preset.name}-bound", report)
+    if install is not None:
+        head.save(install)  # config.json is written last, so a half-written head is never taken for one
+        log.info("audio head written to %s, where preset %s looks for it", install, preset.name)
+        return preset.path, report  # type: ignore[return-value]
+    path = save_trained(preset, SharedSpace(heads), Path(out), name or f"{preset.name}-bound", report)  # type: ignore[arg-type]
     return path, report
 
 
