@@ -38,7 +38,8 @@ class _Version(argparse.Action):
             found = version("xmodal")
         except PackageNotFoundError:
             found = "unknown (not installed)"
-        parser.exit(message=f"xmodal {found}\n")
+        print(f"xmodal {found}")
+        parser.exit()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
 
 NAME = "search"
 HELP = "search the store with text, an image or an audio clip"
-FUSIONS = ("rrf", "calibrated")  # engine.query.FUSIONS, checked equal by tests/test_cli_startup.py (it imports torch)
+# engine.query's FUSIONS and DEFAULT_FUSION, repeated so `search --help` need not import torch (a test checks)
+FUSIONS = ("rrf", "calibrated", "probability")
+DEFAULT_FUSION = "calibrated"
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +38,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--image", help="image file as (part of) the query")
     parser.add_argument("--audio", help="audio file as (part of) the query")
     parser.add_argument("--text-weight", type=float_range(-100.0, 100.0), default=1.0, help="weight of the text part in a mixed query")
-    parser.add_argument("--targets", default="", help="comma-separated target modalities (default: all)")
+    parser.add_argument("--targets", default="", help="comma-separated kinds of result item: image,text,audio "
+                        "(default: all); an item matches through any of its representations (a photo through its captions)")
+    parser.add_argument("--indexes", default="", help="raw choice of the vector indexes searched, comma-separated "
+                        "(default: all); for benchmarks of one direction, e.g. text->image vectors alone")
+    parser.add_argument("--all", dest="show_all", action="store_true",
+                        help="also show results under the calibrated floor (marked weak)")
     parser.add_argument("--k", type=int_range(1, MAX_K), default=10, help=f"number of results (1 to {MAX_K})")
     parser.add_argument("--depth", type=int_range(1, MAX_DEPTH), default=100,
                         help=f"ANN candidates per target modality (1 to {MAX_DEPTH})")
-    parser.add_argument("--fusion", choices=FUSIONS, default="calibrated",
+    parser.add_argument("--fusion", choices=FUSIONS, default=DEFAULT_FUSION,
                         help="how lists of several modalities merge (default: calibrated, which measured better)")
     rr = parser.add_mutually_exclusive_group()
     rr.add_argument("--rerank", dest="rerank", action="store_true", default=None,
@@ -117,34 +125,52 @@ def rerank_note(engine: Engine, parts: list[QueryPart], targets: list[str], rera
 
 
 def run(args: argparse.Namespace) -> int:
-    """Search and print the results."""
-    from engine.engine import Engine
-    from engine.query import Filters
-
+    """Search and print the results (every argument is checked before torch and the model load)."""
     meta = {}
     for pair in args.meta:
         key, sep, value = pair.partition("=")
         if not sep:
             raise InvalidInput(f"--meta wants KEY=VALUE, got {pair!r}")
         meta[key] = value
-    filters = Filters(tuple(modality_list(",".join(args.modality), "--modality")), args.uri, _epoch(args.after), _epoch(args.before), meta)
+    modalities = tuple(modality_list(",".join(args.modality), "--modality"))
+    after, before = _epoch(args.after), _epoch(args.before)
     targets = modality_list(args.targets, "--targets")
+    indexes = modality_list(args.indexes, "--indexes")
+    for option, path in (("--image", args.image), ("--audio", args.audio)):
+        if path:
+            readable_file(path, option)
+    if not (args.image or args.audio or args.text):
+        raise InvalidInput("give a text query, --image FILE or --audio FILE")
+    from engine.engine import Engine
+    from engine.query import Filters
+
+    filters = Filters(modalities, args.uri, after, before, meta)
     parts = query_parts(args)
     with Engine.open(args.store, args.preset, args.device, create=False) as engine:
-        note = rerank_note(engine, parts, targets, args.rerank)
-        results = engine.search(parts, targets, args.k, filters, args.depth, args.fusion, args.rerank, args.rerank_depth)
+        note = rerank_note(engine, parts, indexes, args.rerank)
+        results = engine.search(parts, targets, args.k, filters, args.depth, args.fusion, args.rerank, args.rerank_depth,
+                                indexes=indexes, show_all=True)
+    weak = sum(r.weak for r in results)
+    if not args.show_all:
+        results = [r for r in results if not r.weak]
     if note:
         log.info("%s", note)  # shown with -v
+    nothing_strong = f"no strong match ({weak} weaker results under the calibrated floor; --all shows them)"
     if args.json:
+        if weak and not results:
+            print(nothing_strong, file=sys.stderr)
         print(json.dumps([{"rank": rank, "order_score": r.order_score, "ordered_by": r.ordered_by, **asdict(r)}
                           for rank, r in enumerate(results, 1)], indent=2, default=str))
         return 0
-    if not results:
+    if weak and not results:
+        print(nothing_strong)
+    elif not results:
         print("no results")
     else:  # the first number orders the list; "cosine" is the matched representation's first-stage cosine
         print(f"{'#':>3}  {results[0].ordered_by + ' score':>12}  {'cosine':>6}  kind  item")
     for rank, r in enumerate(results, 1):
         where = f" @ {r.match.offset_seconds:.1f}s" if r.match.offset_seconds is not None else ""
         said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind == "caption" else ""
-        print(f"{rank:>3}. {r.order_score:12.4f}  {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}")
+        mark = "  (weak)" if r.weak else ""
+        print(f"{rank:>3}. {r.order_score:12.4f}  {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}{mark}")
     return 0
