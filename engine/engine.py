@@ -18,6 +18,24 @@ from index.settings import read_settings, write_settings
 log = logging.getLogger(__name__)
 
 
+def scan_modalities(found) -> list[str]:
+    """The modalities an ingest of this scan will encode, from file extensions (an unknown one may be anything)."""
+    from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, TEXT_EXTENSIONS
+
+    wanted: set[str] = {"text"} if found.records else set()
+    for task in found.files:
+        ext = Path(task.path).suffix.lower()
+        if task.captions or ext in TEXT_EXTENSIONS:
+            wanted.add("text")
+        if ext in IMAGE_EXTENSIONS:
+            wanted.add("image")
+        elif ext in AUDIO_EXTENSIONS:
+            wanted.add("audio")
+        elif ext not in TEXT_EXTENSIONS:
+            wanted |= {"image", "audio", "text"}
+    return [m for m in ("text", "image", "audio") if m in wanted]
+
+
 class Engine:
     """Ingest into and (later) search a store with one preset's encoder."""
 
@@ -43,7 +61,7 @@ class Engine:
         try:
             settings = read_settings(root)
             chosen = str(preset or settings.get("preset") or DEFAULT_PRESET)
-            encoder = load_encoder(chosen, device=str(dev), random_weights=random_weights)
+            encoder = load_encoder(chosen, device=str(dev), random_weights=random_weights, lazy=True)  # towers on first use
             if settings.get("preset") != chosen and not opened.read_only:
                 write_settings(root, {**settings, "preset": chosen})
         except BaseException:
@@ -65,6 +83,7 @@ class Engine:
         from ingest.sources import ScanOptions, scan_sources
 
         found = scan_sources(paths, scan or ScanOptions())
+        self.encoder.require(m for m in scan_modalities(found) if m in self.encoder.supported)  # all missing at once
         options = options or IngestOptions()
         if self.reranker is not None and self.reranker.config.enabled and not options.tokens:
             # candidates need token features to be re-ranked; a re-ranker off everywhere stores none unless asked

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--data", action="append", required=True, metavar="KIND[:ARG][@MODS]",
                         help="training data, repeatable: esc10:DIR, fsdd:DIR, digits, digits3:FSDD_DIR, coco:JSON, "
                         "flickr:captions.txt, manifest:FILE, synthetic[:N]; append @image,text to train only those pairs")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", help="output directory (required, except with --bind-audio-from-text: without it the "
+                        "audio head is written where the preset looks for it, e.g. clip-vit-b32's heads.audio.path)")
     parser.add_argument("--name", help="name of the trained preset (default PRESET-trained)")
     parser.add_argument("--epochs", type=int_range(1, 100_000), default=TrainConfig.epochs, help="maximum epochs")
     parser.add_argument("--batch-size", type=int_range(2, MAX_BATCH_SIZE), default=TrainConfig.batch_size,
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     specs = [parse_data_spec(d) for d in args.data]
     if args.bind_audio_from_text:
         return _bind(args, specs)
+    if not args.out:
+        raise InvalidInput("--out DIR is required (only --bind-audio-from-text can write into the preset itself)")
     config = train_config(args)
     if args.add_members:
         return _members(args, specs, config)
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained in {report.seconds:.1f} s; best epoch {report.best_epoch} (validation score {report.best_score:.3f})")
         for name, r in best.get("val_r1", {}).items():
             print(f"  {name}: R@1 a->b {r['a_to_b']:.3f}  b->a {r['b_to_a']:.3f}")
-        print(f"preset written to {path}")
+        print(f"preset written to {path}; use it with --preset {path} (or add {path.parent} to XMODAL_PRESET_PATH "
+              f"and use --preset {path.stem})")
     return 0
 
 
@@ -120,7 +124,13 @@ def _bind(args: argparse.Namespace, specs: list) -> int:
     else:
         print(f"audio head bound from {scores['captions']} captions in {report.seconds:.1f} s; "
               + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k.endswith("_r1")))
-        print(f"preset written to {path}")
+        if args.out:
+            print(f"preset written to {path}; use it with --preset {path}")
+        else:
+            from engine.models import get_preset
+
+            preset = get_preset(args.preset)
+            print(f"audio head written to {preset.heads['audio'].path}; use it with --preset {args.preset}")
     return 0
 
 
