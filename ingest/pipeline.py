@@ -11,9 +11,9 @@ import torch
 
 from engine.models import Encoder
 from ingest.decode import DecodeSettings
-from ingest.sources import Scan, TextRecord
+from ingest.sources import Listing, Scan, TextRecord
 from ingest.pool import DecodePool
-from ingest.work import Decoded, FileTask, RepPayload, process
+from ingest.work import Decoded, FileTask, RepPayload, process, text_reps
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,27 @@ class Completed:
     tokens: list[np.ndarray] | None = None
 
 
+@dataclass
+class Annotation:
+    """A listing's captions and metadata for an item already stored, with vectors (and tokens) for ``texts``: the
+    captions its source lists that the item does not hold from that source yet."""
+
+    listing: Listing
+    texts: list[str]
+    vectors: np.ndarray | None = None
+    tokens: list[np.ndarray] | None = None
+
+
+@dataclass
+class AnnotateCounts:
+    """What applying annotations changed: captions added and removed, items whose metadata changed, items changed."""
+
+    captions_added: int = 0
+    captions_removed: int = 0
+    metadata_updated: int = 0
+    items: int = 0
+
+
 class Sink(Protocol):
     """Where ingest writes: the catalog (source of truth) and the indexes derived from it."""
 
@@ -64,6 +85,9 @@ class Sink(Protocol):
     def find_sha(self, sha256: str) -> int | None: ...
     def commit(self, done: list[Completed], failed: list[Decoded], touched: list[Decoded],
                copied: list[tuple[Decoded, int]]) -> None: ...
+    def annotation_need(self, listing: Listing) -> list[str] | None: ...
+    def annotate(self, annotations: list[Annotation]) -> AnnotateCounts: ...
+    def drop_unlisted(self, sources: list[str], listed: set[tuple[str | None, str]]) -> int: ...
     def delete_missing(self, roots: list[str], seen: set[str]) -> int: ...
 
 
@@ -81,6 +105,10 @@ class IngestSummary:
     failed: int = 0
     deleted: int = 0
     representations: int = 0
+    captions_added: int = 0  # captions and metadata from manifests and caption files, also onto unchanged files
+    captions_removed: int = 0
+    metadata_updated: int = 0
+    annotated: int = 0  # items whose captions or metadata changed that way
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -110,6 +138,7 @@ class Pipeline:
         self._copied: list[tuple[Decoded, int]] = []
         self._parked: dict[str, list[Decoded]] = {}
         self._in_run: dict[str, str] = {}
+        self._record_listings: list[Listing] = []  # unchanged text records whose row's metadata may have changed
 
     # -- planning ----------------------------------------------------------------------------------
     def _plan(self, scan: Scan) -> tuple[list[FileTask], list[TextRecord]]:
@@ -130,6 +159,8 @@ class Pipeline:
             known = self.sink.lookup(record.uri)
             if known and known.sha256 == record.sha256 and known.status == "ok" and known.has_vectors:
                 self.summary.unchanged += 1
+                if record.metadata:
+                    self._record_listings.append(Listing(record.uri, None, None, record.metadata))
             else:
                 records.append(record)
         return tasks, records
@@ -227,14 +258,66 @@ class Pipeline:
             self._commit()
 
     def _records(self, records: list[TextRecord]) -> None:
-        for start in range(0, len(records), self.options.batch_size):
-            chunk = records[start : start + self.options.batch_size]
-            vectors, tokens = self._embed("text", self.encoder.preprocess("text", [r.text for r in chunk]))
-            self._ready += [Completed(r.uri, r.sha256, "text", [RepPayload("text", "text", text=r.text)], v[None, :],
-                                      record=r, tokens=[t] if self.options.tokens else None)
-                            for r, v, t in zip(chunk, vectors, tokens)]
+        size = self.options.batch_size
+        for start in range(0, len(records), size):
+            chunk = records[start : start + size]
+            reps = [self._record_reps(r) for r in chunk]  # a long record becomes passages, like a long file
+            flat = [rep.text for group in reps for rep in group]
+            vectors, tokens = [], []
+            for at in range(0, len(flat), size):
+                v, t = self._embed("text", self.encoder.preprocess("text", flat[at : at + size]))
+                vectors.append(v)
+                tokens += list(t)
+            stacked, at = np.concatenate(vectors), 0
+            for r, group in zip(chunk, reps):
+                part = slice(at, at + len(group))
+                self._ready.append(Completed(r.uri, r.sha256, "text", group, stacked[part], record=r,
+                                             tokens=tokens[part] if self.options.tokens else None))
+                at += len(group)
             self.summary.seen += len(chunk)
             self._commit()
+
+    def _record_reps(self, record: TextRecord) -> list[RepPayload]:
+        reps, note = text_reps(record.text, self.options.decode.passages)
+        if note:
+            self.summary.notes.append((record.uri, note))
+        return reps or [RepPayload("text", "text", text=record.text)]
+
+    # -- captions and metadata onto stored items ----------------------------------------------------
+    def _annotate(self, listings: list[Listing]) -> None:
+        """Apply listings after the files are in: only captions new to an item are embedded (text tower), never
+        its media; one transaction per batch, and a rerun recomputes what is left from the catalog."""
+        queue: list[Annotation] = []
+        for listing in listings:
+            texts = self.sink.annotation_need(listing)
+            if texts is None:
+                continue
+            queue.append(Annotation(listing, texts))
+            if len(queue) >= self.options.batch_size or sum(len(a.texts) for a in queue) >= self.options.batch_size:
+                self._apply(queue)
+                queue = []
+        self._apply(queue)
+
+    def _apply(self, queue: list[Annotation]) -> None:
+        if not queue:
+            return
+        flat = [t for a in queue for t in a.texts]
+        vectors, tokens = np.zeros((0, 0), dtype=np.float32), []
+        if flat:
+            parts = [self._embed("text", self.encoder.preprocess("text", flat[i : i + self.options.batch_size]))
+                     for i in range(0, len(flat), self.options.batch_size)]
+            vectors, tokens = np.concatenate([v for v, _ in parts]), [t for _, ts in parts for t in ts]
+        at = 0
+        for a in queue:
+            a.vectors = vectors[at : at + len(a.texts)]
+            a.tokens = tokens[at : at + len(a.texts)] if self.options.tokens else None
+            at += len(a.texts)
+        counts = self.sink.annotate(queue)
+        s = self.summary
+        s.captions_added += counts.captions_added
+        s.captions_removed += counts.captions_removed
+        s.metadata_updated += counts.metadata_updated
+        s.annotated += counts.items
 
     def run(self, scan: Scan) -> IngestSummary:
         """Ingest everything in ``scan``; returns the summary (failures are counted, never raised)."""
@@ -255,6 +338,8 @@ class Pipeline:
                 self._flush(modality)
         self._commit()
         self._records(records)
+        self._annotate([*scan.listings, *self._record_listings])
+        self.summary.captions_removed += self.sink.drop_unlisted(scan.sources, {(l.source, l.uri) for l in scan.listings})
         seen = {t.uri for t in scan.files} | {r.uri for r in scan.records}
         self.summary.deleted = self.sink.delete_missing(scan.roots, seen)
         self.summary.seconds = time.perf_counter() - start

@@ -225,6 +225,25 @@ def test_the_passage_cap_is_a_note_in_the_summary(tmp_path):
     assert "indexed up to character" in summary.notes[0][1]
 
 
+def test_long_manifest_records_become_passages_too(tmp_path):
+    records = tmp_path / "notes.jsonl"
+    records.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "long", "text": _numbered(300)}, {"id": "short", "text": "a short note"},
+        {"id": "capped", "text": _numbered(3000)}]) + "\n")
+    settings = DecodeSettings(passages=PassageSettings(words=100, overlap=20, max_passages=5))
+    with Engine.open(tmp_path / "store", "tiny-random") as engine:
+        summary = engine.ingest([records], IngestOptions(workers=0, batch_size=4, decode=settings))
+        catalog = engine.store.catalog
+        reps = {uri: catalog.representations_of(catalog.item_by_uri(f"{records}#{uri}").id)
+                for uri in ("long", "short", "capped")}
+        assert summary.failed == 0 and summary.added == 3
+        assert [(r.kind, r.text) for r in reps["short"]] == [("text", "a short note")]
+        assert {r.kind for r in reps["long"]} == {"passage"} and len(reps["long"]) == 4  # 300 words, 80 new each
+        assert len(reps["capped"]) == 5 and [u for u, _ in summary.notes] == [f"{records}#capped"]
+        top = engine.search(reps["long"][2].text, ["text"], k=1)[0]
+        assert top.uri == f"{records}#long" and top.match.char_offset == int(reps["long"][2].offset_seconds)
+
+
 def test_settings_pass_through_replace():
     settings = replace(DecodeSettings(), passages=PassageSettings(max_passages=7))
     assert settings.passages.max_passages == 7
