@@ -22,7 +22,7 @@ def scan_modalities(found) -> list[str]:
     """The modalities an ingest of this scan will encode, from file extensions (an unknown one may be anything)."""
     from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, TEXT_EXTENSIONS
 
-    wanted: set[str] = {"text"} if found.records else set()
+    wanted: set[str] = {"text"} if found.records or any(listing.captions for listing in found.listings) else set()
     for task in found.files:
         ext = Path(task.path).suffix.lower()
         if task.captions or ext in TEXT_EXTENSIONS:

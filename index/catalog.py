@@ -157,16 +157,17 @@ class Catalog(CatalogReads):
     # ---- representations ---------------------------------------------------------------------------
 
     def add_representation(self, item_id: int, kind: str, modality: str, *, offset_seconds: float | None = None,
-                           text: str | None = None) -> int:
-        """Add a searchable view of an item; returns its id (the FAISS id of its vectors)."""
+                           text: str | None = None, source: str | None = None) -> int:
+        """Add a searchable view of an item (``source``: the manifest that gave a caption); returns its id (the
+        FAISS id of its vectors)."""
         _check_modality(modality)
         with self.atomic():
             gen = self._write_generation()
             try:
                 cur = self.db.execute(
-                    """INSERT INTO representations (item_id, kind, modality, offset_seconds, text, generation)
-                       VALUES (?, ?, ?, ?, ?, ?)""",
-                    (item_id, kind, modality, offset_seconds, text, gen),
+                    """INSERT INTO representations (item_id, kind, modality, offset_seconds, text, generation, source)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    (item_id, kind, modality, offset_seconds, text, gen, source),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ItemNotFound(f"no item with id {item_id}") from exc
@@ -183,6 +184,32 @@ class Catalog(CatalogReads):
             if rep_ids:
                 self._write_generation()
             return len(rep_ids)
+
+    def remove_representation_ids(self, representation_ids: list[int]) -> int:
+        """Remove these representations and their vectors and tokens (tombstoned); returns how many went."""
+        ids = [int(i) for i in representation_ids]
+        if not ids:
+            return 0
+        with self.atomic():
+            for rep in ids:
+                self._delete_vectors("representation_id = ?", (rep,))
+            gone = sum(self.db.execute("DELETE FROM representations WHERE id = ?", (rep,)).rowcount for rep in ids)
+            return gone
+
+    def set_representation_source(self, representation_id: int, source: str | None) -> None:
+        """Record which manifest gave a caption (its vectors are unchanged, so no index needs to change)."""
+        with self.atomic():
+            self._write_generation()
+            self.db.execute("UPDATE representations SET source = ? WHERE id = ?", (source, representation_id))
+
+    def set_metadata(self, item_id: int, metadata: dict[str, Any]) -> None:
+        """Replace an item's metadata (nothing else about it changes)."""
+        with self.atomic():
+            gen = self._write_generation()
+            cur = self.db.execute("UPDATE items SET metadata = ?, updated_at = ?, generation = ? WHERE id = ?",
+                                  (json.dumps(metadata, sort_keys=True), now(), gen, item_id))
+            if cur.rowcount == 0:
+                raise ItemNotFound(f"no item with id {item_id}")
 
     # ---- vectors -----------------------------------------------------------------------------------
 

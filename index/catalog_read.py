@@ -56,6 +56,13 @@ class CatalogReads:
         return [Representation(**r) for r in self.db.query(
             "SELECT * FROM representations WHERE item_id = ? ORDER BY id", [item_id])]
 
+    def captions_from(self, source: str) -> list[tuple[int, str]]:
+        """(representation id, item uri) of every caption that ``source`` (a manifest's uri) gave, by id."""
+        rows = self.db.execute(
+            "SELECT r.id, i.uri FROM representations r JOIN items i ON i.id = r.item_id "
+            "WHERE r.source = ? AND r.kind = 'caption' ORDER BY r.id", (source,)).fetchall()
+        return [(int(rep), str(uri)) for rep, uri in rows]
+
     def hydrate(self, representation_ids: np.ndarray | list[int]) -> dict[int, Hit]:
         """Map representation ids (FAISS hits) to item id, uri, modality, kind, offset, text (its first
         ``HIT_TEXT_CHARS`` characters)."""

@@ -43,6 +43,7 @@ class Representation:
     offset_seconds: float | None
     text: str | None
     generation: int = 0
+    source: str | None = None  # the manifest or caption file that gave a caption (None: the file itself)
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,16 @@ _V4 = [
     "INSERT INTO generations (generation, token) SELECT generation, lower(hex(randomblob(16))) FROM catalog_state",
 ]
 
+# Which source gave a caption (the manifest or caption file's uri; NULL for a file's own representations and for
+# captions stored before this migration): a manifest ingested again removes the captions it no longer lists, and
+# only those, while captions from other sources stay.
+_V5 = [
+    "ALTER TABLE representations ADD COLUMN source TEXT",
+    "CREATE INDEX representations_source ON representations (source) WHERE source IS NOT NULL",
+]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

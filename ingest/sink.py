@@ -10,7 +10,8 @@ import numpy as np
 from index import Store
 from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from ingest.files import file_uri, path_uri
-from ingest.pipeline import Completed, Known
+from ingest.pipeline import Annotation, AnnotateCounts, Completed, Known
+from ingest.sources import Listing
 from ingest.work import Decoded, RepPayload
 
 
@@ -62,14 +63,16 @@ class CatalogSink:
     def _write_item(self, uri: str, modality: str, sha256: str, size: int | None, mtime: float | None,
                     metadata: dict | None, reps: list[tuple], vectors: np.ndarray,
                     tokens: list[np.ndarray] | None = None) -> int:
-        """Upsert an item and its representations, reusing identical ones (other models' vectors stay)."""
+        """Upsert an item and its own representations, reusing identical ones (other models' vectors stay); captions
+        that manifests gave and metadata keys the file's source does not set are kept."""
         previous = self.catalog.item_by_uri(uri)
-        item_id = self.catalog.upsert_item(uri, modality, sha256=sha256, size=size, mtime=mtime, metadata=metadata)
-        existing = {_rep_key(r.kind, r.modality, r.offset_seconds, r.text): r.id
-                    for r in self.catalog.representations_of(item_id)}
+        merged = {**(previous.metadata if previous else {}), **(metadata or {})}
+        item_id = self.catalog.upsert_item(uri, modality, sha256=sha256, size=size, mtime=mtime, metadata=merged)
+        own = [r for r in self.catalog.representations_of(item_id) if r.source is None]
+        existing = {_rep_key(r.kind, r.modality, r.offset_seconds, r.text): r.id for r in own}
         wanted = [_rep_key(*rep) for rep in reps]
         if not (previous and previous.sha256 == sha256 and set(wanted) <= set(existing)):
-            self.catalog.remove_representations(item_id)
+            self.catalog.remove_representation_ids([r.id for r in own])
             existing = {key: self.catalog.add_representation(item_id, key[0], key[1], offset_seconds=key[2], text=key[3])
                         for key in wanted}
         rep_ids = np.array([existing[k] for k in wanted], dtype=np.int64)
@@ -94,9 +97,11 @@ class CatalogSink:
                 self._write_item(c.uri, c.modality, c.sha256, size, task.mtime if task else None, meta,
                                  self._reps(c.reps), c.vectors, c.tokens)
             for d in failed:
+                previous = self.catalog.item_by_uri(d.task.uri)
                 item_id = self.catalog.upsert_item(d.task.uri, d.modality or _guess_modality(d.task.uri),
                                                    sha256=d.sha256 or None, size=d.task.size, mtime=d.task.mtime,
-                                                   metadata=dict(d.task.metadata or {}))
+                                                   metadata={**(previous.metadata if previous else {}),
+                                                             **(d.task.metadata or {})})
                 self.catalog.mark_failed(item_id, d.error or "unknown error")
                 self._with_vectors.discard(item_id)
             for d in touched:
@@ -104,8 +109,9 @@ class CatalogSink:
                 self.catalog.upsert_item(d.task.uri, item.modality if item else _guess_modality(d.task.uri),
                                          sha256=d.sha256, size=d.task.size, mtime=d.task.mtime,
                                          metadata=item.metadata if item else None)
-            for d, source_id in copied:
-                source = self.catalog.representations_of(source_id)
+            for d, source_id in copied:  # the twin's own representations; captions belong to their item
+                source = [r for r in self.catalog.representations_of(source_id)
+                          if r.source is None and r.kind != "caption"]
                 ids = np.array([r.id for r in source], dtype=np.int64)
                 vectors = self.catalog.vectors_for(self.model, ids)
                 stored = self.catalog.tokens_for(self.model, ids)
@@ -113,6 +119,75 @@ class CatalogSink:
                 self._write_item(d.task.uri, self.catalog.item(source_id).modality, d.sha256, d.task.size, d.task.mtime,
                                  dict(d.task.metadata or {}),
                                  [(r.kind, r.modality, r.offset_seconds, r.text) for r in source], vectors, tokens)
+
+    def annotation_need(self, listing: Listing) -> list[str] | None:
+        """The caption texts a listing needs vectors for ([] when only removals or metadata change), or None when
+        it changes nothing (or its item is not an ok item of this model)."""
+        item = self.catalog.item_by_uri(listing.uri)
+        if item is None or item.status != "ok" or item.id not in self._with_vectors:
+            return None
+        texts: list[str] = []
+        stale = False
+        if listing.captions is not None:
+            captions = [r for r in self.catalog.representations_of(item.id) if r.kind == "caption"]
+            held = {r.text for r in captions if r.source == listing.source}
+            texts = [t for t in listing.captions if t not in held]
+            stale = any(r.source == listing.source and r.text not in listing.captions for r in captions)
+        meta = bool(listing.metadata) and {**item.metadata, **(listing.metadata or {})} != item.metadata
+        return texts if texts or stale or meta else None
+
+    def annotate(self, annotations: list[Annotation]) -> AnnotateCounts:
+        """One transaction: each listing's new captions added (with the vectors given), the captions its source no
+        longer lists removed, captions stored before sources were recorded claimed, metadata merged."""
+        counts = AnnotateCounts()
+        with self.catalog.atomic():
+            for note in annotations:
+                item = self.catalog.item_by_uri(note.listing.uri)
+                if item is None or item.status != "ok":
+                    continue
+                added, removed = self._captions(item.id, note) if note.listing.captions is not None else (0, 0)
+                merged = {**item.metadata, **(note.listing.metadata or {})}
+                if merged != item.metadata:
+                    self.catalog.set_metadata(item.id, merged)
+                    counts.metadata_updated += 1
+                counts.captions_added += added
+                counts.captions_removed += removed
+                counts.items += bool(added or removed or merged != item.metadata)
+        return counts
+
+    def _captions(self, item_id: int, note: Annotation) -> tuple[int, int]:
+        listing = note.listing
+        captions = [r for r in self.catalog.representations_of(item_id) if r.kind == "caption"]
+        wanted = set(listing.captions or ())
+        held = {r.text for r in captions if r.source == listing.source}
+        legacy = {r.text: r.id for r in captions if r.source is None}
+        given = {t: i for i, t in enumerate(note.texts)}
+        new_ids, rows = [], []
+        for text in dict.fromkeys(listing.captions or ()):
+            if text in held:
+                continue
+            if text in legacy and listing.source is not None:
+                self.catalog.set_representation_source(legacy.pop(text), listing.source)
+                continue
+            new_ids.append(self.catalog.add_representation(item_id, "caption", "text", text=text, source=listing.source))
+            rows.append(given[text])
+        stale = [r.id for r in captions if r.source == listing.source and r.text not in wanted]
+        self.catalog.remove_representation_ids(stale)
+        if new_ids:
+            ids = np.array(new_ids, dtype=np.int64)
+            self.catalog.write_vectors(self.model, ids, note.vectors[rows])
+            if note.tokens is not None:
+                self.catalog.write_tokens(self.model, ids, [note.tokens[i] for i in rows])
+        return len(new_ids), len(stale)
+
+    def drop_unlisted(self, sources: list[str], listed: set[tuple[str | None, str]]) -> int:
+        """Remove the captions each scanned source gave to files it no longer lists; returns how many went."""
+        stale = [rep for source in sources for rep, uri in self.catalog.captions_from(source)
+                 if (source, uri) not in listed]
+        if stale:
+            with self.catalog.atomic():
+                self.catalog.remove_representation_ids(stale)
+        return len(stale)
 
     def delete_missing(self, roots: list[str], seen: set[str]) -> int:
         """Mark deleted the items under a scanned folder (or from a scanned manifest) that are no longer there."""

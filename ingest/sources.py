@@ -43,16 +43,53 @@ class TextRecord:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a manifest or caption file (``source``, its uri) says of one media file: its captions (all of them:
+    captions this source gave before and no longer lists are removed) and metadata (merged onto the item's)."""
+
+    uri: str
+    source: str | None
+    captions: tuple[str, ...] | None = None  # None: leave the item's captions alone
+    metadata: Mapping[str, Any] | None = None
+
+
 @dataclass
 class Scan:
-    """What a set of sources holds: file tasks, text records, the roots they cover, entries already refused
-    (uri, reason) and files passed over, counted by reason."""
+    """What a set of sources holds: file tasks (one per uri), text records, listings of captions and metadata, the
+    roots they cover, entries already refused (uri, reason) and files passed over, counted by reason."""
 
     files: list[FileTask] = field(default_factory=list)
     records: list[TextRecord] = field(default_factory=list)
+    listings: list[Listing] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+
+    @property
+    def sources(self) -> list[str]:
+        """The manifests and caption files scanned (whose listings are complete)."""
+        return [path_uri(r) for r in self.roots if not os.path.isdir(r)]
+
+    def add_listing(self, uri: str, source: str, captions: Iterable[str], metadata: Mapping[str, Any] | None) -> None:
+        """Record a source's captions and metadata for ``uri``; a source naming a file twice gives the union."""
+        texts = tuple(c.strip() for c in captions if c.strip())
+        for i, old in enumerate(self.listings):
+            if old.uri == uri and old.source == source:
+                merged = tuple(dict.fromkeys((*(old.captions or ()), *texts)))
+                self.listings[i] = Listing(uri, source, merged, {**(old.metadata or {}), **(metadata or {})} or None)
+                return
+        self.listings.append(Listing(uri, source, tuple(dict.fromkeys(texts)), metadata or None))
+
+    def add_file(self, path: str, metadata: Mapping[str, Any] | None = None) -> None:
+        """Add a file task (stat'ed now), once per uri however many sources name it."""
+        task = _file_task(path, metadata=metadata)
+        if task.uri not in self._uris:
+            self._uris.add(task.uri)
+            self.files.append(task)
+
+    def __post_init__(self) -> None:
+        self._uris = {t.uri for t in self.files}
 
 
 class NotRegularFile(OSError):
@@ -111,7 +148,7 @@ def walk_directory(root: str, options: ScanOptions, scan: Scan) -> None:
                 scan.skipped[reason] += 1
                 continue
             try:
-                scan.files.append(_file_task(path))
+                scan.add_file(path)
             except OSError as exc:  # dangling symlink, permission denied, FIFO or device
                 scan.errors.append((path_uri(path), _refusal(exc, "cannot stat file")))
 
@@ -131,15 +168,18 @@ def _flickr_media(captions_file: Path, media: str) -> str:
 
 
 def _add_captioned(scan: Scan, path: Path, items: Iterable[Any], resolve) -> None:
+    source = path_uri(str(path))
     for entry in items:
-        media = resolve(entry.media)
+        media = os.path.abspath(resolve(entry.media))
+        scan.add_listing(path_uri(media), source, entry.captions, None)
         try:
-            scan.files.append(_file_task(os.path.abspath(media), tuple(entry.captions)))
+            scan.add_file(media)
         except OSError as exc:
             scan.errors.append((path_uri(media), f"listed in {shown(str(path))} but " + _refusal(exc, "cannot be read")))
 
 
 def _add_manifest(scan: Scan, path: Path) -> None:
+    source = path_uri(str(path))
     for row in iter_manifest(path):
         meta = dict(row.metadata) or None
         if row.media:
@@ -147,8 +187,9 @@ def _add_manifest(scan: Scan, path: Path) -> None:
                 scan.errors.append((row.media, f"{shown(str(path))}:{row.line}: remote URIs are not fetched; download them first"))
                 continue
             media = os.path.abspath(resolve_media(row.media, path.parent))
+            scan.add_listing(path_uri(media), source, row.texts, meta)
             try:
-                scan.files.append(_file_task(media, row.texts, meta))
+                scan.add_file(media, meta)
             except OSError as exc:
                 scan.errors.append((path_uri(media), f"{shown(str(path))}:{row.line}: " + _refusal(exc, "cannot read file")))
         elif row.texts:
@@ -179,10 +220,10 @@ def scan_sources(paths: Iterable[str | Path], options: ScanOptions = ScanOptions
             _add_manifest(scan, path)
         else:
             try:
-                scan.files.append(_file_task(str(path)))
+                scan.add_file(str(path))
             except NotRegularFile as exc:
                 scan.errors.append((path_uri(str(path)), str(exc)))
     return scan
 
 
-__all__ = ["ManifestError", "Scan", "ScanOptions", "TextRecord", "scan_sources", "walk_directory"]
+__all__ = ["Listing", "ManifestError", "Scan", "ScanOptions", "TextRecord", "scan_sources", "walk_directory"]
