@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
               f"{summary.unchanged} unchanged, {summary.skipped_failed} previously failed skipped, "
               f"{summary.deleted} deleted, {summary.failed} failed ({summary.representations} representations, "
               f"{summary.seconds:.1f} s)")
+        if summary.annotated or summary.captions_removed:
+            print(f"captions and metadata from manifests: {summary.captions_added} captions added, "
+                  f"{summary.captions_removed} removed, metadata updated on {summary.metadata_updated}; "
+                  f"{summary.annotated} items changed")
         if summary.skipped:
             print(f"skipped {sum(summary.skipped.values())} files: "
                   + ", ".join(f"{n} {reason}" for reason, n in summary.skipped.items()))
