@@ -56,8 +56,13 @@ class SearchIn(BaseModel):
     text: str | None = Field(None, max_length=2000, description="text query (required in a JSON request)")
     text_weight: float = Field(1.0, ge=-100.0, le=100.0,
                                description="weight of the text when mixed with an uploaded file")
-    targets: Modalities = Field([], description="modalities to search (default: all that hold vectors; at most "
-                                f"{MAX_LIST} entries, repeats ignored)")
+    targets: Modalities = Field([], description="kinds of result item (default: all); an item matches through any "
+                                f"of its representations (a photo through its captions); at most {MAX_LIST} entries, "
+                                "repeats ignored")
+    indexes: Modalities = Field([], description="raw choice of the vector indexes searched (default: all), for "
+                                "benchmarks of one direction")
+    show_all: bool = Field(False, description="also return results under the preset's calibrated floor (each "
+                           "result says whether it is weak)")
     k: int = Field(10, ge=1, le=200)
     depth: int = Field(100, ge=1, le=10_000, description="ANN candidates per target modality")
     fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
@@ -77,7 +82,7 @@ class SearchIn(BaseModel):
         f = self.filters
         filters = Filters(tuple(f.modalities), f.uri_glob, f.mtime_after, f.mtime_before, dict(f.metadata))
         return SearchJob(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion, self.rerank,
-                         self.rerank_depth)
+                         self.rerank_depth, tuple(self.indexes), self.show_all)
 
 
 SEARCH_DOC = {
@@ -90,6 +95,8 @@ SEARCH_DOC = {
                 "text": {"type": "string"}, "text_weight": {"type": "number"},
                 "targets": {"type": "string", "description": "comma-separated: image,text,audio (the field may "
                             "also be repeated)"},
+                "indexes": {"type": "string", "description": "comma-separated raw vector indexes (benchmarks)"},
+                "show_all": {"type": "boolean"},
                 "k": {"type": "integer"}, "depth": {"type": "integer"}, "fusion": {"type": "string"},
                 "rerank": {"type": "boolean"}, "rerank_depth": {"type": "integer"},
                 "filters": {"type": "string", "description": "JSON object, as in the JSON body"},
@@ -135,9 +142,9 @@ async def parse_form(request: Request) -> tuple[SearchIn, tuple[str, bytes] | No
             data = await value.read()
             if data:
                 upload = (sniff_upload(data), data)
-        elif key == "targets":  # comma-separated, and repeatable (checkboxes in an HTML form)
-            targets += [t for t in str(value).replace(" ", "").split(",") if t]
-            fields["targets"] = targets
+        elif key in ("targets", "indexes"):  # comma-separated, and repeatable (checkboxes in an HTML form)
+            listed = fields.setdefault(key, targets if key == "targets" else [])
+            listed += [t for t in str(value).replace(" ", "").split(",") if t]
         elif key in fields:
             raise ApiError(400, f"the field {key!r} is given more than once")
         elif key == "filters":

@@ -28,7 +28,7 @@ import numpy as np
 
 from engine.engine import Engine
 from engine.errors import RerankerUnavailable
-from engine.query import DEFAULT_FUSION, Filters, QueryPart, Result, Searcher, encode_query
+from engine.query import DEFAULT_FUSION, Filters, QueryPart, Result, Searcher, encode_query, plan_search
 from engine.server_batching import CachedStore, TextQueue
 from engine.server_errors import ApiError, is_busy
 
@@ -42,7 +42,8 @@ ENCODERS = 2  # measured on 2 cores (bench/results/serve-*.json): 2 threads beat
 
 @dataclass(frozen=True)
 class SearchJob:
-    """One search: query parts, targets (empty: all), k, filters, depth, fusion and re-ranking (None: preset default)."""
+    """One search: query parts, targets (result item kinds; empty: all), k, filters, depth, fusion, re-ranking (None:
+    preset default), indexes (raw vector sets searched; empty: all) and whether results under the floor are kept."""
 
     parts: tuple[QueryPart, ...]
     targets: tuple[str, ...] = ()
@@ -52,6 +53,8 @@ class SearchJob:
     fusion: str = DEFAULT_FUSION
     rerank: bool | None = None
     rerank_depth: int | None = None
+    indexes: tuple[str, ...] = ()
+    show_all: bool = True
 
     @property
     def text_only(self) -> str | None:
@@ -261,7 +264,7 @@ class EngineWorker:
             gc.collect()
             gc.freeze()  # the models' many long-lived objects leave the GC's view: no ~0.5 s full collections later
             self._store = CachedStore(self.engine.store)
-            self._searcher = Searcher(self._store, self.engine.model)  # type: ignore[arg-type]
+            self._searcher = Searcher(self._store, self.engine.model, self.engine.calibrations)  # type: ignore[arg-type]
         except BaseException as exc:  # noqa: BLE001  (reported by every job and by /health)
             self.open_error = exc
             log.error("engine failed to open: %s", exc)
@@ -338,6 +341,8 @@ class EngineWorker:
         for job in jobs:
             if self._stopping.is_set():  # checked between jobs: a long batch does not hold up shutdown
                 job.outcome = (True, self._shutdown_error())
+                with self._lock:
+                    self.counters["shutdown_refused"] += 1
                 continue
             try:
                 if job.search is not None:
@@ -362,10 +367,13 @@ class EngineWorker:
 
     def _search(self, job: SearchJob, vector: np.ndarray | None, text_vectors: dict[str, np.ndarray]) -> list[Result]:
         engine = self.engine
-        targets = list(job.targets) or self._searcher.modalities()
+        planned = plan_search(self._searcher.modalities(), job.targets, job.indexes, job.filters)
+        if planned is None:  # the requested kinds and the modality filter exclude each other
+            return []
+        targets, filters = planned
         if engine.wants_rerank(job.parts, targets, job.rerank):  # type: ignore[union-attr]
             try:
-                results = engine.reranked_search(job.parts, targets, job.k, job.filters, job.depth,  # type: ignore[union-attr]
+                results = engine.reranked_search(job.parts, targets, job.k, filters, job.depth,  # type: ignore[union-attr]
                                                  job.fusion, job.rerank_depth, self._searcher)
             except RerankerUnavailable:
                 if job.rerank:
@@ -374,11 +382,11 @@ class EngineWorker:
             else:
                 self.counters["searches"] += 1
                 self.counters["reranked"] += 1
-                return results
+                return results if job.show_all else [r for r in results if not r.weak]
         if vector is None:
             text = job.text_only
             vector = text_vectors[text] if text is not None and text in text_vectors else \
                 encode_query(engine.encoder, job.parts)  # type: ignore[union-attr]
         self.counters["searches"] += 1
-        return self._searcher.search(vector, job.parts[0].modality, targets, job.k, job.filters, job.depth,
-                                     job.fusion)
+        return self._searcher.search(vector, job.parts[0].modality, targets, job.k, filters, job.depth,
+                                     job.fusion, job.show_all)

@@ -1,10 +1,13 @@
 """The query layer: encode a query, search each target index, fuse by item, filter, hydrate."""
 
+from engine.query.calibrate import Calibrations, PairFit, load_for_preset
 from engine.query.fusion import DEFAULT_FUSION, FUSIONS, Calibration, estimate_calibration
 from engine.query.inputs import QueryPart, as_parts, encode_query, encode_query_with_tokens, heaviest_part
 from engine.query.search import PASSAGE, SNIPPET_CHARS, Filters, Match, Result, Searcher, snippet
+from engine.query.targets import plan_search
 
 __all__ = [
+    "Calibrations", "PairFit", "load_for_preset", "plan_search",
     "DEFAULT_FUSION", "FUSIONS", "PASSAGE", "SNIPPET_CHARS", "Calibration", "Filters", "Match", "QueryPart", "Result",
     "Searcher", "as_parts", "encode_query", "encode_query_with_tokens", "estimate_calibration", "heaviest_part",
     "snippet",

@@ -11,6 +11,7 @@ import numpy as np
 
 from engine.errors import InvalidInput
 from engine.limits import check_search_bounds
+from engine.query.calibrate import Calibrations, sigmoid
 from engine.query.fusion import DEFAULT_FUSION, FUSIONS, RRF_K, Calibration, estimate_calibration
 from index import Hit, Store
 
@@ -86,7 +87,9 @@ def snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str | None:
 
 @dataclass(frozen=True)
 class Result:
-    """One item: its id, uri and modality, the fused score, the best first-stage cosine and what matched."""
+    """One item: its id, uri and modality, the fused score, the best first-stage cosine and what matched; with a
+    calibrated preset, the probability that it matches (its best representation's) and whether that is under the
+    floor (``weak``: no strong match)."""
 
     item_id: int
     uri: str
@@ -96,13 +99,27 @@ class Result:
     match: Match
     metadata: Mapping[str, Any] = field(default_factory=dict)
     rerank_score: float | None = None
+    probability: float | None = None
+    weak: bool = False
+
+    @property
+    def order_score(self) -> float:
+        """The score that ordered the list: the re-ranked score when re-ranked, else the fused ``score``."""
+        return self.score if self.rerank_score is None else self.rerank_score
+
+    @property
+    def ordered_by(self) -> str:
+        """What ``order_score`` is: "rerank" (calibrated first stage plus the bounded re-ranker correction) or
+        "fused" (the fusion's score)."""
+        return "fused" if self.rerank_score is None else "rerank"
 
 
 class Searcher:
-    """Searches one model's vector sets in a store; calibrations are estimated once per catalog generation."""
+    """Searches one model's vector sets in a store; background calibrations are estimated once per catalog
+    generation; ``calibrations`` (fitted per pair, saved with the preset) give each result a probability."""
 
-    def __init__(self, store: Store, model: str) -> None:
-        self.store, self.model = store, model
+    def __init__(self, store: Store, model: str, calibrations: Calibrations | None = None) -> None:
+        self.store, self.model, self.calibrations = store, model, calibrations
         self._calibrations: dict[tuple[str, str], Calibration] = {}
         self._calibrated_at = -1
         self._modalities: tuple[int, list[str]] = (-1, [])
@@ -156,8 +173,10 @@ class Searcher:
         return [(h, s) for h, s in pairs if h.status == "ok"], exhausted
 
     def search(self, vector: np.ndarray, query_modality: str, targets: Sequence[str], k: int = 10,
-               filters: Filters = Filters(), depth: int = 100, fusion: str = DEFAULT_FUSION) -> list[Result]:
-        """Top ``k`` items for a query vector over the target modalities, fused by item."""
+               filters: Filters = Filters(), depth: int = 100, fusion: str = DEFAULT_FUSION,
+               show_all: bool = True) -> list[Result]:
+        """Top ``k`` items for a query vector over the target indexes (vector modalities), fused by item;
+        ``show_all=False`` drops results under the calibrated floor (``Result.weak``)."""
         if fusion not in FUSIONS:
             raise InvalidInput(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         check_search_bounds(k, depth)
@@ -171,13 +190,17 @@ class Searcher:
                 all_exhausted &= exhausted
             results = self._fuse(lists, query_modality, fusion, k)
             if len(results) >= k or all_exhausted:
-                return results
+                return results if show_all else [r for r in results if not r.weak]
             depth *= 4  # filters removed too much: look deeper until k items or nothing left
 
     def _fuse(self, lists: dict[str, list[tuple[Hit, float]]], query_modality: str, fusion: str,
               k: int) -> list[Result]:
+        fits = self.calibrations
+        if fusion == "probability" and (fits is None or any(fits.fit_for(query_modality, t) is None for t in lists)):
+            fusion = "calibrated"  # no fitted curve for this preset or pair: background z-scores instead
         best: dict[int, tuple[float, Hit, int]] = {}
         fused: dict[int, float] = {}
+        logits: dict[int, float] = {}  # best log-odds of a match per item, whatever the fusion
         for target, pairs in lists.items():
             cal = self.calibration(query_modality, target) if fusion == "calibrated" else None
             seen: set[int] = set()
@@ -187,16 +210,25 @@ class Searcher:
                     continue
                 rank = len(seen)
                 seen.add(item)
-                if cal is None:
+                fit = fits.fit_for(query_modality, target, hit.kind) if fits is not None else None
+                if fit is not None:
+                    logits[item] = max(logits.get(item, -np.inf), float(fit.logit(score)))
+                if fusion == "rrf":
                     fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
-                else:
+                elif cal is not None:
                     fused[item] = max(fused.get(item, -np.inf), (score - cal.mean) / max(cal.std, 1e-6))
+                else:  # probability: ranked by log-odds, which do not saturate the way probabilities do
+                    fused[item] = logits[item]
                 if item not in best or score > best[item][0]:
                     best[item] = (score, hit, rank)
         order = sorted(fused, key=lambda i: (-fused[i], -best[i][0], i))[:k]
+        floor = fits.floor if fits is not None else 0.0
         results = []
         for i in order:
             score, hit, rank = best[i]
             match = Match.of(hit, score, rank)
-            results.append(Result(i, hit.uri, hit.item_modality, fused[i], score, match, hit.metadata))
+            p = float(sigmoid(logits[i])) if i in logits else None
+            shown = p if fusion == "probability" and p is not None else fused[i]
+            results.append(Result(i, hit.uri, hit.item_modality, shown, score, match, hit.metadata,
+                                  probability=p, weak=p is not None and p < floor))
         return results

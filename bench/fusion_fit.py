@@ -1,0 +1,119 @@
+"""``python -m bench.fusion_fit``: fit the per-pair score calibration of ``xmodal-mini`` (cosine -> P(match)).
+
+Fitted on the *validation* parts of the shipped model's own training sources (ESC-10 fold 4, the 10 % hash slice
+of the digits3 training speakers and training digit images, the synthetic scenes' val split: data the weights
+never trained on, and none of the held-out test data that ``bench.fusion`` and ``bench.quality`` report on). All
+items go into one pool per modality, labels namespaced by source, so a pair of items from different sources
+(a dog bark against a synthetic scene) is a non-match: the negatives include the cross-domain noise fusion must
+not rank first. Per (query modality, target modality): matches = same label (an item against itself left out),
+non-matches = everything else (sampled); one balanced logistic curve each. Writes
+``<preset dir>/<preset>.calibration.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.datasets import shared_data_dir
+from engine.models import get_preset, load_encoder
+from engine.query.calibrate import Calibrations, calibration_path, fit_pair, pair_key
+from engine.train.recipe import DataSpec, _train_val, load_dataset
+
+MODALITIES = ("image", "text", "audio")
+MAX_NEGATIVES = 200_000
+
+
+def fit_sources(data: Path, scenes: int) -> list[tuple[str, DataSpec]]:
+    """The shipped recipe's data specs (``bench.train_mini``), each with a namespace for its labels."""
+    return [("esc", DataSpec("esc10", str(data / "esc10"))), ("digit", DataSpec("digits3", str(data / "fsdd"))),
+            ("scene", DataSpec("synthetic", str(scenes), ("image", "text")))]
+
+
+def pool(sources: list[tuple[str, DataSpec]], encoder: Any) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Vectors and namespaced labels per modality of every source's validation split (class texts included)."""
+    contents: dict[str, list[Any]] = {m: [] for m in MODALITIES}
+    labels: dict[str, list[str]] = {m: [] for m in MODALITIES}
+    for space, spec in sources:
+        _, val = _train_val(load_dataset(spec))
+        wanted = spec.modalities or MODALITIES
+        for modality in wanted:
+            if modality not in encoder.modalities:
+                continue
+            for item in val.items(modality, protocol=val.protocol):
+                contents[modality].append(item.load())
+                labels[modality].append(f"{space}:{item.label if val.protocol == 'class' else item.record_id}")
+    out = {}
+    for modality in MODALITIES:
+        if contents[modality]:
+            start = time.perf_counter()
+            vectors = encoder.encode(modality, contents[modality], batch_size=64)
+            print(f"encoded {len(vectors)} {modality} items in {time.perf_counter() - start:.1f} s", flush=True)
+            out[modality] = (vectors, labels[modality])
+    return out
+
+
+def pair_scores(queries: tuple[np.ndarray, list[str]], corpus: tuple[np.ndarray, list[str]], same: bool,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of matching and (a sample of) non-matching pairs; an item against itself is neither."""
+    sims = queries[0] @ corpus[0].T
+    q = np.array(queries[1])[:, None]
+    c = np.array(corpus[1])[None, :]
+    match = q == c
+    valid = np.ones_like(match)
+    if same:
+        np.fill_diagonal(valid, False)
+    positives = sims[match & valid]
+    negatives = sims[~match & valid]
+    if len(negatives) > MAX_NEGATIVES:
+        negatives = rng.choice(negatives, MAX_NEGATIVES, replace=False)
+    return positives, negatives
+
+
+def fit(vectors: dict[str, tuple[np.ndarray, list[str]]], seed: int = 0) -> dict[str, Any]:
+    """One balanced logistic fit per (query, target) modality pair that has matches."""
+    rng = np.random.default_rng(seed)
+    pairs = {}
+    for q in vectors:
+        for t in vectors:
+            positives, negatives = pair_scores(vectors[q], vectors[t], q == t, rng)
+            if len(positives) < 10:
+                print(f"{q}->{t}: only {len(positives)} matching pairs, not fitted")
+                continue
+            found = fit_pair(positives, negatives)
+            pairs[pair_key(q, t)] = found
+            cut = -found.intercept / found.slope if found.slope > 0 else float("nan")
+            print(f"{pair_key(q, t):<12} AUC {found.auc:.4f}  P=0.5 at cos {cut:.3f}  "
+                  f"matches cos {np.median(positives):.3f} (median), non-matches {np.percentile(negatives, 99):.3f} "
+                  f"(99th pct)  [{len(positives)} / {len(negatives)}]", flush=True)
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> Calibrations:
+    """Encode the validation pools, fit every pair, write the preset's calibration file."""
+    parser = argparse.ArgumentParser(prog="python -m bench.fusion_fit", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="xmodal-mini", help="preset to calibrate (its training recipe's data)")
+    parser.add_argument("--scenes", type=int, default=2000, help="synthetic scenes (as bench.train_mini)")
+    parser.add_argument("--out", help="calibration file (default: beside the preset's JSON)")
+    args = parser.parse_args(argv)
+    data = shared_data_dir()
+    if data is None:
+        raise SystemExit("bench.fusion_fit needs ../shared/data (or XMODAL_SHARED_DATA)")
+    preset = get_preset(args.preset)
+    encoder = load_encoder(args.preset)
+    pairs = fit(pool(fit_sources(data, args.scenes), encoder))
+    source = ("balanced logistic fit of cosine per (query, target) modality pair on the validation splits of the "
+              "training sources (esc10 fold 4, digits3 val slice, synthetic scenes val), python -m bench.fusion_fit")
+    calibrations = Calibrations(pairs, source=source)
+    out = Path(args.out) if args.out else calibration_path(preset.path)
+    calibrations.save(out)
+    print(f"wrote {out}")
+    return calibrations
+
+
+if __name__ == "__main__":
+    main()
