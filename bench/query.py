@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from bench.report import machine_info, write_json
 from engine.engine import Engine
 from engine.models import load_encoder
 from engine.query import Filters, QueryPart, encode_query
+from engine.threads import query_threads
 from index import open_store
 
 WORDS = "a the red blue green small large dog cat car tree beach street person bird boat kitchen pizza".split()
@@ -52,6 +58,15 @@ def build_store(root: Path, model: str, dim: int, n: int, chunk: int = 20_000) -
         store.close()
 
 
+def busy_ingest(paths: list[str], workdir: Path) -> subprocess.Popen:
+    """A concurrent ``xmodal ingest`` of ``paths`` into a fresh store, repeated until killed (the "busy" case)."""
+    store = workdir / "busy-store"
+    ingest = " ".join(shlex.quote(p) for p in [sys.executable, "-m", "engine", "ingest", *paths, "--store", str(store),
+                                               "--no-progress"])
+    loop = f"while true; do rm -rf {shlex.quote(str(store))}; {ingest} >/dev/null 2>&1; done"
+    return subprocess.Popen(["bash", "-c", loop], start_new_session=True)
+
+
 def percentiles(ms: list[float]) -> dict[str, float]:
     """p50, p90, p99 and mean of a list of milliseconds."""
     a = np.array(ms)
@@ -67,6 +82,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--queries", type=int, default=300, help="timed queries")
     parser.add_argument("--k", type=int, default=10, help="results per query")
     parser.add_argument("--workdir", default="bench/results/tmp/query", help="where the store is built and kept")
+    parser.add_argument("--busy-ingest", nargs="+", metavar="PATH",
+                        help="while timing, run `xmodal ingest PATH...` into a scratch store over and over")
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
     encoder = load_encoder(args.preset, device="cpu", modalities=["text"])
@@ -78,6 +95,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 10)))) + f" {i}" for i in range(args.queries + 20)]
     for t in texts[:20]:  # warm: index loaded, caches filled, first-call costs paid
         engine.search(t, targets=["image"], k=args.k, rerank=False)
+    busy = busy_ingest(args.busy_ingest, Path(args.workdir)) if args.busy_ingest else None
+    if busy is not None:
+        time.sleep(10)  # past the ingest's start-up (imports, model load): into its decode and encode batches
+    load_before = os.getloadavg()
     end_to_end, encode_ms, ann_ms, fuse_ms = [], [], [], []
     searcher = engine.searcher
     index = engine.store.index(engine.model, "image")
@@ -87,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         end_to_end.append((time.perf_counter() - t0) * 1000)
         assert len(results) == args.k
         t0 = time.perf_counter()
-        vector = encode_query(engine.encoder, [QueryPart("text", t)])
+        with query_threads():  # as Engine.search encodes a query
+            vector = encode_query(engine.encoder, [QueryPart("text", t)])
         t1 = time.perf_counter()
         index.search(vector, 100)
         t2 = time.perf_counter()
@@ -96,10 +118,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         encode_ms.append((t1 - t0) * 1000)
         ann_ms.append((t2 - t1) * 1000)
         fuse_ms.append(max(0.0, (t3 - t2) - (t2 - t1)) * 1000)
+    load_after = os.getloadavg()
+    if busy is not None:
+        os.killpg(busy.pid, signal.SIGKILL)
+        busy.wait()
     meta_path = root / "indexes" / f"{engine.model}.image.json"
     index_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     payload = {"bench": "query", "preset": encoder.preset.name, "n": args.n, "k": args.k, "queries": args.queries,
-               "rerank": False,
+               "rerank": False, "busy_ingest": args.busy_ingest,
+               "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
                "index": {"factory": index_meta.get("factory"), "params": index_meta.get("params"),
                          "recall_at_10": index_meta.get("recall")},
                "end_to_end": percentiles(end_to_end), "encode": percentiles(encode_ms), "ann_search": percentiles(ann_ms),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from engine.shipped import shipped_dir
 
@@ -48,6 +49,21 @@ def build_corpus(folder: Path, n_scenes: int = 12) -> list[Path]:
     with open(folder / "texts.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(t) + "\n" for t in texts)
     return [DEMO_DIR / "sounds", DEMO_DIR / "speech", folder / "digits", folder / "scenes", folder / "texts.jsonl"]
+
+
+LEGEND = ("Each list is ordered by its first number: \"rerank\" = calibrated first-stage score plus the re-ranker's "
+          "bounded correction, \"fused\" = calibrated first-stage score; \"cosine\" is the matched item's raw cosine.")
+
+
+def result_lines(results: Sequence[Any], short: Callable[[str], str]) -> list[str]:
+    """A labelled header and one line per result: the ordering score first, then the cosine, the item and its text."""
+    if not results:
+        return ["   no results"]
+    lines = [f"   {'#':>2} {results[0].ordered_by + ' score':>13}  {'cosine':>6}  item"]
+    for rank, r in enumerate(results, 1):
+        said = f"  “{r.match.text}”" if r.match.text else ""
+        lines.append(f"   {rank:>2}. {r.order_score:12.3f}  {r.first_stage:6.3f}  {short(r.uri)}{said}")
+    return lines
 
 
 def demo_queries(folder: Path) -> list[DemoQuery]:

@@ -52,6 +52,14 @@ class Preset:
     random_weights: bool = False
     path: Path | None = field(default=None, compare=False)
     reranker: Path | None = None  # directory of the attention re-ranker trained for this preset, if any
+    # what it was made for and measured on, per modality ("text", "image", "audio"), and "photos": whether its
+    # image tower handles real photographs (False: ingesting photos points the user to a preset that does)
+    domain: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def handles_photos(self) -> bool:
+        """Whether the image tower is meant for real photographs (presets without a domain say nothing: True)."""
+        return bool(self.domain.get("photos", True))
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -104,8 +112,11 @@ def parse_preset(data: Mapping[str, Any], path: Path | None = None) -> Preset:
         heads[modality] = HeadSpec(head["kind"], _head_path(head.get("path"), base), head.get("hidden_dim"))
     if not towers:
         raise InvalidPreset(f"{where}: no towers")
+    domain = data.get("domain", {})
+    if not isinstance(domain, dict):
+        raise InvalidPreset(f"{where}: domain must be an object (modality -> what it was made for), got {domain!r}")
     return Preset(name, dim, towers, heads, str(data.get("description", "")), bool(data.get("random_weights")), path,
-                  _head_path(data.get("reranker"), base))
+                  _head_path(data.get("reranker"), base), domain)
 
 
 def load_preset_file(path: str | Path) -> Preset:
@@ -125,6 +136,8 @@ def list_presets() -> list[Preset]:
     found: dict[str, Preset] = {}
     for folder in preset_dirs():
         for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            if file.name.endswith(".calibration.json"):  # a preset's fitted calibrations sit beside it
+                continue
             preset = load_preset_file(file)
             found.setdefault(preset.name, preset)
     return list(found.values())

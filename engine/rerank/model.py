@@ -29,6 +29,7 @@ from engine.models.towers.base import MODALITIES
 from engine.rerank.tokens import MAX_TOKENS
 
 _MOD = {m: i for i, m in enumerate(MODALITIES)}
+MAX_CORRECTION = 0.25  # chosen on bench.rerank_domain (README "Re-ranker"): most of the scenes gain, digits kept
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class RerankerConfig:
     # "query->target" pairs where held-out evaluation showed a gain; elsewhere rerank=None keeps the first stage
     enabled: tuple[str, ...] = ()
     evaluation: Mapping[str, Any] = field(default_factory=dict)
+    # how far (calibrated first-stage units, each way) the correction may move a candidate: see apply.bounded
+    max_correction: float = MAX_CORRECTION
 
 
 @dataclass
