@@ -64,11 +64,38 @@ class Engine:
             encoder = load_encoder(chosen, device=str(dev), random_weights=random_weights, lazy=True)  # towers on first use
             if settings.get("preset") != chosen and not opened.read_only:
                 write_settings(root, {**settings, "preset": chosen})
+            engine = cls(opened, encoder, reranker)
+            engine.verify_weights()  # vectors made by other weights are refused, never mixed
         except BaseException:
             opened.close()
             raise
         log.info("engine: store %s, preset %s, device %s", root, encoder.preset.name, dev)
-        return cls(opened, encoder, reranker)
+        return engine
+
+    def verify_weights(self, modalities: Iterable[str] = (), record: bool = False) -> None:
+        """Raise ``WeightsChanged`` when the store's vectors of a modality were made by other weights than the preset
+        names now (a retrained head, a re-pointed source); fingerprints are recorded in ``xmodal.json`` for the
+        modalities the store holds (an older store's are adopted on open) and, with ``record``, for ``modalities``."""
+        from engine.errors import WeightsChanged
+        from engine.models.fingerprint import modality_fingerprint
+
+        root, preset = self.store.root, self.encoder.preset
+        settings = read_settings(root)
+        stored = settings.get("weights") if isinstance(settings.get("weights"), dict) else {}
+        recorded = dict(stored.get(self.model) or {})
+        held = [s.modality for s in self.store.catalog.vector_sets() if s.model == self.model and s.count > 0]
+        current = {m: modality_fingerprint(preset, m) for m in dict.fromkeys([*modalities, *held]) if m in preset.towers}
+        changed = [m for m in held if recorded.get(m, current[m]) != current[m]]
+        if changed:
+            raise WeightsChanged(
+                f"the {', '.join(changed)} vectors in {root} were made by other weights than preset {self.model} names "
+                f"now (retrained or re-pointed); they are not mixed with new ones: search them with the weights that "
+                f"made them, or ingest into a new store (--store NEW_DIR)")
+        fresh = {m: fp for m, fp in current.items() if recorded.get(m) != fp and (m in held or record)}
+        if fresh and not self.store.read_only:
+            weights = {**stored, self.model: {**recorded, **fresh}}
+            write_settings(root, {**read_settings(root), "weights": weights})
+
 
     @property
     def model(self) -> str:
@@ -83,11 +110,13 @@ class Engine:
         from ingest.sources import ScanOptions, scan_sources
 
         found = scan_sources(paths, scan or ScanOptions())
-        self.encoder.require(m for m in scan_modalities(found) if m in self.encoder.supported)  # all missing at once
+        needed = [m for m in scan_modalities(found) if m in self.encoder.supported]
+        self.encoder.require(needed)  # every missing tower and head in one error, before any file is read
         options = options or IngestOptions()
         if self.reranker is not None and self.reranker.config.enabled and not options.tokens:
             # candidates need token features to be re-ranked; a re-ranker off everywhere stores none unless asked
             options = dataclasses.replace(options, tokens=True)
+        self.verify_weights(needed, record=True)
         pipeline = Pipeline(self.encoder, CatalogSink(self.store, self.model, options.tokens), options, on_progress)
         summary = pipeline.run(found)
         self.store.sync()

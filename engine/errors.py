@@ -72,3 +72,7 @@ class PortUnavailable(XmodalError):
     """``xmodal serve`` cannot bind its address: the port is taken, privileged, or the host is not this machine's."""
 
     exit_code = 8
+
+
+class WeightsChanged(InvalidPreset):
+    """A store's vectors were made by other weights than the preset now names (retrained or re-pointed)."""

@@ -104,3 +104,32 @@ def test_bind_without_a_head_path_needs_out(tmp_path, capsys):
         bind_audio_from_text("tiny-random", CAPTIONS)
     assert main(["train", "--preset", "tiny-random", "--data", "synthetic:12"]) == 2  # training always needs --out
     assert "--out DIR is required" in capsys.readouterr().err
+
+
+def test_vectors_of_other_weights_are_refused_not_mixed(tmp_path):
+    import soundfile as sf
+
+    from engine.errors import WeightsChanged
+    from index.settings import read_settings, write_settings
+
+    preset = _tiny_with_head_path(tmp_path)
+    bind_audio_from_text(preset, CAPTIONS, config=BindConfig(ridge=1e-4))
+    media = tmp_path / "media"
+    media.mkdir()
+    sf.write(media / "tone.wav", np.sin(np.arange(16000) / 5).astype(np.float32), 16000)
+    (media / "note.txt").write_text("a red circle")
+    store = tmp_path / "store"
+    with Engine.open(store, preset=preset) as engine:
+        assert engine.ingest([media]).failures == []
+    recorded = read_settings(store)["weights"]["tiny-headed"]
+    assert set(recorded) == {"audio", "text"}
+    # an older store without fingerprints is adopted on open (the vectors are taken as the current weights')
+    write_settings(store, {k: v for k, v in read_settings(store).items() if k != "weights"})
+    with Engine.open(store, preset=preset) as engine:
+        assert engine.search("a red circle", k=2)
+    assert read_settings(store)["weights"]["tiny-headed"] == recorded
+    # retraining the audio head changes what produced audio vectors: the store refuses instead of mixing
+    bind_audio_from_text(preset, CAPTIONS[:6], config=BindConfig(ridge=1e-1))
+    with pytest.raises(WeightsChanged, match="audio vectors"):
+        Engine.open(store, preset=preset)
+    assert main(["search", "a red circle", "--store", str(store), "--preset", str(preset)]) == 2
