@@ -202,3 +202,21 @@ def test_tokens_written_for_new_captions(tmp_path, photos):
         assert len(reps) == 12 and set(eng.store.catalog.tokens_for(eng.model, reps)) == set(reps)
         again = eng.ingest([photos], tokens)
         assert again.unchanged == 4 and again.added == 0  # not re-encoded for missing tokens
+
+
+COCO_MINI = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-mini"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (COCO_MINI / "annotations" / "captions_val2017.json").is_file(), reason="no ../shared/data")
+def test_coco_mini_folder_then_its_caption_file(engine, monkeypatch):
+    folder = engine.ingest([COCO_MINI / "val2017"], IngestOptions(workers=0, batch_size=32))
+    assert folder.added == 159 and folder.failed == 0
+    _no_decode(monkeypatch)
+    summary = engine.ingest([COCO_MINI / "annotations" / "captions_val2017.json"], IngestOptions(workers=0))
+    doc = json.loads((COCO_MINI / "annotations" / "captions_val2017.json").read_text())
+    captioned = {a["image_id"] for a in doc["annotations"]}
+    assert (summary.unchanged, summary.added, summary.failed) == (len(doc["images"]), 0, 0) == (79, 0, 0)
+    assert (summary.captions_added, summary.annotated) == (len(doc["annotations"]), len(captioned)) == (395, 79)
+    stored = engine.store.catalog.db.execute("SELECT COUNT(*) FROM representations WHERE kind = 'caption'").fetchone()
+    assert stored[0] == 395
