@@ -157,3 +157,35 @@ def test_uris_and_resolution(tmp_path):
     assert resolve_media("/abs/b.jpg", tmp_path) == "/abs/b.jpg"
     assert resolve_media("file:///abs/b.jpg", tmp_path) == "/abs/b.jpg"
     assert resolve_media("https://x/y.jpg", tmp_path) == "https://x/y.jpg"
+
+
+def test_scan_lists_captions_per_source_and_reads_each_file_once(tmp_path):
+    from ingest.files import path_uri
+    from ingest.sources import Listing, scan_sources
+
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / "imgs" / name).write_bytes(b"\xff\xd8\xff")
+    manifest = write(tmp_path, "m.csv", "path,caption,album\nimgs/a.jpg,a cat ,pets\nimgs/b.jpg,,pets\n"
+                                        "imgs/a.jpg,a cat,\nimgs/a.jpg,a kitten,home\n")
+    coco = write(tmp_path, "c.json", json.dumps({"images": [{"id": 1, "file_name": "imgs/a.jpg"}],
+                                                 "annotations": [{"image_id": 1, "caption": "a pet"}]}))
+    scan = scan_sources([tmp_path / "imgs", manifest, coco])
+    a, b = str(tmp_path / "imgs" / "a.jpg"), str(tmp_path / "imgs" / "b.jpg")
+    assert [t.uri for t in scan.files] == [a, b]  # named by the folder, the manifest three times and COCO: once
+    assert all(t.captions == () for t in scan.files)  # captions travel as listings, applied onto the stored item
+    assert scan.listings == [
+        Listing(a, path_uri(str(manifest)), ("a cat", "a kitten"), {"album": "home"}),  # rows merged, later wins
+        Listing(b, path_uri(str(manifest)), (), {"album": "pets"}),  # listed without captions: it has none from here
+        Listing(a, path_uri(str(coco)), ("a pet",), None),
+    ]
+    assert scan.sources == [path_uri(str(manifest)), path_uri(str(coco))]
+
+
+def test_scan_lists_a_missing_file_and_reports_it(tmp_path):
+    from ingest.sources import scan_sources
+
+    manifest = write(tmp_path, "m.jsonl", json.dumps({"path": "gone.jpg", "caption": "x"}) + "\n")
+    scan = scan_sources([manifest])
+    assert scan.files == [] and [u for u, _ in scan.errors] == [str(tmp_path / "gone.jpg")]
+    assert [listing.uri for listing in scan.listings] == [str(tmp_path / "gone.jpg")]  # its captions stay listed
