@@ -43,7 +43,7 @@ _SLOTS = (
     ("dog cat bird rooster baby clock wave chainsaw helicopter fire engine train car bell drum guitar piano violin "
      "horse cow sheep frog owl crow bee door phone kettle truck boat siren whistle").split(),
     ("barking crying singing ticking crackling ringing humming buzzing roaring splashing whistling knocking "
-     "rattling chirping howling humming-softly beeping tapping dripping rustling squeaking booming clicking hissing").split(),
+     "rattling chirping howling purring beeping tapping dripping rustling squeaking booming clicking hissing").split(),
     ("at dawn|at night|in the rain|on a beach|in a forest|in a kitchen|on a street|in a field|near a river|"
      "in a hall|on a farm|in a garage|at a station|in a park|on a roof|in a cave|at sea|in the snow|in a city|"
      "in a room").split("|"),

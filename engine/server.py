@@ -47,6 +47,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     thumb_size: int = 256
     threads: int | None = 1  # torch/FAISS intra-op threads of the engine thread; None leaves them alone
+    encoders: int = 2  # threads that encode text queries in batches (0: the engine thread does)
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback and this server's own address
     body_timeout_s: float = 30.0  # a request body must have arrived whole this long after the request began
 
@@ -89,12 +90,13 @@ def create_app(source: EngineSpec | str | Path | Callable[[], Engine] | None = N
         factory = source
     else:
         factory = EngineSpec(None if source is None else str(source), preset).open
-    worker = EngineWorker(factory, threads=config.threads)
+    worker = EngineWorker(factory, threads=config.threads, encoders=config.encoders)
     thumbs = Thumbnails(config.thumb_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(worker.start)
+        worker.stop_on_signals()  # SIGTERM/Ctrl-C: queued searches get a 503 at once
         try:
             yield
         finally:

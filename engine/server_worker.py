@@ -17,6 +17,7 @@ import asyncio
 import gc
 import logging
 import queue
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -139,7 +140,6 @@ class EngineWorker:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._texts: TextQueue[_Job] = TextQueue(max_batch, max(1, max_batch // 2))
         self._thread = threading.Thread(target=self._loop, name="xmodal-engine", daemon=True)
-        import os; encoders = int(os.environ.get("XMODAL_H2_ENCODERS", encoders))  # TEMP experiment
         self._encoders = [threading.Thread(target=self._encode_loop, name=f"xmodal-encode-{i}", daemon=True)
                           for i in range(encoders)]
         self._ready = threading.Event()
@@ -176,6 +176,24 @@ class EngineWorker:
         if self._thread.is_alive():
             self._jobs.put(None)
             self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def stop_on_signals(self) -> None:
+        """From now on SIGINT/SIGTERM first make every queued and new job a 503 at once, then run the handler
+        that was there (uvicorn's, which lets requests in flight finish and then stops). Main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+
+            def refuse_then(signum: int, frame: Any, previous: Any = previous) -> None:
+                self._stopping.set()  # no lock here: a handler must not wait on what the interrupted code holds
+                if callable(previous):
+                    previous(signum, frame)
+                elif previous == signal.SIG_DFL:
+                    signal.signal(signum, signal.SIG_DFL)
+                    signal.raise_signal(signum)
+
+            signal.signal(sig, refuse_then)
 
     @property
     def stopping(self) -> bool:
@@ -264,7 +282,8 @@ class EngineWorker:
             gc.collect()
             gc.freeze()  # the models' many long-lived objects leave the GC's view: no ~0.5 s full collections later
             self._store = CachedStore(self.engine.store)
-            self._searcher = Searcher(self._store, self.engine.model, self.engine.calibrations)  # type: ignore[arg-type]
+            self._searcher = Searcher(self._store, self.engine.model,  # type: ignore[arg-type]
+                                      self.engine.calibrations)
         except BaseException as exc:  # noqa: BLE001  (reported by every job and by /health)
             self.open_error = exc
             log.error("engine failed to open: %s", exc)
@@ -335,7 +354,8 @@ class EngineWorker:
         finally:
             self._searcher.pinned_generation = None
             self._store.catalog.unpin()
-            self.counters["hits_cached"], self.counters["hits_read"] = self._store.catalog.hits, self._store.catalog.misses
+            self.counters["hits_cached"] = self._store.catalog.hits
+            self.counters["hits_read"] = self._store.catalog.misses
 
     def _run_each(self, jobs: list[_Job], vectors: dict[str, np.ndarray]) -> None:
         for job in jobs:

@@ -10,6 +10,7 @@ from engine.server_http import HEADER_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this many seconds
+GRACEFUL_S = 3  # on SIGTERM/Ctrl-C, requests in flight get this long; then queued searches are refused (503)
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "408 after); request headers get %g s" % HEADER_TIMEOUT_S)
     parser.add_argument("--threads", type=int_range(1, MAX_THREADS), default=1,
                         help="torch/FAISS threads for query encoding and search (default 1: best for one query at a time)")
+    parser.add_argument("--encoders", type=int_range(0, MAX_THREADS), default=2,
+                        help="threads that encode text queries in batches beside the search thread (default 2; "
+                        "0: the search thread encodes)")
     parser.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=1,
                         help="server processes, each with its own engine (default 1; each holds the model in memory)")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         root, preset = engine.store.root, engine.model
     named = () if args.host in ("", "0.0.0.0", "::") else (args.host,)  # a wildcard bind has no one name
     config = ServerConfig(max_upload_mb=args.max_upload_mb, cors_origins=tuple(args.cors_origin), threads=args.threads,
+                          encoders=args.encoders,
                           allowed_hosts=(*named, *args.allow_host), body_timeout_s=args.body_timeout)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines", args.host)
@@ -71,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         os.environ[SPEC_ENV] = spec_env(EngineSpec(str(root), preset, args.device), config)
         uvicorn.run("engine.server:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
-                    log_level=args.log_level, http=PROTOCOL, timeout_keep_alive=KEEP_ALIVE_S)
+                    log_level=args.log_level, http=PROTOCOL, timeout_keep_alive=KEEP_ALIVE_S,
+                    timeout_graceful_shutdown=GRACEFUL_S)
     else:
         uvicorn.run(create_app(spec, config), host=args.host, port=args.port, log_level=args.log_level, http=PROTOCOL,
-                    timeout_keep_alive=KEEP_ALIVE_S)
+                    timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=GRACEFUL_S)
     return 0
