@@ -5,7 +5,10 @@ of the digits3 training speakers and training digit images, the synthetic scenes
 never trained on, and none of the held-out test data that ``bench.fusion`` and ``bench.quality`` report on). All
 items go into one pool per modality, labels namespaced by source, so a pair of items from different sources
 (a dog bark against a synthetic scene) is a non-match: the negatives include the cross-domain noise fusion must
-not rank first. Per (query modality, target modality): matches = same label (an item against itself left out),
+not rank first. Generated unrelated inputs join as non-matches of everything (``noise_items``: strings of random
+letters, tones and noise, noise and flat images), since a user's store and queries hold such things and a model
+places them close to real items it never saw alike (before they were added, a test tone scored P 0.89 for
+"zzzzqqq"). Per (query modality, target modality): matches = same label (an item against itself left out),
 non-matches = everything else (sampled); one balanced logistic curve each. Writes
 ``<preset dir>/<preset>.calibration.json``.
 """
@@ -47,6 +50,9 @@ def pool(sources: list[tuple[str, DataSpec]], encoder: Any) -> dict[str, tuple[n
             for item in val.items(modality, protocol=val.protocol):
                 contents[modality].append(item.load())
                 labels[modality].append(f"{space}:{item.label if val.protocol == 'class' else item.record_id}")
+    for modality, extra in noise_items().items():
+        contents[modality] += extra
+        labels[modality] += [f"noise:{modality}:{i}" for i in range(len(extra))]
     out = {}
     for modality in MODALITIES:
         if contents[modality]:
@@ -57,9 +63,31 @@ def pool(sources: list[tuple[str, DataSpec]], encoder: Any) -> dict[str, tuple[n
     return out
 
 
+def noise_items(n: int = 60, seed: int = 0) -> dict[str, list[Any]]:
+    """Seeded unrelated inputs per modality: random-letter strings, tones and noise, noise and flat images."""
+    from PIL import Image
+
+    from engine.models import AudioClip
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    texts = [" ".join("".join(rng.choice(letters, rng.integers(3, 10))) for _ in range(rng.integers(1, 4)))
+             for _ in range(n)]
+    clips = []
+    for i in range(n):
+        t = np.arange(int(16000 * rng.uniform(0.5, 3.0))) / 16000
+        tone = rng.uniform(0.05, 0.5) * np.sin(2 * np.pi * rng.uniform(80, 4000) * t) if i % 3 else 0 * t
+        clips.append(AudioClip((tone + rng.uniform(0.0, 0.2) * rng.standard_normal(t.size)).astype(np.float32), 16000))
+    images = [Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)) if i % 2 else
+              Image.new("RGB", (48, 48), tuple(int(c) for c in rng.integers(0, 255, 3))) for i in range(n)]
+    return {"text": texts, "audio": clips, "image": images}
+
+
 def pair_scores(queries: tuple[np.ndarray, list[str]], corpus: tuple[np.ndarray, list[str]], same: bool,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Cosines of matching and (a sample of) non-matching pairs; an item against itself is neither."""
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cosines of matching and (a sample of) non-matching pairs, and the non-matches' weights: pairs with a
+    generated unrelated input carry half the non-matches' weight (else 60 of them vanish among 200,000 others);
+    an item against itself is neither."""
     sims = queries[0] @ corpus[0].T
     q = np.array(queries[1])[:, None]
     c = np.array(corpus[1])[None, :]
@@ -67,11 +95,14 @@ def pair_scores(queries: tuple[np.ndarray, list[str]], corpus: tuple[np.ndarray,
     valid = np.ones_like(match)
     if same:
         np.fill_diagonal(valid, False)
+    noise = np.char.startswith(q.astype(str), "noise:") | np.char.startswith(c.astype(str), "noise:")
     positives = sims[match & valid]
-    negatives = sims[~match & valid]
+    negatives, is_noise = sims[~match & valid], noise[~match & valid]
     if len(negatives) > MAX_NEGATIVES:
-        negatives = rng.choice(negatives, MAX_NEGATIVES, replace=False)
-    return positives, negatives
+        keep = rng.choice(len(negatives), MAX_NEGATIVES, replace=False)
+        negatives, is_noise = negatives[keep], is_noise[keep]
+    weights = np.where(is_noise, 1.0 / max(is_noise.sum(), 1), 1.0 / max((~is_noise).sum(), 1))
+    return positives, negatives, weights
 
 
 def fit(vectors: dict[str, tuple[np.ndarray, list[str]]], seed: int = 0) -> dict[str, Any]:
@@ -80,11 +111,11 @@ def fit(vectors: dict[str, tuple[np.ndarray, list[str]]], seed: int = 0) -> dict
     pairs = {}
     for q in vectors:
         for t in vectors:
-            positives, negatives = pair_scores(vectors[q], vectors[t], q == t, rng)
+            positives, negatives, weights = pair_scores(vectors[q], vectors[t], q == t, rng)
             if len(positives) < 10:
                 print(f"{q}->{t}: only {len(positives)} matching pairs, not fitted")
                 continue
-            found = fit_pair(positives, negatives)
+            found = fit_pair(positives, negatives, negative_weights=weights)
             pairs[pair_key(q, t)] = found
             cut = -found.intercept / found.slope if found.slope > 0 else float("nan")
             print(f"{pair_key(q, t):<12} AUC {found.auc:.4f}  P=0.5 at cos {cut:.3f}  "
@@ -98,6 +129,7 @@ def main(argv: list[str] | None = None) -> Calibrations:
     parser = argparse.ArgumentParser(prog="python -m bench.fusion_fit", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="xmodal-mini", help="preset to calibrate (its training recipe's data)")
     parser.add_argument("--scenes", type=int, default=2000, help="synthetic scenes (as bench.train_mini)")
+    parser.add_argument("--cache", help="keep the encoded pools in this .npz and reuse them when it exists")
     parser.add_argument("--out", help="calibration file (default: beside the preset's JSON)")
     args = parser.parse_args(argv)
     data = shared_data_dir()
@@ -105,9 +137,19 @@ def main(argv: list[str] | None = None) -> Calibrations:
         raise SystemExit("bench.fusion_fit needs ../shared/data (or XMODAL_SHARED_DATA)")
     preset = get_preset(args.preset)
     encoder = load_encoder(args.preset)
-    pairs = fit(pool(fit_sources(data, args.scenes), encoder))
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.is_file():
+        held = np.load(cache, allow_pickle=False)
+        vectors = {m: (held[f"{m}_v"], [str(x) for x in held[f"{m}_l"]]) for m in MODALITIES if f"{m}_v" in held}
+    else:
+        vectors = pool(fit_sources(data, args.scenes), encoder)
+        if cache is not None:
+            np.savez(cache, **{f"{m}_v": v for m, (v, _) in vectors.items()},
+                     **{f"{m}_l": np.array(lab) for m, (_, lab) in vectors.items()})
+    pairs = fit(vectors)
     source = ("balanced logistic fit of cosine per (query, target) modality pair on the validation splits of the "
-              "training sources (esc10 fold 4, digits3 val slice, synthetic scenes val), python -m bench.fusion_fit")
+              "training sources (esc10 fold 4, digits3 val slice, synthetic scenes val) plus generated unrelated "
+              "inputs (random-letter texts, tones and noise, noise and flat images), python -m bench.fusion_fit")
     calibrations = Calibrations(pairs, source=source)
     out = Path(args.out) if args.out else calibration_path(preset.path)
     calibrations.save(out)

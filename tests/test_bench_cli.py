@@ -81,7 +81,8 @@ def _fake_results(tmp_path):
         {"modality": "image", "precision": "fp32", "batch_size": 1, "ratio_vs_bare": 0.1}]},
         "index": {"1M": {"results": [{"kind": "ivf-flat", "overhead_ratio": 1.02, "recall_at_10": 0.93}]}}}
     peers_json = {"machine": machine, "clip_retrieval": {"skipped": "pip failed | offline"}}
-    fusion_json = {"machine": machine, "results": {"rrf": {"map": 0.8}, "calibrated": {"map": 0.9}}}
+    fusion_json = {"machine": machine, "results": {"calibrated": {"by_kind": {"audio": {"p1": 0.8}}},
+                                                   "probability": {"by_kind": {"audio": {"p1": 0.825}}}}}
     for name, payload in (("speed.json", speed_json), ("peers.json", peers_json), ("fusion-xmodal-mini.json", fusion_json)):
         (tmp_path / name).write_text(json.dumps(payload))
     return tmp_path
@@ -95,7 +96,8 @@ def test_figure_rows_goals_and_missing_files(tmp_path):
     assert met("encode, text fp32 batch 32: xmodal / bare open_clip throughput") == ("not in results", ">= 0.95", "—")
     assert met("index 1M IVF-Flat: xmodal / raw faiss batched search time") == ("1.020", "<= 1.1", "yes")
     assert met("index 1M IVF-Flat: recall@10") == ("0.9300", ">= 0.95", "no")
-    assert met("fusion (xmodal-mini, digits + speech): calibrated mAP@200") == ("0.9000", ">= RRF's 0.8", "yes")
+    assert met("fusion (xmodal-mini, mixed store, any kind): probability P@1 of audio queries") == \
+        ("0.8250", ">= calibrated's 0.8", "yes")
     skipped = rows["peer clip-retrieval `clip inference`: xmodal ingest / its images/s (ViT-B-32 fp32)"]
     assert skipped.figure == "skipped: pip failed | offline" and skipped.met == "—"
     assert rows["server: failed requests"].figure == "not measured"  # serve-mini.json is absent

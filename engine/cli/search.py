@@ -22,7 +22,7 @@ NAME = "search"
 HELP = "search the store with text, an image or an audio clip"
 # engine.query's FUSIONS and DEFAULT_FUSION, repeated so `search --help` need not import torch (a test checks)
 FUSIONS = ("rrf", "calibrated", "probability")
-DEFAULT_FUSION = "calibrated"
+DEFAULT_FUSION = "probability"
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         NAME, help=HELP,
         description="Search the store any-to-any. The query is TEXT, --image FILE, --audio FILE, or several of them "
         "mixed (e.g. --image q.jpg 'at night' --text-weight 0.5). Hits from each target modality are grouped by item "
-        "and fused (reciprocal-rank or calibrated scores); filters still return k results.",
+        "and fused by the probability of a match; results under the calibrated floor are hidden unless --all.",
     )
     parser.add_argument("text", nargs="?", help="text query")
     parser.add_argument("--image", help="image file as (part of) the query")
@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=int_range(1, MAX_DEPTH), default=100,
                         help=f"ANN candidates per target modality (1 to {MAX_DEPTH})")
     parser.add_argument("--fusion", choices=FUSIONS, default=DEFAULT_FUSION,
-                        help="how lists of several modalities merge (default: calibrated, which measured better)")
+                        help="how hits of several indexes merge: probability (each pair's fitted cosine->P(match); "
+                        "calibrated z-scores for presets without a fit), calibrated or rrf; probability measured best")
     rr = parser.add_mutually_exclusive_group()
     rr.add_argument("--rerank", dest="rerank", action="store_true", default=None,
                     help="re-rank the fused candidates with the preset's attention re-ranker")
@@ -170,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'#':>3}  {results[0].ordered_by + ' score':>12}  {'cosine':>6}  kind  item")
     for rank, r in enumerate(results, 1):
         where = f" @ {r.match.offset_seconds:.1f}s" if r.match.offset_seconds is not None else ""
-        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind == "caption" else ""
+        if r.match.char_offset is not None:
+            where = f" @ char {r.match.char_offset}"
+        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind in ("caption", "passage") else ""
         mark = "  (weak)" if r.weak else ""
         print(f"{rank:>3}. {r.order_score:12.4f}  {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}{mark}")
     return 0

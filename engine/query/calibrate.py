@@ -123,15 +123,18 @@ def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def fit_pair(positives: np.ndarray, negatives: np.ndarray, l2: float = 1e-6, iterations: int = 100) -> PairFit:
-    """Logistic regression of match vs non-match on cosine, classes weighted equally (Newton's method)."""
+def fit_pair(positives: np.ndarray, negatives: np.ndarray, l2: float = 1e-6, iterations: int = 100,
+             negative_weights: np.ndarray | None = None) -> PairFit:
+    """Logistic regression of match vs non-match on cosine, classes weighted equally (Newton's method);
+    ``negative_weights`` spread the non-matches' half unevenly (e.g. strata of unrelated inputs)."""
     positives = np.asarray(positives, dtype=np.float64).ravel()
     negatives = np.asarray(negatives, dtype=np.float64).ravel()
     if len(positives) == 0 or len(negatives) == 0:
         raise ValueError("fitting a pair needs matches and non-matches")
     x = np.concatenate([positives, negatives])
     y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
-    w = np.concatenate([np.full(len(positives), 0.5 / len(positives)), np.full(len(negatives), 0.5 / len(negatives))])
+    spread = np.ones(len(negatives)) if negative_weights is None else np.asarray(negative_weights, dtype=np.float64)
+    w = np.concatenate([np.full(len(positives), 0.5 / len(positives)), 0.5 * spread / spread.sum()])
     design = np.stack([x, np.ones_like(x)], axis=1)
     theta = np.zeros(2)
     for _ in range(iterations):

@@ -45,18 +45,27 @@ async function search() {
     if (text) form.append("text", text);
     form.append("targets", wanted.join(","));
     form.append("k", String(k));
+    form.append("show_all", "true");
     init = { method: "POST", body: form };
   } else {
     init = { method: "POST", headers: { "Content-Type": "application/json" },
-             body: JSON.stringify({ text, targets: wanted, k }) };
+             body: JSON.stringify({ text, targets: wanted, k, show_all: true }) };
   }
   setStatus("Searching…");
   try {
     const response = await fetch("/search", init);
     const body = await response.json();
     if (!response.ok) { setStatus(body.error ? body.error.message : `Error ${response.status}`, true); return; }
-    render(body.results);
-    setStatus(`${body.results.length} results in ${body.took_ms} ms`);
+    // weak: under the preset's calibrated floor (probability of a match < 0.5); shown only when asked
+    const strong = body.results.filter((r) => !r.weak);
+    const shown = $("#show-all").checked ? body.results : strong;
+    render(shown);
+    const hidden = body.results.length - shown.length;
+    if (!strong.length && body.results.length) {
+      setStatus(`No strong match${hidden ? ` (${hidden} weak results hidden; tick "weak matches too")` : ""}.`);
+    } else {
+      setStatus(`${shown.length} results in ${body.took_ms} ms${hidden ? ` (${hidden} weak hidden)` : ""}`);
+    }
   } catch (err) {
     setStatus(`The server did not answer: ${err}`, true);
   }
@@ -64,7 +73,8 @@ async function search() {
 
 function card(result, rank) {
   const match = result.match;
-  const score = `score ${result.score.toFixed(4)} · cos ${result.first_stage.toFixed(3)}`;
+  const chance = result.probability != null ? ` · p ${result.probability.toFixed(2)}${result.weak ? " (weak)" : ""}` : "";
+  const score = `score ${result.score.toFixed(4)} · cos ${result.first_stage.toFixed(3)}${chance}`;
   const children = [];
   if (result.thumb_url) {
     children.push(el("a", { href: result.media_url, target: "_blank", rel: "noopener" },
@@ -120,7 +130,7 @@ function wire() {
     event.preventDefault();
     if (event.dataTransfer.files.length) setFile(event.dataTransfer.files[0]);
   });
-  document.querySelectorAll("input[name=target]").forEach((box) => box.addEventListener("change", () => {
+  document.querySelectorAll("input[name=target], #show-all").forEach((box) => box.addEventListener("change", () => {
     if ($("#q").value.trim() || queryFile) search();
   }));
   document.addEventListener("keydown", (event) => {
