@@ -220,3 +220,53 @@ def test_coco_mini_folder_then_its_caption_file(engine, monkeypatch):
     assert (summary.captions_added, summary.annotated) == (len(doc["annotations"]), len(captioned)) == (395, 79)
     stored = engine.store.catalog.db.execute("SELECT COUNT(*) FROM representations WHERE kind = 'caption'").fetchone()
     assert stored[0] == 395
+
+
+@pytest.mark.slow
+def test_sigkill_while_captions_land_then_rerun_gives_every_caption_once(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_ingest_kill import REPO, _generation
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(120):
+        (root / f"p{i:03d}.jpg").write_bytes(jpeg_bytes(i, size=(32, 32)))
+    manifest = tmp_path / "captions.jsonl"
+    manifest.write_text("".join(json.dumps({"path": f"photos/p{i:03d}.jpg", "album": "pets",
+                                            "captions": [f"photo {i} caption {j}" for j in range(5)]}) + "\n"
+                                for i in range(120)))
+    store = tmp_path / "store"
+    with Engine.open(store, "tiny-random") as eng:
+        eng.ingest([root], IngestOptions(workers=0, batch_size=32))
+    start = _generation(store / "catalog.db")
+    cmd = [sys.executable, "-m", "engine", "ingest", str(manifest), "--store", str(store), "--preset", "tiny-random",
+           "--batch-size", "4", "--workers", "0", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while _generation(store / "catalog.db") < start + 3 and proc.poll() is None:
+            time.sleep(0.005)
+        killed_mid_run = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed_mid_run, "the ingest finished before it could be killed"
+    with Engine.open(store, "tiny-random") as eng:
+        partial = eng.store.catalog.db.execute("SELECT COUNT(*) FROM representations WHERE kind = 'caption'").fetchone()
+        assert 0 < partial[0] < 600
+        summary = eng.ingest([manifest], IngestOptions(workers=0))
+        assert summary.captions_added == 600 - partial[0] and summary.failed == 0
+        rows = eng.store.catalog.db.execute(
+            "SELECT i.uri, r.text FROM representations r JOIN items i ON i.id = r.item_id WHERE r.kind = 'caption'"
+        ).fetchall()
+        assert sorted(rows) == sorted((str(root / f"p{i:03d}.jpg"), f"photo {i} caption {j}")
+                                      for i in range(120) for j in range(5))  # each once
+        assert all(i.metadata == {"album": "pets"} for i in eng.store.catalog.items())
+        from index import check_store
+
+        assert check_store(store).ok
