@@ -48,7 +48,7 @@ def test_same_media_query_finds_itself_first(searchable, modality, index):
 
 def test_caption_match_is_reported(searchable):
     engine, media, _ = searchable
-    results = engine.search("a lighthouse on a cliff at dusk", targets=["text"], k=1)
+    results = engine.search("a lighthouse on a cliff at dusk", targets=["image"], k=1)  # an image, via its caption
     assert results[0].uri == str(media / "c" / "c0.jpg")
     assert results[0].match.kind == "caption" and results[0].match.text == "a lighthouse on a cliff at dusk"
     assert results[0].modality == "image"
@@ -67,7 +67,7 @@ def test_results_are_per_item_across_modalities(searchable):
 
 def test_calibrated_keeps_cosine_order_within_a_modality(searchable):
     engine, _, _ = searchable
-    results = engine.search(QueryPart("image", Image.new("RGB", (40, 40), (255, 0, 0))), targets=["image"], k=8,
+    results = engine.search(QueryPart("image", Image.new("RGB", (40, 40), (255, 0, 0))), indexes=["image"], k=8,
                             fusion="calibrated")
     cos = [r.first_stage for r in results]
     assert cos == sorted(cos, reverse=True)

@@ -40,7 +40,7 @@ def _by_uri(client, path):
 
 def test_text_search(served):
     client, _, _ = served
-    response = client.post("/search", json={"text": "a lighthouse on a cliff at dusk", "targets": ["text"], "k": 3})
+    response = client.post("/search", json={"text": "a lighthouse on a cliff at dusk", "targets": ["image"], "k": 3})
     assert response.status_code == 200
     body = response.json()
     top = body["results"][0]
