@@ -11,6 +11,7 @@ from engine.defaults import DEFAULT_PRESET, default_store  # re-exported: engine
 from engine.devices import resolve_device
 from engine.errors import RerankerUnavailable
 from engine.limits import check_search_bounds
+from engine.threads import query_threads
 from engine.models import Encoder, load_encoder
 from index import Store, StoreEmpty, open_store
 from index.settings import read_settings, write_settings
@@ -96,7 +97,6 @@ class Engine:
             weights = {**stored, self.model: {**recorded, **fresh}}
             write_settings(root, {**read_settings(root), "weights": weights})
 
-
     @property
     def model(self) -> str:
         """The name vectors are stored under: the preset's name."""
@@ -123,32 +123,42 @@ class Engine:
         return summary
 
     def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str | None = None,
-               rerank: bool | None = None, rerank_depth: int | None = None):
-        """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) over target modalities.
+               rerank: bool | None = None, rerank_depth: int | None = None, *, indexes=None, show_all: bool = True):
+        """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) of the ``targets`` kinds.
+
+        ``targets``: the modalities of result items (default: all); every index is searched, so a photo can
+        match through its captions. ``indexes``: the raw vector sets to search (default: all), for benchmarks
+        of one direction. ``show_all=False`` drops results under the preset's calibrated floor (``weak``).
 
         ``rerank``: None follows the preset's default (on for directions where held-out data showed a gain);
         True re-ranks the top ``rerank_depth`` fused candidates with the attention re-ranker
         (``RerankerUnavailable`` when the preset has none); False keeps the first-stage order.
         """
-        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query
+        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query, plan_search
 
         check_search_bounds(k, depth, rerank_depth)
         parts = as_parts(query)
-        targets = list(targets) if targets else self.store_modalities()
-        if not targets:
+        available = self.store_modalities()
+        if not available:
             root = self.store.root
             raise StoreEmpty(f"the store at {root} holds nothing for preset {self.model} yet; run "
                              f"`xmodal ingest FILES --store {root}` first")
-        if self.wants_rerank(parts, targets, rerank):
+        planned = plan_search(available, targets, indexes, filters or Filters())
+        if planned is None:
+            return []
+        searched, filters = planned
+        if self.wants_rerank(parts, list(filters.modalities) or searched, rerank):  # direction: query -> result kinds
             try:
-                return self.reranked_search(parts, targets, k, filters, depth, fusion, rerank_depth)
+                found = self.reranked_search(parts, searched, k, filters, depth, fusion, rerank_depth)
+                return found if show_all else [r for r in found if not r.weak]
             except RerankerUnavailable as exc:
                 if rerank:
                     raise
                 log.warning("re-ranking skipped, first-stage order: %s", exc)
-        vector = encode_query(self.encoder, parts)
-        return self.searcher.search(vector, parts[0].modality, targets, k, filters or Filters(), depth,
-                                    fusion or DEFAULT_FUSION)
+        with query_threads():
+            vector = encode_query(self.encoder, parts)
+        return self.searcher.search(vector, parts[0].modality, searched, k, filters, depth,
+                                    fusion or DEFAULT_FUSION, show_all)
 
     def wants_rerank(self, parts, targets: list[str], rerank: bool | None) -> bool:
         """Whether a search re-ranks: as asked (``RerankerUnavailable`` for True without a re-ranker), else the
@@ -170,13 +180,15 @@ class Engine:
         if self.reranker is None:
             raise RerankerUnavailable(f"preset {self.model!r} has no attention re-ranker")
         searcher = searcher or self.searcher
-        vector, modality, tokens = encode_query_with_tokens(self.encoder, parts)
+        with query_threads():
+            vector, modality, tokens = encode_query_with_tokens(self.encoder, parts)
         pool = max(k, rerank_depth or RERANK_DEPTH)
         results = searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
                                   fusion or DEFAULT_FUSION)
         query_side = Side.from_arrays([tokens], vector, modality, self.reranker.config.max_tokens)
-        return rerank_results(self.reranker, self.store.catalog, self.model, results, query_side,
-                              searcher.calibration, k)
+        with query_threads():
+            return rerank_results(self.reranker, self.store.catalog, self.model, results, query_side,
+                                  searcher.calibration, k)
 
     @property
     def searcher(self):
@@ -184,8 +196,17 @@ class Engine:
         if self._searcher is None:
             from engine.query import Searcher
 
-            self._searcher = Searcher(self.store, self.model)
+            self._searcher = Searcher(self.store, self.model, self.calibrations)
         return self._searcher
+
+    @property
+    def calibrations(self):
+        """The preset's fitted score calibrations (``engine.query.Calibrations``), or None when it has none."""
+        if not hasattr(self, "_calibrations"):
+            from engine.query import load_for_preset
+
+            self._calibrations = load_for_preset(self.encoder.preset)
+        return self._calibrations
 
     def store_modalities(self) -> list[str]:
         """Modalities the store holds vectors of for this preset."""
