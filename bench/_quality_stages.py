@@ -88,7 +88,7 @@ def engine_search(engine: Engine, queries: Sequence[Any], targets: Sequence[str]
     """``Engine.search`` end to end (query encoding included); results outside the corpus are dropped."""
 
     def one(i: int) -> list[int]:
-        results = engine.search(queries[i], list(targets), k=depth, depth=max(depth, 100), rerank=rerank)
+        results = engine.search(queries[i], k=depth, depth=max(depth, 100), rerank=rerank, indexes=list(targets))
         return [columns[r.uri] for r in results if r.uri in columns]
 
     rankings, ms = timed(one, len(queries))

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 10)))) + f" {i}" for i in range(args.queries + 20)]
     for t in texts[:20]:  # warm: index loaded, caches filled, first-call costs paid
-        engine.search(t, targets=["image"], k=args.k, rerank=False)
+        engine.search(t, indexes=["image"], k=args.k, rerank=False)
     busy = busy_ingest(args.busy_ingest, Path(args.workdir)) if args.busy_ingest else None
     if busy is not None:
         time.sleep(10)  # past the ingest's start-up (imports, model load): into its decode and encode batches
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     index = engine.store.index(engine.model, "image")
     for t in texts[20:]:
         t0 = time.perf_counter()
-        results = engine.search(t, targets=["image"], k=args.k, rerank=False)
+        results = engine.search(t, indexes=["image"], k=args.k, rerank=False)
         end_to_end.append((time.perf_counter() - t0) * 1000)
         assert len(results) == args.k
         t0 = time.perf_counter()

@@ -99,8 +99,8 @@ def toy_run():
 
     first_stage = Engine.search
 
-    def search(self, query, targets=None, k=10, filters=None, depth=100, fusion=None, rerank=None):
-        return first_stage(self, query, targets, k, filters, depth, fusion, rerank=False)
+    def search(self, query, targets=None, k=10, filters=None, depth=100, fusion=None, rerank=None, **options):
+        return first_stage(self, query, targets, k, filters, depth, fusion, rerank=False, **options)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Engine, "search", search)
