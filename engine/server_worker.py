@@ -170,7 +170,7 @@ class EngineWorker:
             self._stopping.set()
         self._refuse_jobs(self._texts.close())
         deadline = time.monotonic() + timeout
-        for thread in self._encoders:  # joined first: none of them hands the engine thread a job after its sentinel
+        for thread in self._encoders:  # joined before the engine thread's sentinel: no job reaches it later
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
@@ -186,6 +186,8 @@ class EngineWorker:
             previous = signal.getsignal(sig)
 
             def refuse_then(signum: int, frame: Any, previous: Any = previous) -> None:
+                if previous == signal.SIG_IGN:  # a signal the process ignores does not stop it
+                    return
                 self._stopping.set()  # no lock here: a handler must not wait on what the interrupted code holds
                 if callable(previous):
                     previous(signum, frame)
