@@ -393,7 +393,7 @@ class EngineWorker:
         if planned is None:  # the requested kinds and the modality filter exclude each other
             return []
         targets, filters = planned
-        if engine.wants_rerank(job.parts, targets, job.rerank):  # type: ignore[union-attr]
+        if engine.wants_rerank(job.parts, list(filters.modalities) or targets, job.rerank):  # type: ignore[union-attr]
             try:
                 results = engine.reranked_search(job.parts, targets, job.k, filters, job.depth,  # type: ignore[union-attr]
                                                  job.fusion, job.rerank_depth, self._searcher)
