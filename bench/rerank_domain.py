@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

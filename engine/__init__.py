@@ -6,8 +6,7 @@ does not pull in torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from engine.lazy import lazy_face
 
 _EXPORTS = {
     "DEFAULT_PRESET": "engine.engine", "Engine": "engine.engine", "default_store": "engine.engine",
@@ -23,15 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` when it is first asked for."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

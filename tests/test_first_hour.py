@@ -12,16 +12,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.corpus import jpeg_bytes, wav_bytes
-from tests.test_ingest_kill import _alive, _children
+from tests.test_ingest_kill import kill_once_workers_run
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -176,27 +174,7 @@ def test_killed_ingest_leaves_no_process_and_a_rerun_completes(tmp_path):
            "--batch-size", "4", "--no-progress"]
     with open(tmp_path / "stderr.txt", "wb") as err:
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
-    workers: list[int] = []
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while len(workers) < 2:
-            assert proc.poll() is None, \
-                f"ingest ended (exit {proc.returncode}) before it was killed: {(tmp_path / 'stderr.txt').read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "no decode workers appeared"
-            workers = _children(proc.pid)
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 5
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        survivors = [w for w in workers if _alive(w)]
-    finally:
-        for w in _children(proc.pid) + workers:
-            if _alive(w):
-                os.kill(w, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
+    survivors = kill_once_workers_run(proc, tmp_path / "stderr.txt", timeout=TIMEOUT)
     assert not survivors, f"decode workers {survivors} outlived the killed ingest"
     rerun = xmodal("ingest", tmp_path / "Media", "--store", store, "--no-progress", "--json", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

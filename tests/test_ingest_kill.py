@@ -87,6 +87,30 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def kill_once_workers_run(proc: subprocess.Popen, log: Path, timeout: float = 120, n_workers: int = 2) -> list[int]:
+    """SIGKILL ``proc`` once it has ``n_workers`` decode workers; the worker pids still alive 5 s later."""
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(workers) < n_workers:
+            assert proc.poll() is None, f"ingest ended (exit {proc.returncode}) before it was killed: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"no decode workers appeared: {log.read_text()[-2000:]}"
+            workers = _children(proc.pid)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [w for w in workers if _alive(w)]
+    finally:
+        for w in _children(proc.pid) + workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_sigkill_of_ingest_leaves_no_decode_worker(tmp_path):
@@ -99,22 +123,5 @@ def test_sigkill_of_ingest_leaves_no_decode_worker(tmp_path):
     log = tmp_path / "stderr.txt"
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        deadline = time.monotonic() + 120
-        workers: list[int] = []
-        while len(workers) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                f"no decode workers appeared (exit {proc.returncode}): {log.read_text()[-2000:]}"
-            workers = _children(proc.pid)
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        deadline = time.monotonic() + 5
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        survivors = [w for w in workers if _alive(w)]
-    finally:
-        for w in _children(proc.pid) + workers:
-            if _alive(w):
-                os.kill(w, signal.SIGKILL)
+    survivors = kill_once_workers_run(proc, log)
     assert not survivors, f"decode workers {survivors} outlived their killed parent"

@@ -6,8 +6,7 @@ The names below load on first use (module ``__getattr__``): reading presets and 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from engine.lazy import lazy_face
 
 _EXPORTS = {
     "AudioClip": "engine.models.audio", "Encoder": "engine.models.encoder", "load_encoder": "engine.models.encoder",
@@ -23,15 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` when it is first asked for."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
