@@ -52,7 +52,8 @@ def build_corpus(folder: Path, n_scenes: int = 12) -> list[Path]:
 
 
 LEGEND = ("Each list is ordered by its first number: \"rerank\" = calibrated first-stage score plus the re-ranker's "
-          "bounded correction, \"fused\" = calibrated first-stage score; \"cosine\" is the matched item's raw cosine.")
+          "bounded correction, \"fused\" = the fusion's score (with the default fusion, the probability of a match); "
+          "\"cosine\" is the matched item's raw cosine.")
 
 
 def result_lines(results: Sequence[Any], short: Callable[[str], str]) -> list[str]:

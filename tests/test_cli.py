@@ -48,7 +48,7 @@ def test_models_table(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "tiny-random  (dim 64, ready)" in out
-    assert "clip-vit-b32  (dim 512, weights missing)" in out
+    assert "clip-vit-b32  (dim 512, weights missing: `xmodal models pull clip-vit-b32`)" in out
 
 
 def test_library_errors_become_exit_codes(tmp_path, monkeypatch, capsys):

@@ -287,4 +287,5 @@ def test_a_50_mb_text_is_ingested_in_bounded_time_and_memory(tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["failed"] == 0 and report["reps"] == 50
     assert len(report["notes"]) == 1 and "indexed up to character" in report["notes"][0][1]
-    assert report["peak_rss_mb"] < 1500 and report["result_bytes"] < 5000
+    # the process with torch and the model loaded peaks at 1.1-1.7 GB here; the whole-file read of e38e491 took 9.3 GB
+    assert report["peak_rss_mb"] < 2500 and report["result_bytes"] < 5000

@@ -40,6 +40,9 @@ def _tower_status(modality: str, spec: TowerSpec, random_weights: bool) -> Compo
         missing = ", ".join(getattr(exc, "missing", [])) or str(exc)
         how = getattr(exc, "how", "fix the preset's source")
         return ComponentStatus(modality, "tower", spec.kind, str(spec.source), False, f"missing {missing}", how)
+    except ImportError as exc:  # the library that reads this source is not installed (or cannot be imported)
+        return ComponentStatus(modality, "tower", spec.kind, str(spec.source), False, f"cannot check: {exc}",
+                               "install the package named above")
     return ComponentStatus(modality, "tower", spec.kind, str(spec.source), True, f"{found.path} ({found.origin})")
 
 
