@@ -168,6 +168,22 @@ FIGURES: tuple[Figure, ...] = (
     Figure("server (xmodal-mini, 32 clients): requests/s", "serve-mini.json", _at("req_per_s"), "{:.0f}"),
     Figure("server: p99 latency, ms", "serve-mini.json", _at("p99_ms"), "{:.1f}"),
     Figure("server: failed requests", "serve-mini.json", _at("errors"), "{:.0f}", Goal("<=", 0)),
+    Figure("server, distinct texts (32 clients), e38e491: requests/s", "serve-mini-distinct-idle.json",
+           _at("servers", "before", "req_per_s"), "{:.1f}"),
+    Figure("server, distinct texts (32 clients), now: requests/s", "serve-mini-distinct-idle.json",
+           _at("servers", "after", "req_per_s"), "{:.1f}"),
+    Figure("server, distinct texts: now / e38e491 requests/s", "serve-mini-distinct-idle.json",
+           _at("speedup_req_per_s"), "{:.2f}", Goal(">=", 2.0)),
+    Figure("server, distinct texts, now: p99 latency, ms", "serve-mini-distinct-idle.json",
+           _at("servers", "after", "p99_ms"), "{:.1f}", Goal("<=", 100.0)),
+    Figure("server, distinct texts, now: failed requests", "serve-mini-distinct-idle.json",
+           _at("servers", "after", "errors"), "{:.0f}", Goal("<=", 0)),
+    Figure("query at 20k beside a running xmodal ingest, e38e491: p99, ms", "query-20k-before-busy.json",
+           _at("end_to_end", "p99_ms"), "{:.1f}"),
+    Figure("query at 20k beside a running xmodal ingest, now: p99, ms", "query-20k-after-busy.json",
+           _at("end_to_end", "p99_ms"), "{:.1f}", Goal("<=", 100.0)),
+    Figure("startup, `xmodal --help`: median s", "startup-before-after.json",
+           _at("figures", "this", "--help", "median_s"), "{:.2f}", Goal("<=", 1.0)),
 )
 
 

@@ -34,8 +34,9 @@ function setFile(file) {
 
 async function search() {
   const text = $("#q").value.trim();
-  const k = Math.max(1, Math.min(200, parseInt($("#k").value, 10) || 24));
+  const k = Number($("#k").value);
   const wanted = targets();
+  if (!Number.isInteger(k) || k < 1 || k > 200) { render([]); setStatus("Results must be a whole number from 1 to 200.", true); return; }
   if (!text && !queryFile) { setStatus("Type a query or choose a file."); return; }
   if (!wanted.length) { setStatus("Choose at least one kind of result."); return; }
   let init;
@@ -55,7 +56,11 @@ async function search() {
   try {
     const response = await fetch("/search", init);
     const body = await response.json();
-    if (!response.ok) { setStatus(body.error ? body.error.message : `Error ${response.status}`, true); return; }
+    if (!response.ok) {
+      render([]);  // never leave an earlier query's results under this error
+      setStatus(body.error ? body.error.message : `Error ${response.status}`, true);
+      return;
+    }
     // weak: under the preset's calibrated floor (probability of a match < 0.5); shown only when asked
     const strong = body.results.filter((r) => !r.weak);
     const shown = $("#show-all").checked ? body.results : strong;
@@ -67,14 +72,22 @@ async function search() {
       setStatus(`${shown.length} results in ${body.took_ms} ms${hidden ? ` (${hidden} weak hidden)` : ""}`);
     }
   } catch (err) {
+    render([]);
     setStatus(`The server did not answer: ${err}`, true);
   }
 }
 
 function card(result, rank) {
   const match = result.match;
-  const chance = result.probability != null ? ` · p ${result.probability.toFixed(2)}${result.weak ? " (weak)" : ""}` : "";
-  const score = `score ${result.score.toFixed(4)} · cos ${result.first_stage.toFixed(3)}${chance}`;
+  const ordered = result.rerank_score != null ? "re-ranked score" : "fused score";
+  const scores = [el("span", { title: `${ordered}: the number this list is ordered by`,
+                               text: `${ordered} ${(result.rerank_score ?? result.score).toFixed(4)}` }),
+                  el("span", { title: "cosine of the representation that matched (first stage)",
+                               text: ` · cosine ${result.first_stage.toFixed(3)}` })];
+  if (result.probability != null) {
+    scores.push(el("span", { title: "probability that this is a match, from the preset's calibration; under 0.5 is weak",
+                             text: ` · p ${result.probability.toFixed(2)}${result.weak ? " (weak)" : ""}` }));
+  }
   const children = [];
   if (result.thumb_url) {
     children.push(el("a", { href: result.media_url, target: "_blank", rel: "noopener" },
@@ -90,7 +103,7 @@ function card(result, rank) {
   const where = match.offset_seconds != null ? ` @ ${match.offset_seconds.toFixed(1)} s` : "";
   children.push(el("div", { class: "meta" }, [
     el("span", { class: "badge", text: `${result.modality} · ${match.kind}${where}` }),
-    el("span", { text: score }),
+    el("span", { class: "scores" }, scores),
   ]));
   return el("li", { class: "card", tabindex: "0", "data-item": String(result.item_id) }, children);
 }
