@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -15,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine.server_errors import ApiError, error_body
 from index.records import Item
 from ingest.decode import sniff_media as sniff  # one signature table, shared with ingest
-from ingest.files import uri_path
+from ingest.errors import DecodeError
+from ingest.files import open_regular, uri_path
 
 SNIFF_BYTES = 16
 
@@ -35,11 +37,16 @@ def media_path(item: Item) -> tuple[Path, str]:
         raise ApiError(404, f"item {item.id} has no media file")
     path = Path(uri_path(item.uri))  # a name that is not UTF-8 is stored as a file:// uri
     try:
-        with open(path, "rb") as fh:
-            found = sniff(fh.read(SNIFF_BYTES))
+        fd, _ = open_regular(str(path))  # a FIFO or device put in the file's place is refused, never waited on
+    except DecodeError:
+        raise ApiError(404, f"the file of item {item.id} is gone or not a regular file") from None
+    try:
+        found = sniff(os.read(fd, SNIFF_BYTES))
     except OSError:
-        raise ApiError(404, f"the file of item {item.id} is gone") from None
-    if not path.is_file() or found is None or found[0] != item.modality:
+        raise ApiError(404, f"the file of item {item.id} could not be read") from None
+    finally:
+        os.close(fd)
+    if found is None or found[0] != item.modality:
         raise ApiError(404, f"the file of item {item.id} is not a readable {item.modality}")
     return path, found[1]
 

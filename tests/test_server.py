@@ -2,6 +2,8 @@
 
 import io
 import json
+import os
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -260,3 +262,18 @@ def test_serve_command_has_help_and_safe_defaults():
     assert sub.description
     assert all(a.help for a in sub._actions)
     assert json.dumps(vars(args), default=str)
+
+
+def test_media_swapped_for_a_fifo_is_404_at_once(served):
+    client, _, root = served
+    swapped = root / "media" / "images" / "swapped.jpg"
+    swapped.write_bytes(jpeg_bytes(78))
+    with Engine.open(root / "store") as engine:
+        engine.ingest([swapped], IngestOptions(workers=0))
+        item = engine.store.catalog.item_by_uri(str(swapped)).id
+    swapped.unlink()
+    os.mkfifo(swapped)  # opening a FIFO for reading would wait for a writer forever
+    started = time.monotonic()
+    assert client.get(f"/media/{item}").status_code == 404
+    assert client.get(f"/media/{item}?thumb=1").status_code == 404
+    assert time.monotonic() - started < 5
