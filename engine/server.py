@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from engine.engine import Engine
+from engine.errors import XmodalError
 from engine.query import Result
 from engine.server_errors import (
     ApiError,
@@ -62,8 +63,14 @@ class EngineSpec:
     random_weights: bool = False
 
     def open(self) -> Engine:
-        """Open the engine this spec names."""
-        return Engine.open(self.store, self.preset, self.device, self.random_weights, create=False)
+        """Open the engine this spec names, with the towers its queries will need already loaded."""
+        engine = Engine.open(self.store, self.preset, self.device, self.random_weights, create=False)
+        wanted = [m for m in ("text", *engine.store_modalities()) if m in engine.encoder.supported]
+        try:  # towers load lazily; a server loads them now so its first queries are not the slow ones
+            engine.encoder.require(wanted)
+        except XmodalError as exc:  # e.g. weights of one modality missing: its queries will say so, the rest work
+            log.warning("not all query towers could be loaded at start: %s", exc)
+        return engine
 
 
 SPEC_ENV = "XMODAL_SERVE_SPEC"

@@ -277,3 +277,14 @@ def test_media_swapped_for_a_fifo_is_404_at_once(served):
     assert client.get(f"/media/{item}").status_code == 404
     assert client.get(f"/media/{item}?thumb=1").status_code == 404
     assert time.monotonic() - started < 5
+
+
+def test_a_served_engine_has_its_query_towers_loaded_at_start(served):
+    from engine.server import EngineSpec
+
+    _, _, root = served
+    engine = EngineSpec(store=str(root / "store")).open()
+    try:  # towers load lazily elsewhere; the server loads what its queries need before the first request
+        assert {"text", "image", "audio"} <= set(engine.encoder.towers)
+    finally:
+        engine.close()
