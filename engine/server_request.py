@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart
 from engine.server_errors import ApiError
 from engine.server_media import sniff_upload
-from engine.server_worker import SearchJob
+from engine.server_jobs import SearchJob
 
 Modality = Literal["image", "text", "audio"]
 T = TypeVar("T")

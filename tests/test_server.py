@@ -167,14 +167,20 @@ def test_media_is_served_by_catalog_id_only(served):
         assert client.get(path).status_code in (404, 422)
 
 
+def _ingested_then_removed(root, name: str, seed: int) -> tuple[int, object]:
+    """An image ingested into the served store, then its file removed: (its item id, its path)."""
+    path = root / "media" / "images" / name
+    path.write_bytes(jpeg_bytes(seed))
+    with Engine.open(root / "store") as engine:
+        engine.ingest([path], IngestOptions(workers=0))
+        item = engine.store.catalog.item_by_uri(str(path)).id
+    path.unlink()
+    return item, path
+
+
 def test_deleted_file_media_is_404(served):
     client, _, root = served
-    extra = root / "media" / "images" / "gone.jpg"
-    extra.write_bytes(jpeg_bytes(77))
-    with Engine.open(root / "store") as engine:
-        engine.ingest([extra], IngestOptions(workers=0))
-        gone = engine.store.catalog.item_by_uri(str(extra)).id
-    extra.unlink()
+    gone, _ = _ingested_then_removed(root, "gone.jpg", 77)
     assert client.get(f"/media/{gone}").status_code == 404
 
 
@@ -266,12 +272,7 @@ def test_serve_command_has_help_and_safe_defaults():
 
 def test_media_swapped_for_a_fifo_is_404_at_once(served):
     client, _, root = served
-    swapped = root / "media" / "images" / "swapped.jpg"
-    swapped.write_bytes(jpeg_bytes(78))
-    with Engine.open(root / "store") as engine:
-        engine.ingest([swapped], IngestOptions(workers=0))
-        item = engine.store.catalog.item_by_uri(str(swapped)).id
-    swapped.unlink()
+    item, swapped = _ingested_then_removed(root, "swapped.jpg", 78)
     os.mkfifo(swapped)  # opening a FIFO for reading would wait for a writer forever
     started = time.monotonic()
     assert client.get(f"/media/{item}").status_code == 404

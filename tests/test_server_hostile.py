@@ -304,22 +304,27 @@ def _trickle(sock: socket.socket, pieces: list[bytes], gap: float, stop: float) 
     return True
 
 
+def _attack(port: int, n: int, pieces: list[bytes], gap: float) -> tuple[list[bytes], float]:
+    """``n`` connections each trickling ``pieces`` ``gap`` s apart; what each got back and when the last was cut."""
+    socks = [_connect(port) for _ in range(n)]
+    start = time.monotonic()
+    threads = [threading.Thread(target=_trickle, args=(s, pieces, gap, 10), daemon=True) for s in socks]
+    for t in threads:
+        t.start()
+    replies = [_read_until_closed(s) for s in socks]
+    cut_after = time.monotonic() - start
+    for t in threads:
+        t.join(15)
+    for s in socks:
+        s.close()
+    return replies, cut_after
+
+
 def test_slow_headers_are_cut_while_health_answers(live):
     _, port = live
     with HealthProbe(port) as probe:
-        socks = [_connect(port) for _ in range(20)]
-        start = time.monotonic()
-        threads = [threading.Thread(target=_trickle, args=(s, [b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"]
-                                                           + [b"X-Slow: 1\r\n"] * 100, 0.1, 10), daemon=True)
-                   for s in socks]
-        for t in threads:
-            t.start()
-        replies = [_read_until_closed(s) for s in socks]
-        cut_after = time.monotonic() - start
-        for t in threads:
-            t.join(15)
-        for s in socks:
-            s.close()
+        replies, cut_after = _attack(port, 20, [b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"]
+                                     + [b"X-Slow: 1\r\n"] * 100, 0.1)
     assert all(r.startswith(b"HTTP/1.1 408") for r in replies), replies[0][:100]
     assert cut_after < HEADER_S + 3.0, f"slow headers held for {cut_after:.1f} s"
     probe.check("20 slowloris header connections")
@@ -341,18 +346,7 @@ def test_slow_body_is_408_while_health_answers(live):
     head = (b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 2000\r\n\r\n{\"text\": \"")
     with HealthProbe(port) as probe:
-        socks = [_connect(port) for _ in range(10)]
-        start = time.monotonic()
-        threads = [threading.Thread(target=_trickle, args=(s, [head] + [b"a"] * 200, 0.1, 10), daemon=True)
-                   for s in socks]
-        for t in threads:
-            t.start()
-        replies = [_read_until_closed(s) for s in socks]
-        cut_after = time.monotonic() - start
-        for t in threads:
-            t.join(15)
-        for s in socks:
-            s.close()
+        replies, cut_after = _attack(port, 10, [head] + [b"a"] * 200, 0.1)
     assert all(r.startswith(b"HTTP/1.1 408") for r in replies), replies[0][:200]
     assert all(b"did not arrive" in r for r in replies)
     assert cut_after < BODY_S + 3.0, f"slow bodies held for {cut_after:.1f} s"

@@ -18,7 +18,8 @@ import pytest
 from engine.engine import Engine
 from engine.server_batching import CachedHydration, TextQueue
 from engine.server_errors import ApiError
-from engine.server_worker import EngineWorker, SearchJob
+from engine.server_jobs import SearchJob
+from engine.server_worker import EngineWorker
 from engine.query import QueryPart
 from ingest.pipeline import IngestOptions
 from tests.corpus import good_files
