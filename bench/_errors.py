@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.errors import XmodalError
+from core.errors import XmodalError
 
 
 class BenchError(XmodalError):

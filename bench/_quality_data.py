@@ -1,4 +1,4 @@
-"""What ``bench.quality`` evaluates: suites of retrieval directions built from ``bench.datasets``, their vectors
+"""What ``bench.quality`` evaluates: suites of retrieval directions built from ``engine.datasets``, their vectors
 (encoded once per item) and their media written as files for a real ingest."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
-from bench.datasets import Dataset, Item, SceneConfig, generate_scenes, load_digits_trimodal, load_esc
+from engine.datasets import Dataset, Item, SceneConfig, generate_scenes, load_digits_trimodal, load_esc
 from engine.models import AudioClip
 from engine.models.encoder import Encoder
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.datasets import load_digits_trimodal, load_esc, shared_data_dir
+from engine.datasets import load_digits_trimodal, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
-from engine.engine import Engine
+from engine.api.facade import Engine
 from engine.query import FUSIONS
 from ingest.pipeline import IngestOptions
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.datasets import shared_data_dir
+from engine.datasets import shared_data_dir
 from engine.models import get_preset, load_encoder
 from engine.query.calibrate import Calibrations, calibration_path, fit_pair, pair_key
 from engine.train.recipe import DataSpec, _train_val, load_dataset
@@ -32,7 +32,7 @@ MAX_NEGATIVES = 200_000
 
 
 def fit_sources(data: Path, scenes: int) -> list[tuple[str, DataSpec]]:
-    """The shipped recipe's data specs (``bench.train_mini``), each with a namespace for its labels."""
+    """The shipped recipe's data specs (``engine.train.mini``), each with a namespace for its labels."""
     return [("esc", DataSpec("esc10", str(data / "esc10"))), ("digit", DataSpec("digits3", str(data / "fsdd"))),
             ("scene", DataSpec("synthetic", str(scenes), ("image", "text")))]
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> Calibrations:
     """Encode the validation pools, fit every pair, write the preset's calibration file."""
     parser = argparse.ArgumentParser(prog="python -m bench.fusion_fit", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="xmodal-mini", help="preset to calibrate (its training recipe's data)")
-    parser.add_argument("--scenes", type=int, default=2000, help="synthetic scenes (as bench.train_mini)")
+    parser.add_argument("--scenes", type=int, default=2000, help="synthetic scenes (as engine.train.mini)")
     parser.add_argument("--cache", help="keep the encoded pools in this .npz and reuse them when it exists")
     parser.add_argument("--out", help="calibration file (default: beside the preset's JSON)")
     args = parser.parse_args(argv)

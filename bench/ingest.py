@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bench.datasets import shared_data_dir
+from engine.datasets import shared_data_dir
 from bench.report import machine_info, write_json
-from engine.engine import Engine
+from engine.api.facade import Engine
 from engine.models import load_encoder
 from index import open_store
 from ingest.pipeline import IngestOptions

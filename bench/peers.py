@@ -99,7 +99,7 @@ def rclip_vs_xmodal(n: int, n_queries: int, work: Path, k: int = 10) -> dict[str
 
 def _xmodal_ingest_seconds(folder: Path, store: Path, batch_size: int, workers: int) -> tuple[float, int]:
     """Model load plus a whole ingest into a fresh store (fp32, random ViT-B-32 weights)."""
-    from engine.engine import Engine
+    from engine.api.facade import Engine
     from engine.models import load_encoder
     from index import open_store
     from ingest.pipeline import IngestOptions
@@ -117,7 +117,7 @@ def _xmodal_ingest_seconds(folder: Path, store: Path, batch_size: int, workers: 
 
 def clip_retrieval_vs_xmodal(args: argparse.Namespace, python: str = sys.executable) -> dict[str, Any]:
     """Images/s of ``clip inference`` and ``xmodal ingest`` on one folder; ``{"skipped": why}`` when the peer cannot run."""
-    from bench.datasets import shared_data_dir
+    from engine.datasets import shared_data_dir
     from bench.ingest import make_corpus
 
     work: Path = args.workdir

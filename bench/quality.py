@@ -29,9 +29,9 @@ from bench._quality_data import (
     Direction, Suite, VectorCache, esc10_suite, fsdd_suite, scenes_suite, subsample, write_corpus,
 )
 from bench._quality_report import markdown, plots
-from bench.datasets import shared_data_dir
+from engine.datasets import shared_data_dir
 from bench.report import machine_info, write_json
-from engine.engine import Engine
+from engine.api.facade import Engine
 from index import InvalidIndexConfig, VectorIndex
 from ingest.pipeline import IngestOptions
 

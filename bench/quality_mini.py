@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench._quality_data import VectorCache
-from bench.datasets import SceneConfig, esc_class_texts, generate_scenes, load_digits_trimodal, load_esc, shared_data_dir
+from engine.datasets import SceneConfig, esc_class_texts, generate_scenes, load_digits_trimodal, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
 from bench.protocol import mean_average_precision, recall_at_k
 from engine.models import load_encoder

@@ -24,10 +24,10 @@ import numpy as np
 
 from bench._synthetic_vectors import ClusteredSpec, ClusteredVectors
 from bench.report import machine_info, write_json
-from engine.engine import Engine
+from engine.api.facade import Engine
 from engine.models import load_encoder
 from engine.query import Filters, QueryPart, encode_query
-from engine.threads import query_threads
+from engine.query.threads import query_threads
 from index import open_store
 
 WORDS = "a the red blue green small large dog cat car tree beach street person bird boat kitchen pizza".split()

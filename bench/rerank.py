@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.datasets import SceneConfig, generate_scenes, load_esc, shared_data_dir
+from engine.datasets import SceneConfig, generate_scenes, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
-from engine.engine import Engine
-from engine.errors import RerankerUnavailable
+from engine.api.facade import Engine
+from core.errors import RerankerUnavailable
 from engine.models import Encoder, load_encoder
-from engine.rerank.data import encode_items
+from engine.train.rerank_data import encode_items
 from index import open_store
 
 KS = (1, 5, 10)

@@ -1,6 +1,6 @@
 """``python -m bench.serve --json OUT``: concurrent loopback clients against ``xmodal serve`` over the demo store.
 
-Builds the demo store (``engine.demo``'s corpus) with the small preset (``xmodal-mini`` when it is installed,
+Builds the demo store (``engine.api.demo``'s corpus) with the small preset (``xmodal-mini`` when it is installed,
 else ``tiny-random``, and says so), starts the server in its own process, warms it up, then runs
 ``--clients`` keep-alive HTTP/1.1 clients (one asyncio task each, a minimal client so the load generator
 costs little CPU) that post text queries back to back for ``--seconds``. ``--distinct`` makes every request
@@ -96,8 +96,8 @@ def choose_preset(requested: str | None) -> tuple[str, str]:
 
 def build_store(store: Path, preset: str, random_weights: bool) -> dict:
     """The demo corpus ingested into ``store`` (incremental: a rerun re-embeds nothing)."""
-    from engine.demo import build_corpus
-    from engine.engine import Engine
+    from engine.api.demo import build_corpus
+    from engine.api.facade import Engine
     from ingest.pipeline import IngestOptions
 
     start = time.perf_counter()
@@ -161,12 +161,12 @@ def serve_forever(store: str, preset: str, random_weights: bool, port: int, work
     """The server process: the API app over ``store`` on 127.0.0.1:port (``workers`` processes)."""
     import uvicorn
 
-    from engine.server import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
+    from engine.server.app import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
 
     spec = EngineSpec(store, preset, random_weights=random_weights)
     if workers > 1:
         os.environ[SPEC_ENV] = spec_env(spec, ServerConfig())
-        uvicorn.run("engine.server:app_from_env", factory=True, workers=workers, host="127.0.0.1", port=port,
+        uvicorn.run("engine.server.app:app_from_env", factory=True, workers=workers, host="127.0.0.1", port=port,
                     log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     else:
         uvicorn.run(create_app(spec), host="127.0.0.1", port=port, log_level="warning", access_log=False,

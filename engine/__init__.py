@@ -1,19 +1,19 @@
 """xmodal's engine: models, the ``Engine`` (ingest and search over a store), queries and errors.
 
-The names below load on first use (module ``__getattr__``), so ``import engine.errors`` or ``xmodal --help``
+The names below load on first use (module ``__getattr__``), so ``import core.errors`` or ``xmodal --help``
 does not pull in torch.
 """
 
 from __future__ import annotations
 
-from engine.lazy import lazy_face
+from core.lazy import lazy_face
 
 _EXPORTS = {
-    "DEFAULT_PRESET": "engine.engine", "Engine": "engine.engine", "default_store": "engine.engine",
-    "DeviceUnavailable": "engine.errors", "InvalidInput": "engine.errors", "InvalidModelSource": "engine.errors",
-    "InvalidPreset": "engine.errors", "PresetNotFound": "engine.errors", "RerankerUnavailable": "engine.errors",
-    "UnsupportedModality": "engine.errors", "WeightsChecksumMismatch": "engine.errors",
-    "WeightsUnavailable": "engine.errors", "XmodalError": "engine.errors",
+    "DEFAULT_PRESET": "engine.api.facade", "Engine": "engine.api.facade", "default_store": "engine.api.facade",
+    "DeviceUnavailable": "core.errors", "InvalidInput": "core.errors", "InvalidModelSource": "core.errors",
+    "InvalidPreset": "core.errors", "PresetNotFound": "core.errors", "RerankerUnavailable": "core.errors",
+    "UnsupportedModality": "core.errors", "WeightsChecksumMismatch": "core.errors",
+    "WeightsUnavailable": "core.errors", "XmodalError": "core.errors",
     "AudioClip": "engine.models", "Encoder": "engine.models", "get_preset": "engine.models",
     "list_presets": "engine.models", "load_encoder": "engine.models",
     "Filters": "engine.query", "QueryPart": "engine.query", "Result": "engine.query",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from core.errors import XmodalError
 
-class IndexStoreError(Exception):
+
+class IndexStoreError(XmodalError):
     """Base of all index-layer errors."""
 
     exit_code = 5

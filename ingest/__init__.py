@@ -1,6 +1,5 @@
 """Ingest pipeline: sources, decoding, batched encoding into the catalog and indexes."""
 
-import engine.models  # noqa: F401  engine's package imports ingest.decode, which needs AudioClip: load engine first
 from ingest.errors import DecodeError, IngestError, ManifestError
 from ingest.manifests import (
     CaptionedMedia, ManifestColumns, ManifestRow, is_uri, iter_manifest, parse_coco_captions,

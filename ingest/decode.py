@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.models import AudioClip
+from core.media import AudioClip
 from ingest.errors import DecodeError
 from ingest.passages import PassageSettings
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.errors import XmodalError
 
-class IngestError(Exception):
+
+class IngestError(XmodalError):
     """Base of all ingest errors."""
 
     exit_code = 6

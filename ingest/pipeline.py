@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
-from engine.models import Encoder
+from ingest.embedder import Embedder
 from ingest.decode import DecodeSettings
 from ingest.sources import Listing, Scan, TextRecord
 from ingest.pool import DecodePool
@@ -126,7 +126,7 @@ class _Pending:
 class Pipeline:
     """Runs one ingest: ``run(scan)`` plans, decodes, encodes and commits, calling ``on_progress`` as it goes."""
 
-    def __init__(self, encoder: Encoder, sink: Sink, options: IngestOptions = IngestOptions(),
+    def __init__(self, encoder: Embedder, sink: Sink, options: IngestOptions = IngestOptions(),
                  on_progress: Callable[[IngestSummary, int], None] | None = None) -> None:
         self.encoder, self.sink, self.options = encoder, sink, options
         self.on_progress = on_progress or (lambda summary, total: None)

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequenc
 
 import torch
 
-from engine.errors import XmodalError
+from core.errors import XmodalError
 from ingest.decode import DecodeSettings, decode_image, decode_text, iter_audio_windows, modality_of
 from ingest.errors import DecodeError
 from ingest.files import hash_capped, human_bytes, open_regular, read_capped

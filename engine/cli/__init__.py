@@ -15,12 +15,12 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from engine.cli.args import HelpFormatter
-from engine.errors import XmodalError
+from core.errors import XmodalError
 
 # Each module in engine.cli named here defines ``register(subparsers) -> ArgumentParser`` that sets
 # ``func`` on its parser via ``set_defaults``; ``func(args) -> int`` runs the command. A module that also
 # defines ``NAME`` and ``HELP`` is listed by those alone when another command runs.
-COMMANDS = ["models", "train", "rerank_train", "ingest", "search", "check", "demo", "serve", "bench"]
+COMMANDS = ["models", "train", "train_reranker", "ingest", "search", "check", "demo", "serve", "bench"]
 
 EXIT_INTERRUPTED = 130
 
@@ -78,15 +78,6 @@ def _command_of(argv: Sequence[str]) -> str:
     return next((a for a in argv if not a.startswith("-")), "")
 
 
-def _library_errors() -> tuple[type[BaseException], ...]:
-    """The error roots of the packages loaded so far (one that was never imported cannot have raised)."""
-    roots: list[type[BaseException]] = [XmodalError]
-    for module, name in (("index.errors", "IndexStoreError"), ("ingest.errors", "IngestError")):
-        if module in sys.modules:
-            roots.append(getattr(sys.modules[module], name))
-    return tuple(roots)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -106,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("xmodal: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if not isinstance(exc, _library_errors()):
+        if not isinstance(exc, XmodalError):
             raise
         print(f"xmodal: error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.defaults import default_store
+from engine.api.defaults import default_store
 
 EXIT_PROBLEMS = 1
 

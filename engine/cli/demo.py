@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from engine.cli.args import MAX_K, int_range
-from engine.defaults import DEFAULT_PRESET
+from engine.api.defaults import DEFAULT_PRESET
 
 NAME = "demo"
 HELP = "ingest a small demo corpus and search it in every direction"
@@ -34,8 +34,8 @@ def _short(uri: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Build, ingest, query, print."""
-    from engine.demo import LEGEND, build_corpus, demo_queries, result_lines
-    from engine.engine import Engine
+    from engine.api.demo import LEGEND, build_corpus, demo_queries, result_lines
+    from engine.api.facade import Engine
     from engine.query import QueryPart
     from ingest.pipeline import IngestOptions
 

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 
 from engine.cli.args import MAX_BATCH_SIZE, MAX_WORKERS, int_range
-from engine.defaults import DEFAULT_PRESET
+from engine.api.defaults import DEFAULT_PRESET
 
 NAME = "ingest"
 HELP = "add files, folders, manifests or COCO captions to the store"
@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Ingest and print the summary."""
-    from engine.engine import Engine
+    from engine.api.facade import Engine
     from ingest.decode import DecodeSettings
     from ingest.pipeline import IngestOptions
     from ingest.progress import IngestProgress
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                             retry_failed=args.retry_failed, tokens=args.tokens, decode=decode)
     scan = ScanOptions(tuple(args.include), tuple(args.exclude), args.follow_symlinks)
     with Engine.open(args.store, args.preset, args.device, args.random_weights) as engine:
-        from engine.domain import photo_note
+        from engine.models.domain import photo_note
 
         note = photo_note(engine.encoder.preset, args.paths)
         if note:

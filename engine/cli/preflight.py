@@ -7,7 +7,7 @@ import os
 import socket
 import stat
 
-from engine.errors import InvalidInput, PortUnavailable
+from core.errors import InvalidInput, PortUnavailable
 
 
 def readable_file(path: str, option: str) -> str:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from engine.cli.args import MAX_DEPTH, MAX_K, MAX_RERANK_DEPTH, float_range, int_range
 from engine.cli.preflight import readable_file
-from engine.errors import InvalidInput
+from core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.api.facade import Engine
     from engine.query import QueryPart
 
 NAME = "search"
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             readable_file(path, option)
     if not (args.image or args.audio or args.text):
         raise InvalidInput("give a text query, --image FILE or --audio FILE")
-    from engine.engine import Engine
+    from engine.api.facade import Engine
     from engine.query import Filters
 
     filters = Filters(modalities, args.uri, after, before, meta)

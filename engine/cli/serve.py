@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from engine.cli.args import MAX_THREADS, MAX_WORKERS, float_range, int_range
-from engine.server_http import HEADER_TIMEOUT_S
+from engine.server.http import HEADER_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this many seconds
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from engine.server import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
-    from engine.server_http import PROTOCOL
+    from engine.server.app import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
+    from engine.server.http import PROTOCOL
     spec = EngineSpec(args.store, args.preset, args.device)
     with spec.open() as engine:  # checked here; each server process reopens it on its own engine thread
         root, preset = engine.store.root, engine.model
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
           f"with {args.workers} worker process{'es' if args.workers > 1 else ''}", flush=True)
     if args.workers > 1:
         os.environ[SPEC_ENV] = spec_env(EngineSpec(str(root), preset, args.device), config)
-        uvicorn.run("engine.server:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
+        uvicorn.run("engine.server.app:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
                     log_level=args.log_level, http=PROTOCOL, timeout_keep_alive=KEEP_ALIVE_S,
                     timeout_graceful_shutdown=GRACEFUL_S)
     else:

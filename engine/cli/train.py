@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from engine.cli.args import MAX_BATCH_SIZE, float_range, int_range
-from engine.errors import InvalidInput
+from core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from engine.train.trainer import TrainConfig

@@ -6,10 +6,10 @@ The names below load on first use (module ``__getattr__``): reading presets and 
 
 from __future__ import annotations
 
-from engine.lazy import lazy_face
+from core.lazy import lazy_face
 
 _EXPORTS = {
-    "AudioClip": "engine.models.audio", "Encoder": "engine.models.encoder", "load_encoder": "engine.models.encoder",
+    "AudioClip": "core.media", "Encoder": "engine.models.encoder", "load_encoder": "engine.models.encoder",
     "Head": "engine.models.heads", "HeadConfig": "engine.models.heads", "Preset": "engine.models.presets",
     "get_preset": "engine.models.presets", "list_presets": "engine.models.presets",
     "parse_preset": "engine.models.presets", "ModelSource": "engine.models.sources",

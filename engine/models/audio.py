@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import soxr
 
-from engine.errors import InvalidInput
-
-
-@dataclass(frozen=True)
-class AudioClip:
-    """Decoded audio: samples shaped (n,) or (n, channels), and their sample rate in Hz."""
-
-    samples: np.ndarray
-    sample_rate: int
-
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return len(self.samples) / float(self.sample_rate)
+from core.errors import InvalidInput
+from core.media import AudioClip
 
 
 def as_clip(value: object) -> AudioClip:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.devices import resolve_device
-from engine.errors import InvalidInput, InvalidPreset, UnsupportedModality, WeightsUnavailable
+from engine.models.devices import resolve_device
+from core.errors import InvalidInput, InvalidPreset, UnsupportedModality, WeightsUnavailable
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import HeadSpec, Preset, get_preset
 from engine.models.factory import build_towers
@@ -108,7 +108,7 @@ class Encoder:
     def embed_with_tokens(self, modality: str, batch: dict[str, torch.Tensor],
                           precision: str = "fp32") -> tuple[np.ndarray, list[np.ndarray]]:
         """Unit vectors and each input's float16 token features (for the re-ranker), in one tower pass."""
-        from engine.rerank.tokens import forward_with_tokens, pack
+        from engine.models.tokens import forward_with_tokens, pack
 
         autocast = self._autocast(precision)
         tower, head = self._tower(modality), self.heads[modality]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import InvalidPreset
+from core.errors import InvalidPreset
 from engine.models.kinds import HEAD_KINDS
 from engine.models.serialize import load_config, load_state, save_module
 

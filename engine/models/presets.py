@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from engine.errors import InvalidPreset, PresetNotFound
+from core.errors import InvalidPreset, PresetNotFound
 from engine.models.kinds import HEAD_KINDS, MODALITIES
 from engine.models.sources import ModelSource, parse_source
-from engine.shipped import shipped_dir
+from engine.models.shipped import shipped_dir
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "presets"
 TOWER_KINDS = ("open_clip", "hf_text", "clap_audio", "small_audio_cnn", "small_image_cnn", "ensemble")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
-from engine.errors import WeightsChecksumMismatch, WeightsUnavailable
+from core.errors import WeightsChecksumMismatch, WeightsUnavailable
 from engine.models.presets import Preset
 from engine.models.status import preset_status
 from engine.models.weights import (

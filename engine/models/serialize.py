@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.errors import WeightsUnavailable
+from core.errors import WeightsUnavailable
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InvalidModelSource
+from core.errors import InvalidModelSource
 
 SCHEMES = ("open_clip", "hf", "local", "package")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine.errors import InvalidModelSource, WeightsUnavailable
+from core.errors import InvalidModelSource, WeightsUnavailable
 from engine.models.presets import HeadSpec, Preset, TowerSpec
 from engine.models.weights import resolve
 

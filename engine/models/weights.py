@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from engine.errors import InvalidModelSource, WeightsChecksumMismatch, WeightsUnavailable
+from core.errors import InvalidModelSource, WeightsChecksumMismatch, WeightsUnavailable
 from engine.models.sources import ModelSource
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from engine.errors import InvalidPreset
+from core.errors import InvalidPreset
 
 FLOOR = 0.5  # below this probability a result is weak: "no strong match"
 FORMAT = 1

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from engine.errors import InvalidInput
+from core.errors import InvalidInput
 from engine.models import AudioClip, Encoder
 from ingest.decode import DecodeSettings, decode_audio, decode_image
 from ingest.errors import DecodeError

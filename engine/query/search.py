@@ -9,8 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from engine.errors import InvalidInput
-from engine.limits import check_search_bounds
+from core.errors import InvalidInput
+from engine.query.limits import check_search_bounds
 from engine.query.calibrate import Calibrations, sigmoid
 from engine.query.fusion import DEFAULT_FUSION, FUSIONS, RRF_K, Calibration, estimate_calibration
 from index import Hit, Store

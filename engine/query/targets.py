@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from engine.errors import InvalidInput
+from core.errors import InvalidInput
 from engine.query.search import Filters
 
 KINDS = ("image", "text", "audio")

@@ -1,8 +1,8 @@
 """The attention re-ranker: token features, the model, its training, and re-ranking of fused results."""
 
 from engine.rerank.model import Reranker, RerankerConfig, Side
-from engine.errors import RerankerUnavailable
-from engine.rerank.tokens import MAX_TOKENS, forward_with_tokens, pack
+from core.errors import RerankerUnavailable
+from engine.models.tokens import MAX_TOKENS, forward_with_tokens, pack
 
 RERANK_DEPTH = 50
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.errors import InvalidPreset, RerankerUnavailable
+from core.errors import InvalidPreset, RerankerUnavailable
 from engine.models.serialize import load_config, load_state, save_module
 from engine.models.towers.base import MODALITIES
-from engine.rerank.tokens import MAX_TOKENS
+from engine.models.tokens import MAX_TOKENS
 
 _MOD = {m: i for i, m in enumerate(MODALITIES)}
 MAX_CORRECTION = 0.25  # chosen on bench.rerank_domain (README "Re-ranker"): most of the scenes gain, digits kept

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from engine.errors import InvalidInput, InvalidPreset
+from core.errors import InvalidInput, InvalidPreset
 from engine.models.factory import build_towers
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from engine.errors import InvalidInput, InvalidPreset
+from core.errors import InvalidInput, InvalidPreset
 from engine.models.encoder import Encoder, load_encoder
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import torch
 
-from engine.errors import InvalidInput
+from core.errors import InvalidInput
 from engine.models.factory import build_towers
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset
@@ -56,8 +56,8 @@ def parse_data_spec(text: str) -> DataSpec:
 
 
 def load_dataset(spec: DataSpec, seed: int = 0) -> Any:
-    """Load a spec through ``bench.datasets`` (the loaders shared by training, ingest and benchmarks)."""
-    from bench import datasets as D
+    """Load a spec through ``engine.datasets`` (the loaders shared by training, ingest and benchmarks)."""
+    import engine.datasets as D
 
     if spec.kind == "esc10":
         return D.load_esc(spec.arg, val_folds=(4,))
@@ -78,7 +78,7 @@ def load_dataset(spec: DataSpec, seed: int = 0) -> Any:
 
 def _train_val(dataset: Any) -> tuple[Any, Any]:
     """The train split and a validation split: ``val`` when present, else a 10% hash slice of train."""
-    from bench.datasets import hash_split
+    from engine.datasets import hash_split
 
     train_part = dataset.split("train")
     if "val" in dataset.splits:
@@ -98,7 +98,7 @@ class _AtSpeed:
     factor: float
 
     def __call__(self) -> Any:
-        from bench.datasets.media import decode_audio
+        from engine.datasets.media import decode_audio
         from engine.models import AudioClip
 
         clip = decode_audio(self.source)
@@ -145,7 +145,7 @@ class _Inputs:
 
 
 def _pair_sets(dataset: Any, modalities: tuple[str, ...], inputs: dict[str, _Inputs]) -> list[PairSet]:
-    from bench.datasets import Pair
+    from engine.datasets import Pair
 
     sets = []
     present = [m for m in modalities if m in dataset.modalities()]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from engine.errors import InvalidInput
+from core.errors import InvalidInput
 from engine.models.kinds import MODALITIES
 
 

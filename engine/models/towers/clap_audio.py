@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
-from engine.errors import InvalidPreset
+from core.errors import InvalidPreset
 from engine.models.preprocess import ClapFeatures
 from engine.models.sources import ModelSource
 from engine.models.towers.base import Tower

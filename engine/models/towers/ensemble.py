@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import InvalidPreset
+from core.errors import InvalidPreset
 from engine.models.heads import Head
 from engine.models.serialize import load_config, save_module
 from engine.models.towers.base import Tower

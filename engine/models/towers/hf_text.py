@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from engine.errors import InvalidPreset
+from core.errors import InvalidPreset
 from engine.models.sources import ModelSource
 from engine.models.preprocess import HFTokens
 from engine.models.towers.base import Tower

@@ -9,7 +9,7 @@ from typing import Callable
 import open_clip
 import torch
 
-from engine.errors import InvalidModelSource
+from core.errors import InvalidModelSource
 from engine.models.sources import ModelSource
 from engine.models.preprocess import ImagePreprocessor, OpenClipTokens
 from engine.models.towers.base import Tower

@@ -1,0 +1,1 @@
+"""xmodal serve: the HTTP API and the search page."""
