@@ -14,7 +14,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
-from engine.datasets import Dataset, Item, SceneConfig, generate_scenes, load_digits_trimodal, load_esc
+from engine.datasets import Dataset, Sample, SceneConfig, generate_scenes, load_digits_trimodal, load_esc
 from engine.models import AudioClip
 from engine.models.encoder import Encoder
 
@@ -27,8 +27,8 @@ class Direction:
     """Queries of one modality against a corpus of one or more, with the boolean relevance matrix."""
 
     name: str
-    queries: tuple[Item, ...]
-    corpus: tuple[Item, ...]
+    queries: tuple[Sample, ...]
+    corpus: tuple[Sample, ...]
     relevant: np.ndarray
     targets: tuple[str, ...]
 
@@ -122,7 +122,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
 
 
-def write_item(item: Item, path_stem: Path) -> Path:
+def write_item(item: Sample, path_stem: Path) -> Path:
     """Write one item as a file ingest reads (source files copied, generated media saved as PNG/WAV, text as .txt)."""
     content = item.content
     if item.modality == "text":

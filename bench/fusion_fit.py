@@ -47,7 +47,7 @@ def pool(sources: list[tuple[str, DataSpec]], encoder: Any) -> dict[str, tuple[n
         for modality in wanted:
             if modality not in encoder.modalities:
                 continue
-            for item in val.items(modality, protocol=val.protocol):
+            for item in val.samples(modality, protocol=val.protocol):
                 contents[modality].append(item.load())
                 labels[modality].append(f"{space}:{item.label if val.protocol == 'class' else item.record_id}")
     for modality, extra in noise_items().items():

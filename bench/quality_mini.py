@@ -34,7 +34,7 @@ def _task(vectors: VectorCache, task: Any) -> tuple[np.ndarray, np.ndarray]:
 def esc10(vectors: VectorCache, root: Path) -> dict[str, Any]:
     """ESC-10 fold 5: caption classification accuracy, audio->text R@1, text->audio mAP."""
     data = load_esc(root)
-    clips = data.items("audio", "test")
+    clips = data.samples("audio", "test")
     labels = sorted({c.label for c in clips})
     captions = np.stack([vectors.encoder.encode("text", [esc_class_texts(label)[0]])[0] for label in labels])
     predicted = np.array(labels)[(vectors(clips) @ captions.T).argmax(axis=1)]
@@ -48,8 +48,8 @@ def esc10(vectors: VectorCache, root: Path) -> dict[str, Any]:
 def fsdd_digits(vectors: VectorCache, root: Path) -> dict[str, Any]:
     """Held-out speakers and digit images: mAP in every direction between speech, images and digit words."""
     data = load_digits_trimodal(root)
-    speech, images = data.items("audio", "test"), data.items("image", "test")
-    texts = data.items("text", "test")
+    speech, images = data.samples("audio", "test"), data.samples("image", "test")
+    texts = data.samples("text", "test")
     out: dict[str, Any] = {"speech": len(speech), "images": len(images), "texts": len(texts)}
     for name, (q, c) in {"speech_to_image": (speech, images), "image_to_speech": (images, speech),
                          "text_to_image": (texts, images), "text_to_speech": (texts, speech),
@@ -64,7 +64,7 @@ def scenes(vectors: VectorCache, n_scenes: int, seed: int) -> dict[str, Any]:
     data = generate_scenes(SceneConfig(n_scenes=n_scenes, seed=seed))
     t2i = recall_at_k(*_task(vectors, data.retrieval("text", "image")))
     i2t = recall_at_k(*_task(vectors, data.retrieval("image", "text")))
-    return {"test_images": len(data.items("image", "test")), "test_captions": len(data.items("text", "test")),
+    return {"test_images": len(data.samples("image", "test")), "test_captions": len(data.samples("text", "test")),
             "text_to_image": {f"R@{k}": v for k, v in t2i.items()}, "image_to_text": {f"R@{k}": v for k, v in i2t.items()}}
 
 

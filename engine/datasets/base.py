@@ -1,8 +1,8 @@
-"""Records, items and the ``Dataset`` interface: training pairs and retrieval tasks under two protocols.
+"""Records, samples and the ``Dataset`` interface: training pairs and retrieval tasks under two protocols.
 
 A record is one thing in the world (a COCO image with its captions, an ESC clip, a synthetic scene) with a
 stable id, a split, an optional class label and lazily decoded content per modality. From records a dataset
-derives *items* (one image, one clip, one text) and from items:
+derives *samples* (one image, one clip, one text) and from samples:
 
 - ``pairs(a, b)``: (a, b) training pairs, within one record (instance) or across records of one class (class);
 - ``retrieval(q, c)``: queries, corpus and relevant corpus ids per query, as in sentence-transformers'
@@ -61,7 +61,7 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Item:
+class Sample:
     """One retrievable unit of one modality; text ids are ``record#i`` or ``class:label#i``."""
 
     id: str
@@ -83,8 +83,8 @@ class Item:
 class Pair:
     """A positive training pair between two modalities."""
 
-    a: Item
-    b: Item
+    a: Sample
+    b: Sample
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ class RetrievalTask:
     """Queries, corpus and the relevant corpus ids of each query (every query has at least one)."""
 
     name: str
-    queries: tuple[Item, ...]
-    corpus: tuple[Item, ...]
+    queries: tuple[Sample, ...]
+    corpus: tuple[Sample, ...]
     relevant: Mapping[str, frozenset[str]]
 
     def relevance_matrix(self) -> np.ndarray:
@@ -161,18 +161,18 @@ class Dataset:
             raise ValueError(f"dataset {self.name} has no split {name!r}; it has {self.splits}")
         return replace(self, records=tuple(r for r in self.records if r.split == name))
 
-    def items(self, modality: str, split: str | None = None, protocol: str | None = None,
-              texts_per_class: int | None = None) -> tuple[Item, ...]:
-        """Items of one modality in a split (all splits when None); class protocol adds each label's class texts."""
+    def samples(self, modality: str, split: str | None = None, protocol: str | None = None,
+                texts_per_class: int | None = None) -> tuple[Sample, ...]:
+        """Samples of one modality in a split (all splits when None); class protocol adds each label's class texts."""
         protocol = self._protocol(protocol)
         records = self.split(split).records if split is not None else self.records
         if modality != "text":
-            return tuple(Item(r.id, modality, getattr(r, _checked(modality)), r.label, r.id) for r in records if r.has(modality))
-        items = [Item(f"{r.id}#{i}", "text", t, r.label, r.id) for r in records for i, t in enumerate(r.texts)]
+            return tuple(Sample(r.id, modality, getattr(r, _checked(modality)), r.label, r.id) for r in records if r.has(modality))
+        items = [Sample(f"{r.id}#{i}", "text", t, r.label, r.id) for r in records for i, t in enumerate(r.texts)]
         if protocol == "class":
             present = sorted({r.label for r in records if r.label is not None})
             items += [
-                Item(f"class:{label}#{i}", "text", t, label)
+                Sample(f"class:{label}#{i}", "text", t, label)
                 for label in present for i, t in enumerate(self.class_texts.get(label, ())[:texts_per_class])
             ]
         return tuple(items)
@@ -180,7 +180,7 @@ class Dataset:
     def pairs(self, a: str, b: str, split: str = "train", protocol: str | None = None, seed: int = 0) -> list[Pair]:
         """Positive (a, b) pairs: every a-item of a record with each b-item of it (instance), or with a seeded random b-item of its label (class)."""
         protocol = self._protocol(protocol, a, b)
-        left, groups = self.items(a, split, protocol), _group(self.items(b, split, protocol), protocol)
+        left, groups = self.samples(a, split, protocol), _group(self.samples(b, split, protocol), protocol)
         if protocol == "instance":
             return [Pair(x, y) for x in left for y in groups.get(x.record_id, ())]
         rng = np.random.default_rng(seed)
@@ -196,8 +196,8 @@ class Dataset:
         """Queries of one modality against a corpus of another in ``split`` (default ``eval_split``); queries with nothing relevant are dropped."""
         protocol = self._protocol(protocol, query, corpus)
         split = self.eval_split if split is None else split
-        queries = self.items(query, split, protocol, texts_per_class)
-        docs = self.items(corpus, split, protocol, texts_per_class)
+        queries = self.samples(query, split, protocol, texts_per_class)
+        docs = self.samples(corpus, split, protocol, texts_per_class)
         groups = _group(docs, protocol)
         relevant = {q.id: frozenset(d.id for d in groups[k]) for q in queries if (k := _key(q, protocol)) in groups}
         kept = tuple(q for q in queries if q.id in relevant)
@@ -213,14 +213,14 @@ class Dataset:
         return protocol
 
 
-def _key(item: Item, protocol: str) -> str | None:
-    """What makes two items relevant to each other: the same record (instance) or the same label (class)."""
+def _key(item: Sample, protocol: str) -> str | None:
+    """What makes two samples relevant to each other: the same record (instance) or the same label (class)."""
     return item.record_id if protocol == "instance" else item.label
 
 
-def _group(items: tuple[Item, ...], protocol: str) -> dict[str, list[Item]]:
-    """Items grouped by ``_key``; items without one are left out."""
-    groups: dict[str, list[Item]] = {}
+def _group(items: tuple[Sample, ...], protocol: str) -> dict[str, list[Sample]]:
+    """Samples grouped by ``_key``; samples without one are left out."""
+    groups: dict[str, list[Sample]] = {}
     for item in items:
         key = _key(item, protocol)
         if key is not None:

@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass, replace
 from functools import partial
 
-from engine.datasets._scene_render import render_audio, render_image
-from engine.datasets._scene_text import caption, captions
+from engine.datasets.scene_render import render_audio, render_image
+from engine.datasets.scene_text import caption, captions
 from engine.datasets.base import Dataset, Record
 from engine.datasets.media import hash_split
 

@@ -167,5 +167,5 @@ def captions_of(specs: Iterable[Any], seed: int = 0) -> list[str]:
     for spec in specs:
         dataset = load_dataset(spec, seed)
         split = "train" if "train" in dataset.splits else None
-        texts += [str(item.content) for item in dataset.items("text", split)]
+        texts += [str(item.content) for item in dataset.samples("text", split)]
     return list(dict.fromkeys(texts))

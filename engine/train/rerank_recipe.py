@@ -42,9 +42,7 @@ def with_counterfactuals(dataset: Any, split: str = "train") -> Any:
     from functools import partial
     import random
 
-    from engine.datasets import Record
-    from engine.datasets._scene_render import render_image
-    from engine.datasets.synthetic import hard_negative_scenes
+    from engine.datasets import Record, hard_negative_scenes, render_image
 
     extra = []
     for record in dataset.records:

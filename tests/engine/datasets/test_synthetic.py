@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine.datasets import SceneConfig, generate_scenes, make_scene, scene_key
-from engine.datasets._scene_render import RGB
-from engine.datasets._scene_text import COLOUR_WORDS
+from engine.datasets.scene_render import RGB
+from engine.datasets.scene_text import COLOUR_WORDS
 from engine.datasets.synthetic import hard_negative_scenes
 
 

@@ -37,7 +37,7 @@ def grown(tmp_path_factory):
 
 
 def _clips(n: int = 5) -> list:
-    return [item.load() for item in generate_scenes(SceneConfig(n_scenes=n, seed=4)).items("audio")][:n]
+    return [item.load() for item in generate_scenes(SceneConfig(n_scenes=n, seed=4)).samples("audio")][:n]
 
 
 def test_add_members_writes_an_ensemble_preset(grown):

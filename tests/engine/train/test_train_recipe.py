@@ -42,7 +42,7 @@ def test_trained_preset_encodes_and_finds_the_easy_item(trained):
     encoder = load_encoder(out / "tiny-trained.json")
     scenes = generate_scenes(SceneConfig(n_scenes=6, seed=3))
     for modality in ("image", "audio", "text"):
-        inputs = [item.load() for item in scenes.items(modality)][:6]
+        inputs = [item.load() for item in scenes.samples(modality)][:6]
         vectors = encoder.encode(modality, inputs)
         assert vectors.shape == (len(inputs), 32) and vectors.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
