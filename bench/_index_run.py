@@ -17,8 +17,8 @@ from index import (
     TopK,
     VectorIndex,
     choose_factory,
+    neighbour_recall,
     nlist_for,
-    recall_at_k,
     train_size,
     tune,
 )
@@ -113,7 +113,7 @@ def run(spec: RunSpec) -> dict:
     t_tune = time.perf_counter() - t0
     eval_truth = truth.I[spec.tune_queries :]
     _, found = index.search(eval_q, spec.k)
-    recall = recall_at_k(found, eval_truth, spec.k)
+    recall = neighbour_recall(found, eval_truth, spec.k)
     nn_recall = float(np.mean([t[0] in f for f, t in zip(found, eval_truth)]))
     raw = index.index  # the very faiss object VectorIndex searches, same parameters
     t_batch = _seconds(lambda: index.search(eval_q, spec.k))

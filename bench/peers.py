@@ -52,7 +52,7 @@ def _ms(a: np.ndarray) -> dict[str, float]:
 
 def rclip_vs_xmodal(n: int, n_queries: int, work: Path, k: int = 10) -> dict[str, Any]:
     """Single-query latency of rclip-style brute force and of xmodal's index over the same ``n`` vectors."""
-    from index import build_index, recall_at_k
+    from index import build_index, neighbour_recall
 
     gen = ClusteredVectors(ClusteredSpec(dim=512))
     db = work / f"rclip-{size_label(n)}.db"
@@ -90,7 +90,7 @@ def rclip_vs_xmodal(n: int, n_queries: int, work: Path, k: int = 10) -> dict[str
            "rclip_sqlite_write_seconds": round(t_write, 2) if written else None,
            "rclip_load_seconds": round(t_load, 2), "rclip": _ms(t_r), "xmodal": _ms(t_x),
            "latency_ratio_rclip_over_xmodal": round(float(np.median(t_r) / np.median(t_x)), 2),
-           "xmodal_recall_at_10_vs_rclip": round(recall_at_k(found_x, found_r, k), 4)}
+           "xmodal_recall_at_10_vs_rclip": round(neighbour_recall(found_x, found_r, k), 4)}
     print(f"rclip-style vs xmodal at {size_label(n)}: rclip p50 {row['rclip']['p50_ms']} ms (+{t_load:.1f} s to load "
           f"from SQLite), xmodal {index.factory} p50 {row['xmodal']['p50_ms']} ms: ratio "
           f"{row['latency_ratio_rclip_over_xmodal']}x, recall@10 {row['xmodal_recall_at_10_vs_rclip']}", flush=True)

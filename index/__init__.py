@@ -37,7 +37,7 @@ from index.errors import (
     WrongDtype,
     WrongShape,
 )
-from index.exact import TopK, exact_search, recall_at_k, tie_tolerant_recall
+from index.exact import TopK, exact_search, neighbour_recall, tie_tolerant_recall
 from index.factory import (
     IndexConfig,
     SearchParams,
@@ -99,9 +99,9 @@ __all__ = [
     "choose_factory",
     "exact_search",
     "faiss_has_gpu",
+    "neighbour_recall",
     "nlist_for",
     "open_store",
-    "recall_at_k",
     "tie_tolerant_recall",
     "train_size",
     "tune",

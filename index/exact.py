@@ -40,8 +40,9 @@ def exact_search(
     return top.D, top.I
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
-    """Mean |found top-k ∩ true top-k| / k over queries (the strict "k-recall@k")."""
+def neighbour_recall(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    """How many of the true (exact) top-k neighbours an ANN search found: mean |found top-k ∩ true top-k| / k over
+    queries (the strict "k-recall@k"; not retrieval recall, which asks whether a relevant item is in the top k)."""
     hits = 0
     total = 0
     for f, t in zip(found[:, :k], truth[:, :k]):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.exact import recall_at_k
+from index.exact import neighbour_recall
 from index.factory import SearchParams
 from index.vector_index import VectorIndex
 
@@ -80,7 +80,7 @@ def measure(index: VectorIndex, params: SearchParams, queries: np.ndarray, truth
     """recall@k of ``index`` under ``params`` against exact ids ``truth`` (own ids excluded when given)."""
     index.set_params(params)
     _, found = index.search(queries, k + (self_ids is not None))
-    return recall_at_k(drop_self(found, self_ids, k), truth, k)
+    return neighbour_recall(drop_self(found, self_ids, k), truth, k)
 
 
 def tune(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, target: float = 0.95, k: int = 10,

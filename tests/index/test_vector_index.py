@@ -23,7 +23,7 @@ from index import (
     choose_factory,
     exact_search,
     faiss_has_gpu,
-    recall_at_k,
+    neighbour_recall,
     tie_tolerant_recall,
 )
 from tests._index_data import unit_vectors
@@ -93,7 +93,7 @@ def test_exact_search_matches_numpy_and_chunks(corpus: np.ndarray) -> None:
     scores = q @ corpus.T
     ref = np.argsort(-scores, axis=1)[:, :10]
     assert np.allclose(D, np.take_along_axis(scores, ref, axis=1), atol=1e-6)
-    assert recall_at_k(I, ref, 10) == 1.0
+    assert neighbour_recall(I, ref, 10) == 1.0
     top = TopK(len(q), 10)
     for s in range(0, len(corpus), 1000):
         top.add_chunk(q, corpus[s : s + 1000], np.arange(s, min(s + 1000, len(corpus))))
@@ -153,7 +153,7 @@ def test_gpu_search_matches_cpu(corpus: np.ndarray) -> None:
     _, i_cpu = cpu.search(q, 10)
     _, i_gpu = gpu.search(q, 10)
     assert gpu.on_gpu
-    assert recall_at_k(i_gpu, i_cpu, 10) >= 0.99
+    assert neighbour_recall(i_gpu, i_cpu, 10) >= 0.99
 
 
 def test_cuda_without_faiss_gpu_searches_on_cpu_and_logs_once(corpus: np.ndarray, caplog) -> None:
