@@ -224,14 +224,6 @@ class Catalog(CatalogReads):
         self.db.execute(f"DELETE FROM tokens WHERE {where}", params)
         return self.db.execute(f"DELETE FROM vectors WHERE {where}", params).rowcount
 
-    def delete_vectors(self, model: str, representation_ids: np.ndarray | list[int]) -> int:
-        """Delete one model's vectors of these representations (tombstoned); returns how many rows went."""
-        ids = check_ids(representation_ids)
-        with self.atomic():
-            return sum(
-                self._delete_vectors("model = ? AND representation_id = ?", (model, int(i))) for i in ids
-            )
-
     def _register_set(self, model: str, modality: str, dim: int) -> None:
         row = self.db.execute("SELECT dim FROM vector_sets WHERE model = ? AND modality = ?", (model, modality)).fetchone()
         if row is None:

@@ -80,31 +80,27 @@ class CatalogReads:
                 out[fields[0]] = Hit(*fields, json.loads(meta) if meta and meta != "{}" else {})
         return out
 
-    def select_representations(self, *, modality: str | None = None, kind: str | None = None,
-                               uri_glob: str | None = None, mtime_range: tuple[float, float] | None = None,
-                               metadata: dict[str, Any] | None = None, status: str = "ok") -> np.ndarray:
-        """Ids of representations whose item matches every given filter (metadata value None: key present)."""
-        where, params = ["i.status = ?"], [status]
-        for clause, value in (("r.modality = ?", modality), ("r.kind = ?", kind), ("i.uri GLOB ?", uri_glob)):
-            if value:
-                where.append(clause)
-                params.append(value)
-        if mtime_range:
-            where.append("i.mtime BETWEEN ? AND ?")
-            params.extend(mtime_range)
-        for key, value in (metadata or {}).items():
-            path = "$." + json.dumps(str(key))
-            if value is None:
-                where.append("json_type(i.metadata, ?) IS NOT NULL")
-                params.append(path)
-            else:
-                where.append("json_extract(i.metadata, ?) = ?")
-                params.extend([path, int(value) if isinstance(value, bool) else value])
-        rows = self.db.execute(
-            f"SELECT r.id FROM representations r JOIN items i ON i.id = r.item_id WHERE {' AND '.join(where)} ORDER BY r.id",
-            params,
-        ).fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64)
+    def item_mtimes(self, item_ids: set[int] | list[int]) -> dict[int, float | None]:
+        """Modification time (epoch seconds, None when unknown) of each existing item among ``item_ids``."""
+        out: dict[int, float | None] = {}
+        for part, marks in _id_chunks(sorted(item_ids)):
+            out.update((int(i), m) for i, m in self.db.execute(f"SELECT id, mtime FROM items WHERE id IN ({marks})", part))
+        return out
+
+    def item_counts(self) -> list[tuple[str, str, int]]:
+        """(item modality, status, how many items) for every pair the catalog holds."""
+        rows = self.db.execute("SELECT modality, status, COUNT(*) FROM items GROUP BY modality, status").fetchall()
+        return [(str(m), str(s), int(n)) for m, s, n in rows]
+
+    def items_with_vectors(self, model: str, *, with_tokens: bool = False) -> set[int]:
+        """Items with a vector of ``model``; ``with_tokens``: only those whose every such vector has its tokens."""
+        joined = "FROM vectors v JOIN representations r ON r.id = v.representation_id"
+        items = {int(r[0]) for r in self.db.execute(f"SELECT DISTINCT r.item_id {joined} WHERE v.model = ?", (model,))}
+        if with_tokens:
+            items -= {int(r[0]) for r in self.db.execute(
+                f"SELECT DISTINCT r.item_id {joined} LEFT JOIN tokens t ON t.representation_id = v.representation_id "
+                "AND t.model = v.model WHERE v.model = ? AND t.representation_id IS NULL", (model,))}
+        return items
 
     def vector_sets(self) -> list[VectorSet]:
         """Every (model, modality) that has ever had vectors, with its dimension and current count."""

@@ -33,17 +33,8 @@ class CatalogSink:
 
     def _items_with_vectors(self) -> set[int]:
         """Items encoded for this model (and, when tokens are wanted, with every representation's tokens)."""
-        rows = self.catalog.db.execute(
-            "SELECT DISTINCT r.item_id FROM vectors v JOIN representations r ON r.id = v.representation_id "
-            "WHERE v.model = ?", (self.model,)).fetchall()
-        items = {int(r[0]) for r in rows}
-        if self.tokens:  # items ingested before the preset had a re-ranker get encoded again, with tokens
-            missing = self.catalog.db.execute(
-                "SELECT DISTINCT r.item_id FROM vectors v JOIN representations r ON r.id = v.representation_id "
-                "LEFT JOIN tokens t ON t.representation_id = v.representation_id AND t.model = v.model "
-                "WHERE v.model = ? AND t.representation_id IS NULL", (self.model,)).fetchall()
-            items -= {int(r[0]) for r in missing}
-        return items
+        # with tokens wanted, items ingested before the preset had a re-ranker get encoded again, with tokens
+        return self.catalog.items_with_vectors(self.model, with_tokens=self.tokens)
 
     def lookup(self, uri: str) -> Known | None:
         """What the catalog knows of ``uri`` for this model."""

@@ -157,10 +157,7 @@ class Searcher:
         return self._calibrations[key]
 
     def _mtimes(self, item_ids: set[int]) -> dict[int, float | None]:
-        ids = sorted(item_ids)
-        rows = self.store.catalog.db.execute(
-            f"SELECT id, mtime FROM items WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall() if ids else []
-        return {int(i): m for i, m in rows}
+        return self.store.catalog.item_mtimes(item_ids)
 
     def _candidates(self, vector: np.ndarray, target: str, depth: int, filters: Filters) -> tuple[list[tuple[Hit, float]], bool]:
         scores, ids = self.store.search(self.model, target, vector, depth)

@@ -53,8 +53,7 @@ def stats(engine: Engine) -> dict[str, Any]:
     """Items per modality and status, the preset, and each of its vector sets' index type and size."""
     catalog = engine.store.catalog
     counts: dict[str, dict[str, int]] = {}
-    for modality, status, n in catalog.db.execute(
-            "SELECT modality, status, COUNT(*) FROM items GROUP BY modality, status").fetchall():
+    for modality, status, n in catalog.item_counts():
         counts.setdefault(modality, {})[status] = int(n)
     indexes = {}
     for vs in catalog.vector_sets():

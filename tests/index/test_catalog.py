@@ -1,4 +1,4 @@
-"""Catalog: schema and migrations, WAL, transactions and generations, items, representations, vectors, filters."""
+"""Catalog: schema and migrations, WAL, transactions and generations, items, representations, vectors, reads."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_changes_since_tracks_writes_rewrites_and_removals(catalog: Catalog) -> 
     assert catalog.changes_since("m", "image", catalog.generation).removed.size == 0
 
 
-def test_hydrate_and_filters(catalog: Catalog) -> None:
+def test_hydrate_mtimes_and_counts(catalog: Catalog) -> None:
     cat = catalog.upsert_item("photos/cat.jpg", "image", mtime=100.0, metadata={"album": "pets", "fav": True})
     dog = catalog.upsert_item("photos/dog.png", "image", mtime=200.0, metadata={"album": "pets"})
     song = catalog.upsert_item("music/song.wav", "audio", mtime=300.0, metadata={"album": "tunes"})
@@ -141,15 +141,21 @@ def test_hydrate_and_filters(catalog: Catalog) -> None:
     assert set(hits) == {r_cap, r_seg}
     assert (hits[r_cap].item_id, hits[r_cap].uri, hits[r_cap].kind, hits[r_cap].text) == (cat, "photos/cat.jpg", "caption", "a cat on a mat")
     assert (hits[r_seg].modality, hits[r_seg].offset_seconds) == ("audio", 12.5)
-    sel = catalog.select_representations
-    assert sel(modality="image").tolist() == [r_cat, r_dog]
-    assert sel(uri_glob="photos/*.jpg").tolist() == [r_cat, r_cap]
-    assert sel(mtime_range=(150.0, 400.0)).tolist() == [r_dog, r_seg]
-    assert sel(metadata={"album": "pets"}).tolist() == [r_cat, r_cap, r_dog]
-    assert sel(metadata={"fav": True}).tolist() == [r_cat, r_cap]
-    assert sel(metadata={"fav": None}, kind="caption").tolist() == [r_cap]
+    assert catalog.item_mtimes({cat, song, 999}) == {cat: 100.0, song: 300.0}
+    assert catalog.item_mtimes(set()) == {}
     catalog.mark_deleted(dog)
-    assert sel(metadata={"album": "pets"}).tolist() == [r_cat, r_cap]
+    assert sorted(catalog.item_counts()) == [("audio", "ok", 1), ("image", "deleted", 1), ("image", "ok", 1)]
+
+
+def test_items_with_vectors_per_model_and_tokens(catalog: Catalog) -> None:
+    reps = fill_catalog(catalog, 3)
+    items = {catalog.hydrate([r])[r].item_id for r in reps}
+    assert catalog.items_with_vectors("m") == items and catalog.items_with_vectors("other") == set()
+    assert catalog.items_with_vectors("m", with_tokens=True) == set()
+    with catalog.atomic():
+        catalog.write_tokens("m", reps[:2], [np.ones((2, 4), dtype=np.float16)] * 2)
+    first_two = {catalog.hydrate([r])[r].item_id for r in reps[:2]}
+    assert catalog.items_with_vectors("m", with_tokens=True) == first_two
 
 
 def test_migrations_apply_in_order_once(tmp_path, catalog: Catalog) -> None:
