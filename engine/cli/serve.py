@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from engine.cli.args import MAX_THREADS, MAX_WORKERS, float_range, int_range
-from engine.server.http import HEADER_TIMEOUT_S
+from engine.server import HEADER_TIMEOUT_S  # a lazy face: only engine.server.http loads, no torch
 
 log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this many seconds
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from engine.server.app import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
-    from engine.server.http import PROTOCOL
+    from engine.server import PROTOCOL, SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
+
     spec = EngineSpec(args.store, args.preset, args.device)
     with spec.open() as engine:  # checked here; each server process reopens it on its own engine thread
         root, preset = engine.store.root, engine.model

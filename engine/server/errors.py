@@ -24,7 +24,6 @@ from core.errors import (
 )
 from index.errors import (
     CatalogNotFound,
-    IndexStoreError,
     InvalidIndexConfig,
     InvalidStatus,
     InvalidVectors,
@@ -114,8 +113,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 def install_error_handlers(app: FastAPI) -> None:
     """Register every exception handler on the app (library errors, server errors, validation, the rest)."""
     app.add_exception_handler(ApiError, _library_error)
-    app.add_exception_handler(XmodalError, _library_error)
-    app.add_exception_handler(IndexStoreError, _library_error)
+    app.add_exception_handler(XmodalError, _library_error)  # every library error, the index's included
     app.add_exception_handler(sqlite3.OperationalError, _library_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
