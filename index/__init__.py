@@ -1,8 +1,10 @@
-"""Catalog (SQLite, source of truth) and FAISS vector indexes (rebuildable caches).
+"""Catalog (SQLite, source of truth) and vector indexes (rebuildable caches) behind one backend interface.
 
-Store layout: ``STORE/catalog.db`` (WAL) and ``STORE/indexes/<model>.<modality>.faiss`` with a JSON sidecar
-``<model>.<modality>.json`` (catalog id, generation and its lineage token, factory, tuned parameters, reached recall,
-size, sha256). Every committed catalog transaction bumps ``generation`` and records a random token for it, so an index
+Store layout: ``STORE/catalog.db`` (WAL) and ``STORE/indexes/<model>.<modality>.<backend>`` (``.faiss`` for the
+default FAISS backend) with a JSON sidecar ``<model>.<modality>.json`` (backend, catalog id, generation and its lineage
+token, index type, tuned parameters, reached recall, size, sha256). Backends (``VectorBackend``) are registered by
+name in ``BACKENDS`` and chosen by ``IndexConfig.backend``: ``faiss`` and ``exact`` (NumPy brute force).
+Every committed catalog transaction bumps ``generation`` and records a random token for it, so an index
 proves which history of the catalog it reflects (a restored catalog re-reaching a generation has another token);
 vector rows carry the generation that wrote them and
 removals leave tombstones, so an index at generation g catches up by removing tombstoned and rewritten ids
@@ -11,6 +13,11 @@ catalog, another history of it, wrong dimension or count) is rebuilt from the ca
 a read-only one is opened without writing; damaged states raise ``StoreDamaged`` (exit 5) naming the repair.
 """
 
+from index.backend import BACKENDS, VectorBackend, backend_class, register_backend
+from index.backends.exact import ExactIndex
+from index.backends.faiss_gpu import faiss_has_gpu
+from index.backends.faiss_index import FaissIndex
+from index.backends.faiss_types import choose_factory, nlist_for, train_size
 from index.build import VectorSource, build_from_source, build_index
 from index.catalog import Catalog
 from index.check import CheckReport, Problem, check_store
@@ -38,22 +45,17 @@ from index.errors import (
     WrongShape,
 )
 from index.exact import TopK, exact_search, neighbour_recall, tie_tolerant_recall
-from index.factory import (
-    IndexConfig,
-    SearchParams,
-    choose_factory,
-    nlist_for,
-    train_size,
-)
-from index.gpu import faiss_has_gpu
+from index.config import IndexConfig, SearchParams
 from index.persist import IndexMeta
 from index.records import Changes, Hit, Item, Representation, VectorSet
 from index.store import Store, SyncResult, open_store
 from index.tuning import TuneResult, tune
 from index.validate import check_vectors
-from index.vector_index import VectorIndex
+
+VectorIndex = FaissIndex  # the FAISS backend's earlier name, still used by bench
 
 __all__ = [
+    "BACKENDS",
     "Catalog",
     "CatalogCorrupt",
     "CatalogLostWrites",
@@ -61,6 +63,8 @@ __all__ = [
     "Changes",
     "CheckReport",
     "DimensionMismatch",
+    "ExactIndex",
+    "FaissIndex",
     "Hit",
     "IndexConfig",
     "IndexCorrupt",
@@ -87,11 +91,13 @@ __all__ = [
     "TuneResult",
     "UnknownVectorSet",
     "UnsupportedIndexOperation",
+    "VectorBackend",
     "VectorIndex",
     "VectorSet",
     "VectorSource",
     "WrongDtype",
     "WrongShape",
+    "backend_class",
     "build_from_source",
     "build_index",
     "check_store",
@@ -102,6 +108,7 @@ __all__ = [
     "neighbour_recall",
     "nlist_for",
     "open_store",
+    "register_backend",
     "tie_tolerant_recall",
     "train_size",
     "tune",

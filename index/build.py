@@ -1,4 +1,5 @@
-"""Build a tuned VectorIndex from a vector source: in-memory arrays or a stream (the catalog), any corpus size."""
+"""Build a tuned index of the configured backend from a vector source: in-memory arrays or a stream (the catalog),
+any corpus size."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from index.backend import VectorBackend, backend_class
+from index.config import IndexConfig
 from index.errors import InvalidIndexConfig
 from index.exact import TopK
-from index.factory import IndexConfig, choose_factory, train_size
 from index.tuning import TuneResult, drop_self, tune
 from index.validate import check_ids, check_vectors
-from index.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _held_out(ids: np.ndarray, trained: np.ndarray, n: int, seed: int) -> np.nda
     return np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
 
 
-def tune_on_held_out(index: VectorIndex, source: VectorSource, config: IndexConfig,
+def tune_on_held_out(index: VectorBackend, source: VectorSource, config: IndexConfig,
                      trained: np.ndarray) -> TuneResult | None:
     """Tune with stored vectors outside the training sample as queries (their own id left out), exact truth."""
     if not index.tunable() or len(source.ids) == 0:
@@ -63,14 +64,16 @@ def tune_on_held_out(index: VectorIndex, source: VectorSource, config: IndexConf
     return tune(index, queries, truth, config.target_recall, config.k, self_ids=own)
 
 
-def build_from_source(source: VectorSource, config: IndexConfig | None = None, *, device: str = "cpu") -> VectorIndex:
-    """Choose the index type for the corpus, train on a seeded sample, stream everything in, tune to the target."""
+def build_from_source(source: VectorSource, config: IndexConfig | None = None, *, device: str = "cpu") -> VectorBackend:
+    """Choose the backend's index type for the corpus, train on a seeded sample, stream everything in, tune to the
+    target."""
     config = config or IndexConfig()
-    factory = choose_factory(len(source.ids), source.dim, config)
-    index = VectorIndex.create(source.dim, factory, device=device)
+    backend = backend_class(config.backend)
+    factory = backend.choose_factory(len(source.ids), source.dim, config)
+    index = backend.create(source.dim, factory, device=device)
     trained = np.zeros(0, dtype=np.int64)
     if not index.is_trained:
-        size = train_size(len(source.ids), factory, config)
+        size = backend.train_size(len(source.ids), factory, config)
         if size == 0:
             raise InvalidIndexConfig(f"{factory!r} needs training vectors and the vector set is empty")
         rng = np.random.default_rng(config.seed)
@@ -79,13 +82,13 @@ def build_from_source(source: VectorSource, config: IndexConfig | None = None, *
     for ids, vectors in source.chunks():
         index.add(ids, vectors)
     result = tune_on_held_out(index, source, config, trained)
-    log.info("built %s over %d vectors; params %s recall %s", factory, index.ntotal,
+    log.info("built %s %s over %d vectors; params %s recall %s", backend.name, factory, index.ntotal,
              index.params.to_dict(), None if result is None else round(result.recall, 4))
     return index
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, config: IndexConfig | None = None, *,
-                dim: int | None = None, device: str = "cpu") -> VectorIndex:
+                dim: int | None = None, device: str = "cpu") -> VectorBackend:
     """``build_from_source`` over in-memory ids and vectors."""
     vectors = check_vectors(vectors, dim)
     ids = check_ids(ids, len(vectors))

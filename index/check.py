@@ -11,7 +11,7 @@ import numpy as np
 
 from index.connect import REPAIR_CATALOG
 from index.errors import CatalogCorrupt, CatalogLostWrites, IndexCorrupt
-from index.persist import index_paths, leftover_temp_files, load_index, sidecars
+from index.persist import backend_of, index_paths, leftover_temp_files, load_index, sidecars
 from index.repair import CATALOG_NAME, catalog_integrity, repair_catalog, repair_indexes_folder, repair_settings
 from index.settings import read_settings
 from index.store import Store
@@ -80,9 +80,9 @@ def _catalog_vector_problems(store: Store, model: str, modality: str, dim: int) 
 def _index_problems(store: Store, model: str, modality: str, dim: int, generation: int,
                     seen: dict) -> list[Problem]:
     """Disagreements between the index file and the catalog, down to every stored vector (counts go into ``seen``)."""
-    faiss_path, _ = index_paths(store.root, model, modality)
-    if not faiss_path.exists() and not faiss_path.with_suffix(".json").exists():
-        return [Problem(model, modality, "index-missing", f"{faiss_path.name} not built yet", "warning")]
+    data_path, sidecar = index_paths(store.root, model, modality, store.config.backend)
+    if not data_path.exists() and not sidecar.exists():
+        return [Problem(model, modality, "index-missing", f"{data_path.name} not built yet", "warning")]
     try:
         index, meta = load_index(store.root, model, modality)
     except IndexCorrupt as exc:
@@ -185,7 +185,7 @@ def _open_checked(root: Path) -> Store:
 def _drop_index_files(metas: list[dict]) -> None:
     for meta in metas:
         sidecar = Path(meta["path"])
-        sidecar.with_suffix(".faiss").unlink(missing_ok=True)
+        sidecar.with_suffix(f".{backend_of(meta)}").unlink(missing_ok=True)
         sidecar.unlink(missing_ok=True)
 
 

@@ -1,4 +1,5 @@
-"""Index files: written to a temp name, fsynced and renamed; a JSON sidecar records what they reflect."""
+"""Index files of any backend: written to a temp name, fsynced and renamed; a JSON sidecar records what they
+reflect and which backend wrote them."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import faiss
-
-from index.errors import IndexCorrupt
-from index.factory import SearchParams
+from index.backend import BACKENDS, DEFAULT_BACKEND, VectorBackend, backend_class
+from index.config import SearchParams
+from index.errors import IndexCorrupt, InvalidIndexConfig
 from index.schema import now
-from index.vector_index import VectorIndex
 
 FORMAT_VERSION = 2  # 2: ``lineage`` (the catalog's token of ``generation``); older sidecars are rebuilt
 TMP_MARK = ".tmp-"
@@ -40,15 +39,23 @@ class IndexMeta:
     sha256: str = ""
     written_at: str = ""
     format_version: int = FORMAT_VERSION
+    backend: str = DEFAULT_BACKEND  # the backend that wrote the index file (absent in sidecars before backends)
 
 
-def index_paths(root: Path, model: str, modality: str) -> tuple[Path, Path]:
-    """(faiss file, sidecar) of a vector set: ``indexes/<model>.<modality>.faiss`` with a safe model name."""
+def index_paths(root: Path, model: str, modality: str, backend: str = DEFAULT_BACKEND) -> tuple[Path, Path]:
+    """(index file, sidecar) of a vector set: ``indexes/<model>.<modality>.<backend>`` (``.faiss`` for FAISS) and
+    ``.json``, with a safe model name."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", model)
     if safe != model:
         safe += "-" + hashlib.sha1(model.encode()).hexdigest()[:8]
     base = Path(root) / "indexes" / f"{safe}.{modality}"
-    return base.with_suffix(base.suffix + ".faiss"), base.with_suffix(base.suffix + ".json")
+    return base.with_suffix(f"{base.suffix}.{backend}"), base.with_suffix(base.suffix + ".json")
+
+
+def backend_of(meta: dict) -> str:
+    """The backend a sidecar (as read by ``sidecars``) names, the default for old or unknown ones."""
+    name = meta.get("backend")
+    return name if isinstance(name, str) and name in BACKENDS else DEFAULT_BACKEND
 
 
 def _sha256(path: Path) -> str:
@@ -85,24 +92,29 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_index(index: VectorIndex, root: Path, model: str, modality: str, catalog_id: str, generation: int,
+def save_index(index: VectorBackend, root: Path, model: str, modality: str, catalog_id: str, generation: int,
                built_n: int, *, lineage: str) -> IndexMeta:
-    """Write the index then its sidecar, each via temp file + fsync + rename; returns the sidecar written."""
-    faiss_path, meta_path = index_paths(root, model, modality)
-    faiss_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(faiss_path)
+    """Write the index then its sidecar, each via temp file + fsync + rename; returns the sidecar written.
+
+    An index file another backend wrote for this vector set is removed after the sidecar stops naming it."""
+    data_path, meta_path = index_paths(root, model, modality, index.name)
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(data_path)
     try:
-        faiss.write_index(index.index, str(tmp))
+        index.save(tmp)
         _fsync_file(tmp)
         meta = IndexMeta(model=model, modality=modality, dim=index.dim, catalog_id=catalog_id, generation=generation,
                          lineage=lineage, factory=index.factory,
                          ntotal=index.ntotal, params=index.params.to_dict(), recall=index.recall, built_n=built_n,
-                         file_size=tmp.stat().st_size, sha256=_sha256(tmp), written_at=now())
-        os.replace(tmp, faiss_path)
+                         file_size=tmp.stat().st_size, sha256=_sha256(tmp), written_at=now(), backend=index.name)
+        os.replace(tmp, data_path)
     finally:
         tmp.unlink(missing_ok=True)
     _write_bytes_atomic(meta_path, (json.dumps(asdict(meta), indent=2) + "\n").encode())
-    _fsync_dir(faiss_path.parent)
+    _fsync_dir(data_path.parent)
+    for other in BACKENDS:
+        if other != index.name:
+            index_paths(root, model, modality, other)[0].unlink(missing_ok=True)
     return meta
 
 
@@ -127,22 +139,24 @@ def read_meta(root: Path, model: str, modality: str) -> IndexMeta:
     return meta
 
 
-def load_index(root: Path, model: str, modality: str, device: str = "cpu") -> tuple[VectorIndex, IndexMeta]:
-    """Read and verify an index file against its sidecar (size, sha256, dim, count); ``IndexCorrupt`` otherwise."""
+def load_index(root: Path, model: str, modality: str, device: str = "cpu") -> tuple[VectorBackend, IndexMeta]:
+    """Read and verify an index file against its sidecar (backend, size, sha256, dim, count); ``IndexCorrupt``
+    otherwise."""
     meta = read_meta(root, model, modality)
-    faiss_path, _ = index_paths(root, model, modality)
-    if not faiss_path.exists():
-        raise IndexCorrupt(f"index file {faiss_path} is missing")
-    size = faiss_path.stat().st_size
-    if size != meta.file_size or _sha256(faiss_path) != meta.sha256:
-        raise IndexCorrupt(f"index file {faiss_path} does not match its sidecar (truncated or overwritten)")
     try:
-        raw = faiss.read_index(str(faiss_path))
-    except RuntimeError as exc:
-        raise IndexCorrupt(f"index file {faiss_path} is unreadable: {str(exc).splitlines()[-1]}") from exc
-    if raw.d != meta.dim or raw.ntotal != meta.ntotal:
-        raise IndexCorrupt(f"index file {faiss_path} holds {raw.ntotal}x{raw.d}, sidecar says {meta.ntotal}x{meta.dim}")
-    index = VectorIndex(raw, meta.factory, SearchParams.from_dict(meta.params), meta.recall, device=device)
+        cls = backend_class(meta.backend)
+    except InvalidIndexConfig as exc:
+        raise IndexCorrupt(f"index sidecar of {model}/{modality} names an unusable backend: {exc}") from exc
+    data_path, _ = index_paths(root, model, modality, meta.backend)
+    if not data_path.exists():
+        raise IndexCorrupt(f"index file {data_path} is missing")
+    size = data_path.stat().st_size
+    if size != meta.file_size or _sha256(data_path) != meta.sha256:
+        raise IndexCorrupt(f"index file {data_path} does not match its sidecar (truncated or overwritten)")
+    index = cls.load(data_path, meta.factory, SearchParams.from_dict(meta.params), meta.recall, device=device)
+    if index.dim != meta.dim or index.ntotal != meta.ntotal:
+        raise IndexCorrupt(f"index file {data_path} holds {index.ntotal}x{index.dim}, sidecar says "
+                           f"{meta.ntotal}x{meta.dim}")
     return index, meta
 
 

@@ -1,4 +1,4 @@
-"""A store folder: the catalog plus one cached FAISS index per (model, modality), kept in step on open."""
+"""A store folder: the catalog plus one cached vector index per (model, modality), kept in step on open."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Self
 
 import numpy as np
 
+from index.backend import VectorBackend, backend_class
 from index.build import VectorSource, build_from_source
 from index.catalog import Catalog
 from index.errors import CatalogLostWrites, IndexCorrupt, StoreDamaged
-from index.factory import IndexConfig, choose_factory
+from index.config import IndexConfig
 from index.persist import index_paths, load_index, save_index, sidecars
-from index.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ CATALOG_NAME = "catalog.db"
 
 @dataclass
 class _Open:
-    index: VectorIndex
+    index: VectorBackend
     generation: int
     built_n: int
 
@@ -49,6 +49,7 @@ class Store:
         self.root = Path(root)
         self.device = device
         self.config = config or IndexConfig()
+        backend_class(self.config.backend)  # InvalidIndexConfig for a name no backend is registered under
         folder = self.root / "indexes"
         if folder.exists() and not folder.is_dir():
             raise StoreDamaged(f"{folder} is a file, not the folder of index files; `xmodal check --repair` moves it "
@@ -94,7 +95,7 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def index(self, model: str, modality: str) -> VectorIndex:
+    def index(self, model: str, modality: str) -> VectorBackend:
         """The index of a vector set, loaded or rebuilt, caught up to the catalog's current generation."""
         self.sync_one(model, modality)
         return self._open[(model, modality)].index
@@ -131,8 +132,8 @@ class Store:
 
     def _load(self, model: str, modality: str, current: int) -> tuple[_Open | None, str]:
         """The index file if it can be caught up, else None and why (logged as a warning unless it was never built)."""
-        faiss_path, meta_path = index_paths(self.root, model, modality)
-        if not faiss_path.exists() and not meta_path.exists():
+        data_path, meta_path = index_paths(self.root, model, modality, self.config.backend)
+        if not data_path.exists() and not meta_path.exists():
             return None, "no index file yet"
         dim = self.catalog.vector_dim(model, modality)
         try:
@@ -149,6 +150,8 @@ class Store:
                 reason = f"index dimension {meta.dim} differs from the catalog's {dim}"
             elif meta.generation > current:
                 reason = f"index generation {meta.generation} is ahead of the catalog's {current} (catalog restored?)"
+            elif meta.backend != self.config.backend:
+                reason = f"index was built by the {meta.backend} backend, the store is set to {self.config.backend}"
             else:
                 return _Open(index, meta.generation, meta.built_n), ""
         log.warning("%s/%s index unusable: %s", model, modality, reason)
@@ -164,7 +167,9 @@ class Store:
         if self.config.factory:
             return False
         grew = n_now > 4 * max(opened.built_n, 1000) or 4 * n_now < opened.built_n
-        return grew and choose_factory(n_now, opened.index.dim, self.config) != opened.index.factory
+        if not grew:
+            return False
+        return backend_class(self.config.backend).choose_factory(n_now, opened.index.dim, self.config) != opened.index.factory
 
     def _catch_up(self, model: str, modality: str, opened: _Open) -> str:
         """Apply the catalog's changes since the index's generation; returns why a rebuild is needed instead."""
@@ -201,7 +206,7 @@ class Store:
         opened = self._open[(model, modality)] = _Open(index, generation, len(source.ids))
         return self._record((model, modality), "rebuilt", opened, reason)
 
-    def _save(self, index: VectorIndex, model: str, modality: str, generation: int, built_n: int) -> None:
+    def _save(self, index: VectorBackend, model: str, modality: str, generation: int, built_n: int) -> None:
         """Persist an index stamped with the catalog's identity and the token of ``generation`` (not when read-only)."""
         if not self.persist:
             log.info("read-only store: %s/%s index kept in memory only", model, modality)

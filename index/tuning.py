@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from index.backend import VectorBackend
+from index.config import SearchParams
 from index.exact import neighbour_recall
-from index.factory import SearchParams
-from index.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _sweeps(knobs: dict[str, int]) -> list[list[SearchParams]]:
     return [[SearchParams()]]
 
 
-def _refine_nprobe(index: VectorIndex, hit: SearchParams, queries: np.ndarray, truth: np.ndarray,
+def _refine_nprobe(index: VectorBackend, hit: SearchParams, queries: np.ndarray, truth: np.ndarray,
                    target: float, k: int, trials: list, self_ids: np.ndarray | None) -> tuple[SearchParams, float]:
     """Bisect nprobe between the last failing power of two and the first passing one."""
     lo, hi = hit.nprobe // 2, hit.nprobe
@@ -75,7 +75,7 @@ def drop_self(found: np.ndarray, self_ids: np.ndarray | None, k: int) -> np.ndar
     return out
 
 
-def measure(index: VectorIndex, params: SearchParams, queries: np.ndarray, truth: np.ndarray, k: int,
+def measure(index: VectorBackend, params: SearchParams, queries: np.ndarray, truth: np.ndarray, k: int,
             self_ids: np.ndarray | None = None) -> float:
     """recall@k of ``index`` under ``params`` against exact ids ``truth`` (own ids excluded when given)."""
     index.set_params(params)
@@ -83,7 +83,7 @@ def measure(index: VectorIndex, params: SearchParams, queries: np.ndarray, truth
     return neighbour_recall(drop_self(found, self_ids, k), truth, k)
 
 
-def tune(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, target: float = 0.95, k: int = 10,
+def tune(index: VectorBackend, queries: np.ndarray, truth: np.ndarray, target: float = 0.95, k: int = 10,
          self_ids: np.ndarray | None = None) -> TuneResult:
     """Pick the cheapest search parameters whose recall@k reaches ``target``; else the best seen. Leaves them set.
 

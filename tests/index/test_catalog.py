@@ -133,9 +133,9 @@ def test_hydrate_mtimes_and_counts(catalog: Catalog) -> None:
     cat = catalog.upsert_item("photos/cat.jpg", "image", mtime=100.0, metadata={"album": "pets", "fav": True})
     dog = catalog.upsert_item("photos/dog.png", "image", mtime=200.0, metadata={"album": "pets"})
     song = catalog.upsert_item("music/song.wav", "audio", mtime=300.0, metadata={"album": "tunes"})
-    r_cat = catalog.add_representation(cat, "image", "image")
+    catalog.add_representation(cat, "image", "image")
     r_cap = catalog.add_representation(cat, "caption", "text", text="a cat on a mat")
-    r_dog = catalog.add_representation(dog, "image", "image")
+    catalog.add_representation(dog, "image", "image")
     r_seg = catalog.add_representation(song, "audio-segment", "audio", offset_seconds=12.5)
     hits = catalog.hydrate([r_cap, r_seg, -1])
     assert set(hits) == {r_cap, r_seg}

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from index import IndexConfig, check_store, open_store
+from index import FaissIndex, IndexConfig, check_store, open_store
 from index.persist import load_index, save_index
 from index.verify import compare_vectors
-from index.vector_index import VectorIndex
 from tests._index_data import fill_catalog, unit_vectors
 
 
@@ -68,7 +67,7 @@ def test_check_repair_fixes_restored_catalog(tmp_path, capsys) -> None:
         assert ids[0, 0] == 54 and store.last_sync[("m", "image")].action == "loaded"
 
 
-def _corrupt_stored_vector(index: VectorIndex, rep_id: int) -> None:
+def _corrupt_stored_vector(index: FaissIndex, rep_id: int) -> None:
     """Overwrite the vector stored for ``rep_id`` in place (Flat or IVF-Flat storage)."""
     top = faiss.downcast_index(index.index)
     if isinstance(top, (faiss.IndexIDMap, faiss.IndexIDMap2)):
@@ -115,7 +114,7 @@ def test_check_finds_corrupted_vector_whose_sidecar_hash_matches(tmp_path, capsy
 def test_vector_comparison_has_no_false_alarms_and_catches_a_swap(factory: str) -> None:
     x = unit_vectors(2000)
     ids = np.arange(10, 2010, dtype=np.int64)
-    index = VectorIndex.create(32, factory)
+    index = FaissIndex.create(32, factory)
     index.train(x)
     index.add(ids, x)
     clean = compare_vectors(index, iter([(ids, x)]))

@@ -159,12 +159,12 @@ def test_gpu_search_matches_cpu(corpus: np.ndarray) -> None:
 def test_cuda_without_faiss_gpu_searches_on_cpu_and_logs_once(corpus: np.ndarray, caplog) -> None:
     import logging
 
-    from index import gpu
+    from index.backends import faiss_gpu as gpu
 
     if faiss_has_gpu():
         pytest.skip("this faiss has a GPU")
     gpu._logged.discard(("cuda:0", False))
-    with caplog.at_level(logging.INFO, logger="index.gpu"):
+    with caplog.at_level(logging.INFO, logger="index.backends.faiss_gpu"):
         first = VectorIndex.create(DIM, "IDMap,Flat", device="cuda:0")
         VectorIndex.create(DIM, "IDMap,Flat", device="cuda:0")
     first.add(np.arange(10), corpus[:10])

@@ -1,35 +1,25 @@
-"""One FAISS index per (model, modality): int64 ids (representation ids), inner product on unit vectors."""
+"""The FAISS backend: one FAISS index per (model, modality), int64 ids (representation ids), inner product."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Self
 
 import faiss
 import numpy as np
 
-from index.errors import InvalidIndexConfig, UnsupportedIndexOperation
-from index.factory import SearchParams
-from index.gpu import GpuReplica, search_on_gpu
-from index.validate import check_ids, check_vectors
+from index.backend import VectorBackend, VectorReader
+from index.backends.faiss_gpu import GpuReplica, search_on_gpu
+from index.backends.faiss_reader import FaissReader, chain
+from index.backends.faiss_types import choose_factory, train_size
+from index.config import IndexConfig, SearchParams
+from index.errors import IndexCorrupt, InvalidIndexConfig
 
 log = logging.getLogger(__name__)
 
 
 _SMALL_BATCH = 4
-
-
-def _chain(index: faiss.Index) -> list[faiss.Index]:
-    """The index and its wrapped inner indexes, outermost first (IDMap, PreTransform, Refine peeled)."""
-    idx = faiss.downcast_index(index)
-    chain = [idx]
-    while True:
-        if isinstance(idx, (faiss.IndexIDMap, faiss.IndexIDMap2, faiss.IndexPreTransform)):
-            idx = faiss.downcast_index(idx.index)
-        elif isinstance(idx, faiss.IndexRefine):
-            idx = faiss.downcast_index(idx.base_index)
-        else:
-            return chain
-        chain.append(idx)
 
 
 def _ivf_ids(ivf: faiss.IndexIVF) -> np.ndarray:
@@ -51,15 +41,17 @@ def make_faiss_index(dim: int, factory: str) -> faiss.Index:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         raise InvalidIndexConfig(f"faiss cannot build {factory!r} for dim {dim}: {str(exc).splitlines()[-1]}") from exc
-    chain = _chain(index)
-    takes_ids = isinstance(chain[0], (faiss.IndexIDMap, faiss.IndexIVF)) or (
-        isinstance(chain[0], faiss.IndexPreTransform) and isinstance(chain[-1], faiss.IndexIVF) and len(chain) == 2
+    layers = chain(index)
+    takes_ids = isinstance(layers[0], (faiss.IndexIDMap, faiss.IndexIVF)) or (
+        isinstance(layers[0], faiss.IndexPreTransform) and isinstance(layers[-1], faiss.IndexIVF) and len(layers) == 2
     )
     return index if takes_ids else faiss.IndexIDMap2(index)
 
 
-class VectorIndex:
+class FaissIndex(VectorBackend):
     """A FAISS index with validated inputs, tuned search parameters and an optional GPU search replica."""
+
+    name = "faiss"
 
     def __init__(self, index: faiss.Index, factory: str, params: SearchParams | None = None,
                  recall: float | None = None, device: str = "cpu") -> None:
@@ -73,9 +65,32 @@ class VectorIndex:
         self._gpu_index: faiss.Index | None = None
 
     @classmethod
-    def create(cls, dim: int, factory: str, device: str = "cpu") -> VectorIndex:
+    def choose_factory(cls, n: int, dim: int, config: IndexConfig) -> str:
+        """Flat, IVF-Flat, or IVF-PQ (+ scalar refine) by size and memory (``index.backends.faiss_types``)."""
+        return choose_factory(n, dim, config)
+
+    @classmethod
+    def train_size(cls, n: int, factory: str, config: IndexConfig) -> int:
+        """Enough vectors for k-means on the IVF lists, capped by ``config.max_train``."""
+        return train_size(n, factory, config)
+
+    @classmethod
+    def create(cls, dim: int, factory: str, device: str = "cpu") -> Self:
         """A new empty (possibly untrained) index of ``factory`` type."""
         return cls(make_faiss_index(dim, factory), factory, device=device)
+
+    @classmethod
+    def load(cls, path: Path, factory: str, params: SearchParams, recall: float | None, device: str = "cpu") -> Self:
+        """Read a FAISS index file."""
+        try:
+            raw = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise IndexCorrupt(f"index file {path} is unreadable: {str(exc).splitlines()[-1]}") from exc
+        return cls(raw, factory, params, recall, device=device)
+
+    def save(self, path: Path) -> None:
+        """Write the CPU index with ``faiss.write_index``."""
+        faiss.write_index(self.index, str(path))
 
     @property
     def dim(self) -> int:
@@ -95,34 +110,21 @@ class VectorIndex:
     @property
     def supports_remove(self) -> bool:
         """False for HNSW and refine indexes, which FAISS cannot remove from (the store rebuilds instead)."""
-        return not any(isinstance(i, (faiss.IndexHNSW, faiss.IndexRefine)) for i in _chain(self.index))
+        return not any(isinstance(i, (faiss.IndexHNSW, faiss.IndexRefine)) for i in chain(self.index))
 
     @property
     def on_gpu(self) -> bool:
         """Whether searches go to a GPU replica."""
         return self._gpu_index is not None
 
-    def train(self, vectors: np.ndarray) -> None:
-        """Train the quantizers on a sample of unit vectors (no-op for indexes that need none)."""
-        vectors = check_vectors(vectors, self.dim)
-        if not self.index.is_trained:
-            self.index.train(vectors)
+    def _train(self, vectors: np.ndarray) -> None:
+        self.index.train(vectors)
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors under int64 ids; ids must not already be present."""
-        vectors = check_vectors(vectors, self.dim)
-        ids = check_ids(ids, len(vectors))
-        if len(ids):
-            self.index.add_with_ids(vectors, ids)
-            self._gpu_index = None
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(vectors, ids)
+        self._gpu_index = None
 
-    def remove(self, ids: np.ndarray) -> int:
-        """Remove ids (absent ones are ignored); returns how many vectors went away."""
-        ids = check_ids(ids)
-        if not len(ids):
-            return 0
-        if not self.supports_remove:
-            raise UnsupportedIndexOperation(f"faiss cannot remove ids from a {self.factory!r} index")
+    def _remove(self, ids: np.ndarray) -> int:
         self._gpu_index = None
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
 
@@ -131,14 +133,17 @@ class VectorIndex:
         top = self.index if isinstance(self.index, (faiss.IndexIDMap, faiss.IndexIDMap2)) else faiss.downcast_index(self.index)
         if isinstance(top, (faiss.IndexIDMap, faiss.IndexIDMap2)):
             return faiss.vector_to_array(top.id_map).astype(np.int64)
-        ivf = _chain(self.index)[-1]
+        ivf = chain(self.index)[-1]
         if isinstance(ivf, faiss.IndexIVF):
             return _ivf_ids(ivf)
         return np.arange(self.ntotal, dtype=np.int64)
 
+    def reader(self) -> VectorReader:
+        """Reconstructs stored vectors by id (an IVF index gets a hashtable direct map for it)."""
+        return FaissReader(self.index, self.ids)
     def set_params(self, params: SearchParams) -> None:
         """Apply search parameters to every layer they concern."""
-        for idx in _chain(self.index):
+        for idx in chain(self.index):
             if params.nprobe is not None and isinstance(idx, faiss.IndexIVF):
                 idx.nprobe = int(min(params.nprobe, idx.nlist))
             if params.efSearch is not None and isinstance(idx, faiss.IndexHNSW):
@@ -151,7 +156,7 @@ class VectorIndex:
     def tunable(self) -> dict[str, int]:
         """Which knobs this index has, with their upper bound (e.g. ``{"nprobe": nlist}``)."""
         knobs: dict[str, int] = {}
-        for idx in _chain(self.index):
+        for idx in chain(self.index):
             if isinstance(idx, faiss.IndexIVF):
                 knobs["nprobe"] = int(idx.nlist)
             elif isinstance(idx, faiss.IndexHNSW):
@@ -170,9 +175,7 @@ class VectorIndex:
                 return self.index
         return self._gpu_index
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: (scores, ids), ids -1 where fewer than k vectors exist."""
-        queries = check_vectors(queries, self.dim)
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         threads = faiss.omp_get_max_threads()
         if len(queries) > _SMALL_BATCH or threads == 1:
             return self._search_index().search(queries, k)
