@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import XmodalError
+from engine import XmodalError
 
 
 class BenchError(XmodalError):

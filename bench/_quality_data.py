@@ -15,8 +15,7 @@ import soundfile
 from PIL import Image
 
 from engine.datasets import Dataset, Sample, SceneConfig, generate_scenes, load_digits_trimodal, load_esc
-from engine.models import AudioClip
-from engine.models.encoder import Encoder
+from engine.models import AudioClip, Encoder
 
 FSDD_PAIRS = (("audio", ("image",)), ("image", ("audio",)), ("text", ("image",)), ("image", ("text",)),
               ("text", ("audio",)), ("audio", ("text",)), ("text", ("image", "audio")))

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from bench.protocol import mean_average_precision, recall_at_k, scores_from_rankings
-from engine.api.facade import Engine
-from core.errors import RerankerUnavailable
+from engine.api import Engine
+from engine import RerankerUnavailable
 from index import IndexConfig, VectorIndex, build_index, exact_search
 
 KS = (1, 5, 10)

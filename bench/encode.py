@@ -21,9 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.report import machine_info, throughput, write_json
-from engine.models import load_encoder
-from engine.models.encoder import Encoder
-from engine.models.towers import ClapAudioTower, OpenClipImageTower, OpenClipTextTower
+from engine.models import ClapAudioTower, Encoder, OpenClipImageTower, OpenClipTextTower, load_encoder
 
 COCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
 AUDIO_RATE = 48_000
@@ -141,4 +139,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

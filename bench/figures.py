@@ -278,3 +278,17 @@ def run(args: argparse.Namespace) -> bool:
     changed = update_readme(args.readme, args.results)
     print(f"{args.readme}: figures table {'rewritten' if changed else 'already up to date'}")
     return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.figures`` (``xmodal bench figures``)."""
+    parser = argparse.ArgumentParser(prog="xmodal bench figures", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

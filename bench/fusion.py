@@ -25,9 +25,9 @@ import numpy as np
 
 from engine.datasets import load_digits_trimodal, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
-from engine.api.facade import Engine
+from engine.api import Engine
 from engine.query import FUSIONS
-from ingest.pipeline import IngestOptions
+from ingest import IngestOptions
 
 NOTES = {  # two hand-written notes per ESC-10 class, phrased as a person would jot them down
     "Dog bark": ("the neighbours' dog kept barking at the postman all morning", "our puppy barks whenever the doorbell rings"),
@@ -203,4 +203,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

@@ -24,8 +24,8 @@ import numpy as np
 
 from engine.datasets import shared_data_dir
 from engine.models import get_preset, load_encoder
-from engine.query.calibrate import Calibrations, calibration_path, fit_pair, pair_key
-from engine.train.recipe import DataSpec, _train_val, load_dataset
+from engine.query import Calibrations, calibration_path, fit_pair, pair_key
+from engine.train import DataSpec, load_dataset, train_val
 
 MODALITIES = ("image", "text", "audio")
 MAX_NEGATIVES = 200_000
@@ -42,7 +42,7 @@ def pool(sources: list[tuple[str, DataSpec]], encoder: Any) -> dict[str, tuple[n
     contents: dict[str, list[Any]] = {m: [] for m in MODALITIES}
     labels: dict[str, list[str]] = {m: [] for m in MODALITIES}
     for space, spec in sources:
-        _, val = _train_val(load_dataset(spec))
+        _, val = train_val(load_dataset(spec))
         wanted = spec.modalities or MODALITIES
         for modality in wanted:
             if modality not in encoder.modalities:
@@ -158,4 +158,6 @@ def main(argv: list[str] | None = None) -> Calibrations:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

@@ -75,4 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

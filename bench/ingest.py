@@ -22,10 +22,10 @@ from PIL import Image
 
 from engine.datasets import shared_data_dir
 from bench.report import machine_info, write_json
-from engine.api.facade import Engine
+from engine.api import Engine
 from engine.models import load_encoder
 from index import open_store
-from ingest.pipeline import IngestOptions
+from ingest import IngestOptions
 
 
 def make_corpus(folder: Path, n: int) -> list[Path]:
@@ -111,4 +111,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

@@ -99,10 +99,10 @@ def rclip_vs_xmodal(n: int, n_queries: int, work: Path, k: int = 10) -> dict[str
 
 def _xmodal_ingest_seconds(folder: Path, store: Path, batch_size: int, workers: int) -> tuple[float, int]:
     """Model load plus a whole ingest into a fresh store (fp32, random ViT-B-32 weights)."""
-    from engine.api.facade import Engine
+    from engine.api import Engine
     from engine.models import load_encoder
     from index import open_store
-    from ingest.pipeline import IngestOptions
+    from ingest import IngestOptions
 
     shutil.rmtree(store, ignore_errors=True)
     t0 = time.perf_counter()
@@ -186,4 +186,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

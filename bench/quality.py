@@ -31,9 +31,9 @@ from bench._quality_data import (
 from bench._quality_report import markdown, plots
 from engine.datasets import shared_data_dir
 from bench.report import machine_info, write_json
-from engine.api.facade import Engine
+from engine.api import Engine
 from index import InvalidIndexConfig, VectorIndex
-from ingest.pipeline import IngestOptions
+from ingest import IngestOptions
 
 DATASETS = ("scenes", "esc10", "fsdd")
 QUERY_ENCODE_SAMPLE = 20
@@ -201,4 +201,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

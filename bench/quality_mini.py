@@ -115,4 +115,6 @@ def _print(figures: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

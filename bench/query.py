@@ -24,10 +24,9 @@ import numpy as np
 
 from bench._synthetic_vectors import ClusteredSpec, ClusteredVectors
 from bench.report import machine_info, write_json
-from engine.api.facade import Engine
+from engine.api import Engine
 from engine.models import load_encoder
-from engine.query import Filters, QueryPart, encode_query
-from engine.query.threads import query_threads
+from engine.query import Filters, QueryPart, encode_query, query_threads
 from index import open_store
 
 WORDS = "a the red blue green small large dog cat car tree beach street person bird boat kitchen pizza".split()
@@ -141,4 +140,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

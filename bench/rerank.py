@@ -24,10 +24,10 @@ import torch
 
 from engine.datasets import SceneConfig, generate_scenes, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
-from engine.api.facade import Engine
-from core.errors import RerankerUnavailable
+from engine.api import Engine
+from engine import RerankerUnavailable
 from engine.models import Encoder, load_encoder
-from engine.train.rerank_data import encode_items
+from engine.train import encode_items
 from index import open_store
 
 KS = (1, 5, 10)
@@ -152,4 +152,6 @@ def _print_row(key: str, d: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

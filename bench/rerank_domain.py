@@ -17,16 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from engine.datasets import SceneConfig, generate_scenes, load_sklearn_digits
-from engine.datasets.base import RetrievalTask
+from engine.datasets import RetrievalTask, SceneConfig, generate_scenes, load_sklearn_digits
 from bench.rerank import _store
 from bench.report import machine_info, write_json
-from engine.api.facade import Engine
+from engine.api import Engine
 from engine.models import Encoder, load_encoder
-from engine.query import Filters, QueryPart, encode_query_with_tokens
+from engine.query import Filters, QueryPart, bounded, corrections, encode_query_with_tokens
 from engine.rerank import Side
-from engine.query.rerank import bounded, corrections
-from engine.train.rerank_data import encode_items
+from engine.train import encode_items
 from index import open_store
 
 BOUNDS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, math.inf)
@@ -111,4 +109,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

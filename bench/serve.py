@@ -96,9 +96,8 @@ def choose_preset(requested: str | None) -> tuple[str, str]:
 
 def build_store(store: Path, preset: str, random_weights: bool) -> dict:
     """The demo corpus ingested into ``store`` (incremental: a rerun re-embeds nothing)."""
-    from engine.api.demo import build_corpus
-    from engine.api.facade import Engine
-    from ingest.pipeline import IngestOptions
+    from engine.api import Engine, build_corpus
+    from ingest import IngestOptions
 
     start = time.perf_counter()
     paths = build_corpus(store / "generated")
@@ -161,7 +160,7 @@ def serve_forever(store: str, preset: str, random_weights: bool, port: int, work
     """The server process: the API app over ``store`` on 127.0.0.1:port (``workers`` processes)."""
     import uvicorn
 
-    from engine.server.app import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
+    from engine.server import SPEC_ENV, EngineSpec, ServerConfig, create_app, spec_env
 
     spec = EngineSpec(store, preset, random_weights=random_weights)
     if workers > 1:
@@ -378,4 +377,6 @@ def _commit(tree: Path) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench._main import run_main
+
+    raise SystemExit(run_main(main))

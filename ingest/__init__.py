@@ -10,3 +10,10 @@ __all__ = [
     "CaptionedMedia", "DecodeError", "IngestError", "ManifestColumns", "ManifestError", "ManifestRow", "is_uri",
     "iter_manifest", "parse_coco_captions", "parse_flickr_captions", "read_manifest", "resolve_media",
 ]
+
+# Loaded on first use (module ``__getattr__``): the pipeline imports numpy and the decoders.
+from core.lazy import lazy_face  # noqa: E402
+
+_LAZY = {"IngestOptions": "ingest.pipeline"}
+__all__ += sorted(_LAZY)
+__getattr__, __dir__ = lazy_face(__name__, _LAZY)

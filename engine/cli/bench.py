@@ -1,14 +1,28 @@
-"""``xmodal bench``: quality, speed, peers and the README's figures table, each a subcommand over ``bench/``."""
+"""``xmodal bench``: quality, speed, peers and the README's figures table, each ``python -m bench.NAME`` in a child.
+
+The engine never imports ``bench`` (it sits above every layer): each subcommand hands its arguments unchanged to its
+module's own parser in a child process, so ``xmodal bench speed --help`` is bench.speed's help, and its exit code is
+the child's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 NAME = "bench"
 HELP = "run benchmarks and regenerate the README's figures table"
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding bench/ (the repository, or site-packages)
+SUBCOMMANDS = {
+    "quality": "retrieval quality per dataset and stage",
+    "speed": "encode, ingest, index and query speed against bare open_clip and faiss",
+    "peers": "rclip-style brute force and clip-retrieval against xmodal",
+    "figures": "rewrite the README's figures table from bench/results/*.json",
+}
 # What ``xmodal bench all`` runs, in order, before regenerating the figures table: every benchmark whose JSON in
 # bench/results feeds the README (at default sizes). Each runs in its own process.
 ALL_STEPS: tuple[tuple[str, list[str]], ...] = (
@@ -25,35 +39,24 @@ ALL_STEPS: tuple[tuple[str, list[str]], ...] = (
     # the longest (about 20 min on 2 cores): 10M vectors, IVF-PQ
     ("index-10m", ["bench.index", "--n", "10000000", "--kinds", "ivf-pq", "--json", "bench/results/index-10m.json"]),
 )
+FIGURES_STEP = ("figures", ["bench.figures"])
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``bench`` subcommand and its own subcommands."""
-    from bench import figures, peers, speed
-
+    """Add the ``bench`` subcommand and its own subcommands (their options belong to the bench modules)."""
     parser = subparsers.add_parser(
         NAME, help=HELP,
         description="Benchmarks that write JSON with machine info, commit and date under bench/results, and the "
-        "figures table in README.md made from them. `xmodal bench all` reruns everything the README reports.",
+        "figures table in README.md made from them. `xmodal bench all` reruns everything the README reports. "
+        "Each runs as `python -m bench.NAME`; `xmodal bench NAME --help` shows its options.",
     )
     sub = parser.add_subparsers(dest="bench_command", metavar="BENCH")
-    # Leading options belong to bench.quality's own parser: a prefix char no argument starts with passes them through.
-    quality = sub.add_parser("quality", help="retrieval quality (bench.quality); arguments go to it unchanged",
-                             add_help=False, prefix_chars="\0")
-    quality.add_argument("argv", nargs=argparse.REMAINDER, help="arguments of bench.quality (try --help)")
-    quality.set_defaults(func=run_quality)
-    speed_parser = sub.add_parser("speed", help="encode, ingest, index and query speed against bare open_clip and faiss",
-                                  description=speed.__doc__.splitlines()[0])
-    speed.add_arguments(speed_parser)
-    speed_parser.set_defaults(func=lambda args: _done(speed.run(args)))
-    peers_parser = sub.add_parser("peers", help="rclip-style brute force and clip-retrieval against xmodal",
-                                  description=peers.__doc__.splitlines()[0])
-    peers.add_arguments(peers_parser)
-    peers_parser.set_defaults(func=lambda args: _done(peers.run(args)))
-    figures_parser = sub.add_parser("figures", help="rewrite the README's figures table from bench/results/*.json",
-                                    description=figures.__doc__.splitlines()[0])
-    figures.add_arguments(figures_parser)
-    figures_parser.set_defaults(func=lambda args: _done(figures.run(args)))
+    for name, text in SUBCOMMANDS.items():
+        # A prefix char no argument starts with: every option, --help too, passes through to the module untouched.
+        child = sub.add_parser(name, help=f"{text} (bench.{name}; its --help lists its options)", add_help=False,
+                               prefix_chars="\0")
+        child.add_argument("argv", nargs=argparse.REMAINDER, help=f"arguments of bench.{name}")
+        child.set_defaults(func=run_module, module=f"bench.{name}")
     all_parser = sub.add_parser("all", help="run every benchmark the README reports, then `figures`",
                                 description="Run " + ", ".join(name for name, _ in ALL_STEPS) + " at their default "
                                 "sizes (about 80 minutes on 2 cores), then regenerate the figures table.")
@@ -63,46 +66,51 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def _done(_: object) -> int:
-    return 0
-
-
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 0
 
 
-def run_quality(args: argparse.Namespace) -> int:
-    """Hand the arguments to ``bench.quality.main``."""
-    try:
-        from bench import quality
-    except ImportError as exc:
-        print(f"xmodal: error: bench.quality is not available here ({exc})", file=sys.stderr)
+def command(module: str, argv: list[str]) -> list[str]:
+    """The child's command line: this Python running ``module`` with ``argv``."""
+    return [sys.executable, "-m", module, *argv]
+
+
+def run_child(cmd: list[str], cwd: Path | None = None) -> int:
+    """Run one ``python -m bench.NAME`` with bench importable; its exit code (128 + N when killed by signal N)."""
+    module = cmd[2]
+    if not (ROOT / Path(*module.split("."))).with_suffix(".py").is_file():
+        print(f"xmodal: error: {module} is not available here (no {module.replace('.', '/')}.py under {ROOT})",
+              file=sys.stderr)
         return 1
-    quality.main(list(args.argv))
-    return 0
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    code = subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
+    return code if code >= 0 else 128 - code
+
+
+def run_module(args: argparse.Namespace) -> int:
+    """Hand the arguments to ``python -m bench.NAME`` in the caller's folder."""
+    return run_child(command(args.module, list(args.argv)))
 
 
 def run_all(args: argparse.Namespace) -> int:
-    """Run each step in its own process, carry on past failures, then regenerate the figures table."""
-    from bench import figures
-
-    commands = [(name, [sys.executable, "-m", *argv]) for name, argv in ALL_STEPS]
+    """Run each step in its own process from the repository, carry on past failures, then regenerate the table."""
+    steps = [(name, command(argv[0], argv[1:])) for name, argv in (*ALL_STEPS, FIGURES_STEP)]
     if args.list:
-        for name, cmd in commands:
+        for name, cmd in steps:
             print(f"{name}: {' '.join(cmd)}")
-        print("figures: xmodal bench figures")
         return 0
     failed = []
-    for name, cmd in commands:
+    for name, cmd in steps:
         print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
         started = time.perf_counter()
-        code = subprocess.run(cmd, cwd=figures.ROOT, check=False).returncode
+        code = run_child(cmd, cwd=ROOT)
         print(f"=== {name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
         if code != 0:
             failed.append(name)
-    figures.run(argparse.Namespace(results=figures.RESULTS, readme=figures.README, print_only=False))
     if failed:
-        print(f"xmodal: error: failed: {', '.join(failed)} (their rows keep the previous JSON)", file=sys.stderr)
+        note = " (their rows keep the previous JSON)" if "figures" not in failed else ""
+        print(f"xmodal: error: failed: {', '.join(failed)}{note}", file=sys.stderr)
         return 1
     return 0

@@ -17,6 +17,8 @@ _EXPORTS = {
     "preset_status": "engine.models.status", "SmallAudioCNN": "engine.models.towers",
     "SmallAudioConfig": "engine.models.towers", "SmallImageCNN": "engine.models.towers",
     "SmallImageConfig": "engine.models.towers", "Tower": "engine.models.towers",
+    "ClapAudioTower": "engine.models.towers", "OpenClipImageTower": "engine.models.towers",
+    "OpenClipTextTower": "engine.models.towers",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -5,6 +5,9 @@ from engine.query.fusion import DEFAULT_FUSION, FUSIONS, Calibration, estimate_c
 from engine.query.inputs import QueryPart, as_parts, encode_query, encode_query_with_tokens, heaviest_part
 from engine.query.search import PASSAGE, SNIPPET_CHARS, Filters, Match, Result, Searcher, snippet
 from engine.query.targets import plan_search
+from engine.query.calibrate import calibration_path, fit_pair, pair_key
+from engine.query.rerank import bounded, corrections
+from engine.query.threads import query_threads
 
 __all__ = [
     "Calibrations", "PairFit", "load_for_preset", "plan_search",
@@ -12,3 +15,4 @@ __all__ = [
     "Searcher", "as_parts", "encode_query", "encode_query_with_tokens", "estimate_calibration", "heaviest_part",
     "snippet",
 ]
+__all__ += ["bounded", "calibration_path", "corrections", "fit_pair", "pair_key", "query_threads"]

@@ -27,7 +27,7 @@ from engine.models.towers.base import Tower
 from engine.models.towers.ensemble import EnsembleTower, front_end
 from engine.models.towers.small import SmallAudioCNN, SmallImageCNN
 from engine.train.data import TensorCache
-from engine.train.recipe import DataSpec, _Inputs, _pair_sets, _train_val, _only_split, load_dataset, speed_copies
+from engine.train.recipe import DataSpec, _Inputs, _pair_sets, _only_split, load_dataset, speed_copies, train_val
 from engine.train.trainer import SharedSpace, TrainConfig, TrainReport, train
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def train_members(
         dataset = load_dataset(data_spec, config.seed)
         if modality not in dataset.modalities():
             continue
-        train_part, val_part = _train_val(dataset)
+        train_part, val_part = train_val(dataset)
         if data_spec.speeds:
             train_part = speed_copies(train_part, data_spec.speeds)
         train_sets += [s for s in _pair_sets(train_part, wanted, inputs) if modality in (s.a.modality, s.b.modality)]

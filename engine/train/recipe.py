@@ -76,7 +76,7 @@ def load_dataset(spec: DataSpec, seed: int = 0) -> Any:
     return D.generate_scenes(D.SceneConfig(n_scenes=int(spec.arg or 2000), seed=seed))
 
 
-def _train_val(dataset: Any) -> tuple[Any, Any]:
+def train_val(dataset: Any) -> tuple[Any, Any]:
     """The train split and a validation split: ``val`` when present, else a 10% hash slice of train."""
     from engine.datasets import hash_split
 
@@ -184,7 +184,7 @@ def train_preset(
     train_sets, val_sets = [], []
     for spec in specs:
         dataset = load_dataset(spec, config.seed)
-        train_part, val_part = _train_val(dataset)
+        train_part, val_part = train_val(dataset)
         if spec.speeds:
             train_part = speed_copies(train_part, spec.speeds)
         modalities = tuple(m for m in preset.modalities if not spec.modalities or m in spec.modalities)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from bench import _clip_retrieval, _rclip, figures, peers, speed
 from bench._child import ChildResult
 from bench._errors import BenchError, InvalidBenchArgs, MarkersNotFound, PeerUnavailable
+from engine.cli import bench as cli_bench
 from engine.cli import build_parser, main
 from index import exact_search
 
@@ -31,46 +33,91 @@ def test_default_index_kinds_leave_hnsw_out_above_200k():
     assert speed.kinds_for(10_000_000) == ["ivf-pq"]
 
 
-def test_bench_subcommands_parse():
-    args = build_parser().parse_args(["bench", "speed", "--sizes", "100k,1M", "--quick", "--kinds", "flat"])
+def _args(module, argv):
+    """``argv`` parsed by ``module``'s own options, as ``python -m bench.NAME`` parses them."""
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_bench_subcommands_pass_their_arguments_through_untouched():
+    for name in ("speed", "peers", "figures", "quality"):
+        argv = ["--dataset", "esc10", "--help"] if name == "quality" else ["--json", "out.json", "--help"]
+        args = build_parser().parse_args(["bench", name, *argv])
+        assert (args.module, args.argv) == (f"bench.{name}", argv)  # leading options and --help reach the module
+    args = _args(speed, build_parser().parse_args(["bench", "speed", "--sizes", "100k,1M", "--quick", "--kinds", "flat"]).argv)
     assert (args.sizes, args.quick, args.kinds, args.json_out) == ("100k,1M", True, "flat", None)
-    args = build_parser().parse_args(["bench", "peers", "--parts", "rclip", "--queries", "7"])
+    args = _args(peers, build_parser().parse_args(["bench", "peers", "--parts", "rclip", "--queries", "7"]).argv)
     assert (args.parts, args.queries, args.sizes) == ("rclip", 7, "100k,1M")
-    args = build_parser().parse_args(["bench", "quality", "--dataset", "esc10", "--help"])
-    assert args.argv == ["--dataset", "esc10", "--help"]  # leading options reach bench.quality untouched
 
 
-@pytest.mark.parametrize("name", ["speed", "peers", "figures"])
-def test_subcommands_dispatch(name, monkeypatch):
-    seen = []
-    monkeypatch.setattr({"speed": speed, "peers": peers, "figures": figures}[name], "run", seen.append)
-    assert main(["bench", name]) == 0
-    assert len(seen) == 1 and isinstance(seen[0], argparse.Namespace)
+class _Runs:
+    """Stands in for ``subprocess.run`` in engine.cli.bench: records each child and answers with an exit code."""
+
+    def __init__(self, codes=None):
+        self.calls, self.codes = [], codes or {}
+
+    def __call__(self, cmd, cwd=None, env=None, check=False):
+        self.calls.append((cmd, cwd, env))
+        return subprocess.CompletedProcess(cmd, self.codes.get(cmd[2], 0))
 
 
-def test_quality_gets_argv(monkeypatch):
-    seen = []
-    fake = types.ModuleType("bench.quality")
-    fake.main = lambda argv=None: seen.append(argv) or {}
-    monkeypatch.setitem(sys.modules, "bench.quality", fake)
-    monkeypatch.setattr(sys.modules["bench"], "quality", fake, raising=False)
-    assert main(["bench", "quality", "--dataset", "fsdd", "--json", "out.json"]) == 0
-    assert seen == [["--dataset", "fsdd", "--json", "out.json"]]
+@pytest.mark.parametrize("name,argv", [("speed", ["--quick"]), ("peers", []), ("figures", ["--print"]),
+                                       ("quality", ["--dataset", "fsdd", "--json", "out.json"])])
+def test_each_subcommand_is_its_module_in_a_child(name, argv, monkeypatch):
+    runs = _Runs({f"bench.{name}": 3})
+    monkeypatch.setattr(cli_bench.subprocess, "run", runs)
+    assert main(["bench", name, *argv]) == 3  # the child's exit code is xmodal's
+    [(cmd, cwd, env)] = runs.calls
+    assert cmd == [sys.executable, "-m", f"bench.{name}", *argv]
+    assert cwd is None  # the caller's folder: relative paths mean what the user meant
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(cli_bench.ROOT)
 
 
-def test_bad_input_is_exit_2_without_running(capsys):
+def test_a_missing_bench_is_a_clear_error_without_a_child(monkeypatch, tmp_path, capsys):
+    runs = _Runs()
+    monkeypatch.setattr(cli_bench.subprocess, "run", runs)
+    monkeypatch.setattr(cli_bench, "ROOT", tmp_path)
+    assert main(["bench", "speed"]) == 1
+    assert "xmodal: error: bench.speed is not available here" in capsys.readouterr().err and runs.calls == []
+
+
+def test_the_cli_never_imports_bench():
+    code = ("import sys; from engine.cli import main; assert main(['bench', 'all', '--list']) == 0; "
+            "loaded = [m for m in sys.modules if m == 'bench' or m.startswith('bench.') or m == 'torch']; "
+            "assert not loaded, loaded")
+    done = subprocess.run([sys.executable, "-c", code], cwd=cli_bench.ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "figures: " in done.stdout
+
+
+def test_help_and_bad_input_come_from_the_module_in_a_child(capfd):
+    assert main(["bench", "peers", "--help"]) == 0
+    assert "usage: xmodal bench peers" in capfd.readouterr().out
     assert main(["bench", "speed", "--sizes", "lots"]) == 2
     assert main(["bench", "speed", "--stages", "encode,warp"]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "xmodal: error: not a corpus size: 'lots'" in err and "warp" in err and "Traceback" not in err
 
 
-def test_all_lists_every_step_and_runs_nothing(capsys):
+def test_all_lists_every_step_and_runs_nothing(monkeypatch, capsys):
+    runs = _Runs()
+    monkeypatch.setattr(cli_bench.subprocess, "run", runs)
     assert main(["bench", "all", "--list"]) == 0
     out = capsys.readouterr().out
     for module in ("bench.speed", "bench.peers", "bench.fusion", "bench.serve"):
-        assert module in out
-    assert out.strip().endswith("figures: xmodal bench figures")
+        assert f" -m {module}" in out
+    assert out.strip().endswith(f"figures: {sys.executable} -m bench.figures") and runs.calls == []
+
+
+def test_all_runs_every_step_past_failures_then_the_figures(monkeypatch, capsys):
+    runs = _Runs({"bench.peers": 1})
+    monkeypatch.setattr(cli_bench.subprocess, "run", runs)
+    assert main(["bench", "all"]) == 1
+    modules = [cmd[2] for cmd, _, _ in runs.calls]
+    assert modules == [argv[0] for _, argv in cli_bench.ALL_STEPS] + ["bench.figures"]
+    assert {cwd for _, cwd, _ in runs.calls} == {cli_bench.ROOT}  # the steps' --json paths are the repository's
+    assert "xmodal: error: failed: peers (their rows keep the previous JSON)" in capsys.readouterr().err
 
 
 def _fake_results(tmp_path):
@@ -122,13 +169,14 @@ def test_readme_rewrite_between_markers_is_idempotent(tmp_path):
     assert figures.update_readme(readme, results) is True and "not measured" in readme.read_text()
 
 
-def test_readme_without_markers(tmp_path, capsys):
+def test_readme_without_markers(tmp_path, capfd):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
     with pytest.raises(MarkersNotFound):
         figures.update_readme(readme, tmp_path)
-    assert main(["bench", "figures", "--readme", str(readme), "--results", str(tmp_path)]) == 1
-    assert "figures:begin" in capsys.readouterr().err
+    assert main(["bench", "figures", "--readme", str(readme), "--results", str(tmp_path)]) == 1  # in a child
+    err = capfd.readouterr().err
+    assert "xmodal: error: " in err and "figures:begin" in err and "Traceback" not in err
     assert readme.read_text() == "# no markers\n"
 
 
@@ -152,8 +200,8 @@ def test_rclip_brute_force_is_exact_top_k(tmp_path):
 def test_peer_venv_that_cannot_be_created_is_skipped(tmp_path, capsys):
     with pytest.raises(PeerUnavailable, match="could not be installed"):
         _clip_retrieval.ensure_venv(tmp_path / "venv", python=str(tmp_path / "no-python"))
-    args = build_parser().parse_args(["bench", "peers", "--parts", "clip-retrieval", "--peer-venv", str(tmp_path / "venv"),
-                                      "--workdir", str(tmp_path), "--json", str(tmp_path / "peers.json")])
+    args = _args(peers, ["--parts", "clip-retrieval", "--peer-venv", str(tmp_path / "venv"),
+                         "--workdir", str(tmp_path), "--json", str(tmp_path / "peers.json")])
     result = peers.clip_retrieval_vs_xmodal(args, python="/bin/false")
     assert result["skipped"].startswith("clip-retrieval could not be installed into")
     assert "/bin/false -m venv" in result["skipped"]
@@ -172,7 +220,7 @@ def test_a_failed_speed_stage_is_recorded_and_the_others_still_run(monkeypatch, 
 
     monkeypatch.setattr(speed, "run_module", fake_run_module)
     out = tmp_path / "speed.json"
-    args = build_parser().parse_args(["bench", "speed", "--stages", "ingest,encode", "--json", str(out)])
+    args = _args(speed, ["--stages", "ingest,encode", "--json", str(out)])
     with pytest.raises(BenchError, match="bench.ingest --n 300 exited"):
         speed.run(args)
     saved = json.loads(out.read_text())
