@@ -1,8 +1,15 @@
-"""Shared fixtures: tiny models built once per session, seeded media, no network."""
+"""Shared fixtures: tiny models and small ingested stores built once per session, seeded media, no network.
+
+Session stores are READ ONLY: a test that writes to one asks for ``tiny_store_copy`` (a private copy of the store,
+made with copytree, cheaper than ingesting again) instead of ``tiny_store``.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +18,20 @@ from PIL import Image
 os.environ.setdefault("XMODAL_OFFLINE", "1")  # tests never download
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_MINI = REPO / "data" / "xmodal-mini" / "xmodal-mini.json"
+CAPTION = "a lighthouse on a cliff at dusk"
+
+
+@dataclass(frozen=True)
+class IngestedStore:
+    """A store ingested with tiny-random: its directory, the media folder and the generated files."""
+
+    store: Path  # the store directory (catalog.db, indexes/, xmodal.json)
+    root: Path  # media/ (good_files: 5 images, 3 sounds, 3 notes), extra/lighthouse.jpg, captioned.csv
+    files: tuple[Path, ...]  # good_files' paths: images 0-4, sounds 5-7, notes 8-10
+    captioned: Path  # extra/lighthouse.jpg, ingested through captioned.csv with the caption CAPTION
+
 
 @pytest.fixture(scope="session")
 def tiny_encoder():
@@ -18,6 +39,43 @@ def tiny_encoder():
     from engine.models import load_encoder
 
     return load_encoder("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def mini_encoder():
+    """The shipped xmodal-mini preset on CPU, built once; skipped where data/xmodal-mini is absent."""
+    if not SHIPPED_MINI.is_file():
+        pytest.skip("data/xmodal-mini is absent")
+    from engine.models import load_encoder
+
+    return load_encoder("xmodal-mini", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> IngestedStore:
+    """Generated media of every modality plus a captioned photo, ingested once with tiny-random: READ ONLY."""
+    from engine.api.facade import Engine
+    from ingest.pipeline import IngestOptions
+    from tests.corpus import good_files, jpeg_bytes
+
+    root = tmp_path_factory.mktemp("tiny-store")
+    files = good_files(root / "media", n_images=5, n_audio=3, n_texts=3)
+    captioned = root / "extra" / "lighthouse.jpg"
+    captioned.parent.mkdir()
+    captioned.write_bytes(jpeg_bytes(200))
+    (root / "captioned.csv").write_text(f"path,caption\nextra/lighthouse.jpg,{CAPTION}\n")
+    with Engine.open(root / "store", "tiny-random") as engine:
+        summary = engine.ingest([root / "media", root / "captioned.csv"], IngestOptions(workers=0))
+    assert summary.failed == 0, summary.failures
+    return IngestedStore(root / "store", root, tuple(files), captioned)
+
+
+@pytest.fixture()
+def tiny_store_copy(tiny_store: IngestedStore, tmp_path: Path) -> IngestedStore:
+    """A private copy of ``tiny_store``'s store to write to (its media stay shared: do not change them)."""
+    copy = tmp_path / "store"
+    shutil.copytree(tiny_store.store, copy)
+    return IngestedStore(copy, tiny_store.root, tiny_store.files, tiny_store.captioned)
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.models import get_preset, list_presets, load_encoder
+from engine.models import get_preset, list_presets
 
 SHIPPED = Path(__file__).resolve().parents[3] / "data" / "xmodal-mini"
 pytestmark = pytest.mark.skipif(not (SHIPPED / "xmodal-mini.json").is_file(), reason="data/xmodal-mini is absent")
 
 
 @pytest.fixture(scope="module")
-def mini():
-    return load_encoder("xmodal-mini")
+def mini(mini_encoder):
+    return mini_encoder  # loaded once per session (tests/conftest.py)
 
 
 def test_found_by_name_with_relative_paths():

@@ -46,6 +46,7 @@ def _planted(n_q: int = 60, n_c: int = 40, width: int = 8, seed: int = 0) -> tup
     return queries, corpus, relevant
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["slots", "cross"])
 def test_training_beats_a_misled_first_stage_and_is_enabled(kind):
     q, c, rel = _planted(400, 300)  # many codes, so matching is learnt rather than memorised

@@ -39,17 +39,16 @@ def test_config_default_bound_and_old_configs_load(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def digits_store(tmp_path_factory):
+def digits_store(tmp_path_factory, mini_encoder):
     """The demo's situation through the catalog API: digit images and their captions among unrelated captions."""
     from engine.datasets import SceneConfig, generate_scenes, load_sklearn_digits
     from bench.rerank import _store
     from engine.api.demo import DIGITS
     from engine.api.facade import Engine
-    from engine.models import load_encoder
     from engine.train.rerank_data import encode_items
     from index import open_store
 
-    encoder = load_encoder("xmodal-mini")
+    encoder = mini_encoder
     scenes = generate_scenes(SceneConfig(n_scenes=200, seed=7, image_size=64)).split("test").records[:12]
     texts = [f"the number {w}" for w in DIGITS] + [s.texts[0] for s in scenes] + [
         "the sound of sea waves", "the sound of a helicopter", "the sound of rain", "the sound of a dog barking"]

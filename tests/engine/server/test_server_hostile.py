@@ -18,12 +18,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.api.facade import Engine
 from engine.server.app import ServerConfig, create_app
 from engine.server.http import GuardedProtocol
 from engine.server.request import MAX_FORM_FIELDS, MAX_JSON_BYTES, MAX_LIST
-from ingest.pipeline import IngestOptions
-from tests.corpus import good_files
 
 TEST_HOST = ("testserver",)
 FAST_S = 2.0  # an attack is answered within this (generous: the test machine is shared)
@@ -32,12 +29,8 @@ HEADER_S, BODY_S = 1.0, 1.0  # the live server's deadlines, short for the test
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> tuple[Path, list[Path]]:
-    root = tmp_path_factory.mktemp("hostile")
-    files = good_files(root / "media", n_images=3, n_audio=1, n_texts=2)
-    with Engine.open(root / "store", "tiny-random") as engine:
-        assert engine.ingest([root / "media"], IngestOptions(workers=0)).failed == 0
-    return root / "store", files
+def store(tiny_store) -> tuple[Path, list[Path]]:
+    return tiny_store.store, list(tiny_store.files)  # the session's store: these tests only read it
 
 
 @pytest.fixture(scope="module")

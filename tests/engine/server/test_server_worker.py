@@ -21,20 +21,14 @@ from engine.server.errors import ApiError
 from engine.server.jobs import SearchJob
 from engine.server.worker import EngineWorker
 from engine.query import QueryPart
-from ingest.pipeline import IngestOptions
-from tests.corpus import good_files
 
 ROOT = Path(__file__).resolve().parents[3]
 QUERIES = ["a red square", "a blue circle", "a dog barking", "rain on a roof", "the number seven", "green leaves"]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("worker")
-    good_files(root / "media", n_images=4, n_audio=2, n_texts=4)
-    with Engine.open(root / "store", "tiny-random") as engine:
-        assert engine.ingest([root / "media"], IngestOptions(workers=0)).failed == 0
-    return root / "store"
+def store(tiny_store) -> Path:
+    return tiny_store.store  # the session's store: read only (a test that deletes uses tiny_store_copy)
 
 
 def _taker(queue: TextQueue, out: list) -> threading.Thread:
@@ -82,8 +76,8 @@ def test_text_queue_close_wakes_every_taker_and_returns_what_waited():
     assert got.count(None) >= 2
 
 
-def test_cached_hydration_follows_the_catalog_state(store):
-    with Engine.open(store, "tiny-random") as engine:
+def test_cached_hydration_follows_the_catalog_state(tiny_store_copy):
+    with Engine.open(tiny_store_copy.store, "tiny-random") as engine:
         catalog = engine.store.catalog
         cached = CachedHydration(catalog)
         ids = [r.id for item in catalog.items(status="ok") for r in catalog.representations_of(item.id)]
