@@ -17,10 +17,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from ingest.decode import DecodeSettings
-from ingest.work import Decoded, FileTask, Preprocessors, init_worker, process
+from ingest.work import Decoded, FileTask, Handler, Preprocessors, init_worker, process, run_handler
 
 _PR_SET_PDEATHSIG = 1
 PARENT_POLL_S = 0.5
@@ -46,7 +46,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _worker_main(conn: Connection, parent_pid: int, pre: Preprocessors, settings: DecodeSettings,
-                 handler: Callable[[FileTask, Preprocessors, DecodeSettings], Decoded]) -> None:
+                 handler: Handler) -> None:
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     init_worker(pre, settings)
@@ -60,11 +60,7 @@ def _worker_main(conn: Connection, parent_pid: int, pre: Preprocessors, settings
             return
         seq, task = message
         work._state["beat"] = lambda seq=seq: conn.send((seq, None))
-        try:
-            result = handler(task, pre, settings)
-        except Exception as exc:  # a decoder bug fails its file, not the worker
-            result = Decoded(task, error=f"decode failed: {type(exc).__name__}: {exc}")
-        conn.send((seq, result))
+        conn.send((seq, run_handler(handler, task, pre, settings)))  # a decoder bug fails its file, not the worker
 
 
 @dataclass
@@ -77,10 +73,11 @@ class _Slot:
 
 
 class DecodePool:
-    """``workers`` decode processes fed one task at a time; ``map`` yields results in task order."""
+    """``workers`` decode processes fed one task at a time; ``map`` yields results in task order (the ``"local"``
+    ingest runner, ingest.runner)."""
 
     def __init__(self, workers: int, pre: Preprocessors, settings: DecodeSettings,
-                 handler: Callable[[FileTask, Preprocessors, DecodeSettings], Decoded] = process) -> None:
+                 handler: Handler = process) -> None:
         self.pre, self.settings, self.handler = pre, settings, handler
         self.context = multiprocessing.get_context("fork")  # preprocessors need not pickle
         self.slots = [self._start() for _ in range(max(1, workers))]

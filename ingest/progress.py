@@ -8,7 +8,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ingest.pipeline import IngestSummary
+from ingest.summary import IngestSummary
 
 
 class IngestProgress:

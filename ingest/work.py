@@ -6,9 +6,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from core.errors import XmodalError
 from ingest.decode import DecodeSettings, decode_image, decode_text, iter_audio_windows, modality_of
@@ -16,7 +14,10 @@ from ingest.errors import DecodeError
 from ingest.files import hash_capped, human_bytes, open_regular, read_capped
 from ingest.passages import PassageSettings, is_short, split_passages
 
-Preprocessors = Mapping[str, Callable[[Sequence[Any]], dict[str, torch.Tensor]]]
+if TYPE_CHECKING:  # torch loads in the workers and the pipeline, not for a scan or a runner's name
+    import torch
+
+Preprocessors = Mapping[str, Callable[[Sequence[Any]], "dict[str, torch.Tensor]"]]
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,25 @@ class Decoded:
     note: str | None = None  # ingested, with a caveat (e.g. a long text indexed only up to its passage cap)
 
 
+Handler = Callable[[FileTask, Preprocessors, DecodeSettings], Decoded]  # one file: ``process``, or a test's
 _state: dict[str, Any] = {}
 T = TypeVar("T")
 
 
 def init_worker(preprocessors: Preprocessors, settings: DecodeSettings) -> None:
     """Worker initializer: one thread for torch, the preprocessors and decode settings kept per process."""
+    import torch
+
     torch.set_num_threads(1)
     _state["preprocessors"], _state["settings"] = preprocessors, settings
+
+
+def run_handler(handler: Handler, task: FileTask, pre: Preprocessors, settings: DecodeSettings) -> Decoded:
+    """``handler``'s answer for one task; an exception (a decoder bug) fails that file, with its reason, not the run."""
+    try:
+        return handler(task, pre, settings)
+    except Exception as exc:
+        return Decoded(task, error=f"decode failed: {type(exc).__name__}: {exc}")
 
 
 def text_reps(text: str, settings: PassageSettings) -> tuple[list[RepPayload], str | None]:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-import ingest.pipeline
+import ingest.runner
 from engine.api.facade import Engine
 from engine.query import Filters
 from ingest.pipeline import IngestOptions
@@ -45,11 +45,17 @@ def _captions(engine, uri):
     return sorted((r.text, r.source) for r in engine.store.catalog.representations_of(item.id) if r.kind == "caption")
 
 
-def _no_decode(monkeypatch):
-    def refuse(task, *args):
-        raise AssertionError(f"{task.uri} was decoded again")
+class _RefusingRunner(ingest.runner.InlineRunner):
+    """A runner that fails the test if any file reaches decoding."""
 
-    monkeypatch.setattr(ingest.pipeline, "process", refuse)
+    def map(self, tasks, prefetch):
+        for task in tasks:
+            raise AssertionError(f"{task.uri} was decoded again")
+        yield from ()
+
+
+def _no_decode(monkeypatch):
+    monkeypatch.setitem(ingest.runner.RUNNERS, OPTS.runner, _RefusingRunner)
 
 
 def test_folder_then_manifest_adds_captions_and_metadata_without_decoding(engine, tmp_path, photos, monkeypatch):
