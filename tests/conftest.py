@@ -28,9 +28,10 @@ class IngestedStore:
     """A store ingested with tiny-random: its directory, the media folder and the generated files."""
 
     store: Path  # the store directory (catalog.db, indexes/, xmodal.json)
-    root: Path  # media/ (good_files: 5 images, 3 sounds, 3 notes), extra/lighthouse.jpg, captioned.csv
+    root: Path  # media/ (good_files: 5 images, 3 sounds, 3 notes; note), extra/lighthouse.jpg, captioned.csv
     files: tuple[Path, ...]  # good_files' paths: images 0-4, sounds 5-7, notes 8-10
     captioned: Path  # extra/lighthouse.jpg, ingested through captioned.csv with the caption CAPTION
+    note: Path  # media/notes/lighthouse.txt: a note that says CAPTION too (a text, not a photo)
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +65,12 @@ def tiny_store(tmp_path_factory) -> IngestedStore:
     captioned.parent.mkdir()
     captioned.write_bytes(jpeg_bytes(200))
     (root / "captioned.csv").write_text(f"path,caption\nextra/lighthouse.jpg,{CAPTION}\n")
+    note = root / "media" / "notes" / "lighthouse.txt"
+    note.write_text(CAPTION + " (a note, not a photo)\n")
     with Engine.open(root / "store", "tiny-random") as engine:
         summary = engine.ingest([root / "media", root / "captioned.csv"], IngestOptions(workers=0))
     assert summary.failed == 0, summary.failures
-    return IngestedStore(root / "store", root, tuple(files), captioned)
+    return IngestedStore(root / "store", root, tuple(files), captioned, note)
 
 
 @pytest.fixture()
@@ -75,7 +78,7 @@ def tiny_store_copy(tiny_store: IngestedStore, tmp_path: Path) -> IngestedStore:
     """A private copy of ``tiny_store``'s store to write to (its media stay shared: do not change them)."""
     copy = tmp_path / "store"
     shutil.copytree(tiny_store.store, copy)
-    return IngestedStore(copy, tiny_store.root, tiny_store.files, tiny_store.captioned)
+    return IngestedStore(copy, tiny_store.root, tiny_store.files, tiny_store.captioned, tiny_store.note)
 
 
 @pytest.fixture(scope="session")

@@ -83,15 +83,8 @@ def test_help_shows_defaults(command, shown, capsys):
         assert text in out
 
 
-def test_rerank_note_only_with_verbose(tmp_path, capsys, caplog):
-    from engine.api.facade import Engine
-    from ingest.pipeline import IngestOptions
-    from tests.corpus import good_files
-
-    files = good_files(tmp_path / "media", n_images=2, n_audio=0, n_texts=1)
-    store = tmp_path / "store"
-    with Engine.open(store, "tiny-random") as engine:
-        assert engine.ingest(files, IngestOptions(workers=0)).failed == 0
+def test_rerank_note_only_with_verbose(tiny_store, capsys, caplog):
+    store = tiny_store.store  # searched only
     assert main(["search", "a dog", "--store", str(store), "--k", "2"]) == 0
     captured = capsys.readouterr()
     assert "note:" not in captured.err and "no attention re-ranker" not in captured.err and "2. " in captured.out

@@ -7,25 +7,14 @@ import pytest
 from engine.cli import main
 from engine.api.facade import Engine
 from engine.query import Filters
-from ingest.pipeline import IngestOptions
-from tests.corpus import good_files, jpeg_bytes
 
 CAPTION = "a lighthouse on a cliff at dusk"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("targets")
-    media = root / "media"
-    good_files(media / "a", n_images=10, n_audio=2, n_texts=3)
-    (media / "c").mkdir()
-    (media / "c" / "photo.jpg").write_bytes(jpeg_bytes(300))
-    (media / "captioned.csv").write_text(f"path,caption\nc/photo.jpg,{CAPTION}\n")
-    (media / "a" / "notes" / "lighthouse.txt").write_text(CAPTION + " (a note, not a photo)\n")
-    with Engine.open(root / "store", "tiny-random") as engine:
-        summary = engine.ingest([media / "a", media / "captioned.csv"], IngestOptions(workers=0))
-        assert summary.failed == 0
-    return root / "store", media / "c" / "photo.jpg"
+def store(tiny_store):
+    assert tiny_store.note.read_text().startswith(CAPTION)  # the session's store (read only): the photo, a note
+    return tiny_store.store, tiny_store.captioned
 
 
 def test_targets_image_finds_a_captioned_photo_through_its_caption(store):
