@@ -9,10 +9,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from core.errors import InvalidInput
 from engine.query.limits import check_search_bounds
 from engine.query.calibrate import Calibrations, sigmoid
-from engine.query.fusion import DEFAULT_FUSION, FUSIONS, RRF_K, Calibration, estimate_calibration
+from engine.query.fusion import DEFAULT_FUSION, Calibration, HitScore, estimate_calibration, fusion_named
 from index import Hit, Store
 
 log = logging.getLogger(__name__)
@@ -174,8 +173,7 @@ class Searcher:
                show_all: bool = True) -> list[Result]:
         """Top ``k`` items for a query vector over the target indexes (vector modalities), fused by item;
         ``show_all=False`` drops results under the calibrated floor (``Result.weak``)."""
-        if fusion not in FUSIONS:
-            raise InvalidInput(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        fusion_named(fusion)  # an unknown name is InvalidInput before any work
         check_search_bounds(k, depth)
         available = set(self.modalities())
         targets = [t for t in targets if t in available]
@@ -193,13 +191,14 @@ class Searcher:
     def _fuse(self, lists: dict[str, list[tuple[Hit, float]]], query_modality: str, fusion: str,
               k: int) -> list[Result]:
         fits = self.calibrations
-        if fusion == "probability" and (fits is None or any(fits.fit_for(query_modality, t) is None for t in lists)):
-            fusion = "calibrated"  # no fitted curve for this preset or pair: background z-scores instead
+        method = fusion_named(fusion)
+        if method.needs_fits and (fits is None or any(fits.fit_for(query_modality, t) is None for t in lists)):
+            method = fusion_named(method.fallback)  # no fitted curve for this preset or pair
         best: dict[int, tuple[float, Hit, int]] = {}
         fused: dict[int, float] = {}
         logits: dict[int, float] = {}  # best log-odds of a match per item, whatever the fusion
         for target, pairs in lists.items():
-            cal = self.calibration(query_modality, target) if fusion == "calibrated" else None
+            cal = self.calibration(query_modality, target) if method.uses_background else None
             seen: set[int] = set()
             for hit, score in pairs:
                 item = hit.item_id
@@ -208,14 +207,10 @@ class Searcher:
                 rank = len(seen)
                 seen.add(item)
                 fit = fits.fit_for(query_modality, target, hit.kind) if fits is not None else None
-                if fit is not None:
-                    logits[item] = max(logits.get(item, -np.inf), float(fit.logit(score)))
-                if fusion == "rrf":
-                    fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
-                elif cal is not None:
-                    fused[item] = max(fused.get(item, -np.inf), (score - cal.mean) / max(cal.std, 1e-6))
-                else:  # probability: ranked by log-odds, which do not saturate the way probabilities do
-                    fused[item] = logits[item]
+                logit = float(fit.logit(score)) if fit is not None else None
+                if logit is not None:
+                    logits[item] = max(logits.get(item, -np.inf), logit)
+                fused[item] = method.combine(fused.get(item), method.hit(HitScore(rank, score, cal, logit)))
                 if item not in best or score > best[item][0]:
                     best[item] = (score, hit, rank)
         order = sorted(fused, key=lambda i: (-fused[i], -best[i][0], i))[:k]
@@ -225,7 +220,7 @@ class Searcher:
             score, hit, rank = best[i]
             match = Match.of(hit, score, rank)
             p = float(sigmoid(logits[i])) if i in logits else None
-            shown = p if fusion == "probability" and p is not None else fused[i]
+            shown = method.shown(fused[i], p)
             results.append(Result(i, hit.uri, hit.item_modality, shown, score, match, hit.metadata,
                                   probability=p, weak=p is not None and p < floor))
         return results
