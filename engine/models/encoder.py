@@ -108,13 +108,13 @@ class Encoder:
     def embed_with_tokens(self, modality: str, batch: dict[str, torch.Tensor],
                           precision: str = "fp32") -> tuple[np.ndarray, list[np.ndarray]]:
         """Unit vectors and each input's float16 token features (for the re-ranker), in one tower pass."""
-        from engine.models.tokens import forward_with_tokens, pack
+        from engine.models.tokens import pack
 
         autocast = self._autocast(precision)
         tower, head = self._tower(modality), self.heads[modality]
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         with torch.inference_mode(), autocast:
-            features, tokens, mask = forward_with_tokens(tower, batch)
+            features, tokens, mask = tower.embed_with_tokens(batch)
             vectors = head(features)
         return F.normalize(vectors.float(), dim=-1).cpu().numpy(), pack(tokens, mask)
 

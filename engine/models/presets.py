@@ -12,13 +12,9 @@ from core.errors import InvalidPreset, PresetNotFound
 from engine.models.kinds import HEAD_KINDS, MODALITIES
 from engine.models.sources import ModelSource, parse_source
 from engine.models.shipped import shipped_dir
+from engine.models.towers.registry import tower_kind
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "presets"
-TOWER_KINDS = ("open_clip", "hf_text", "clap_audio", "small_audio_cnn", "small_image_cnn", "ensemble")
-_TOWER_MODALITIES = {
-    "open_clip": ("image", "text"), "hf_text": ("text",), "clap_audio": ("audio",),
-    "small_audio_cnn": ("audio",), "small_image_cnn": ("image",), "ensemble": ("audio", "image"),
-}
 
 
 @dataclass(frozen=True)
@@ -101,11 +97,14 @@ def parse_preset(data: Mapping[str, Any], path: Path | None = None) -> Preset:
     for modality, spec in towers_raw.items():
         if modality not in MODALITIES:
             raise InvalidPreset(f"{where}: unknown modality {modality!r}")
-        kind = spec.get("kind")
-        if kind not in TOWER_KINDS or modality not in _TOWER_MODALITIES[kind]:
-            raise InvalidPreset(f"{where}: tower kind {kind!r} cannot serve {modality}")
+        try:
+            kind = tower_kind(spec.get("kind"))
+        except InvalidPreset as exc:
+            raise InvalidPreset(f"{where}: {exc}") from None
+        if modality not in kind.modalities:
+            raise InvalidPreset(f"{where}: tower kind {kind.name!r} cannot serve {modality}")
         source = _resolve_relative(parse_source(spec.get("source", "")), base)
-        towers[modality] = TowerSpec(kind, source, spec.get("sha256"), spec.get("config"))
+        towers[modality] = TowerSpec(kind.name, source, spec.get("sha256"), spec.get("config"))
         head = heads_raw.get(modality, {"kind": "identity"})
         if head.get("kind") not in HEAD_KINDS:
             raise InvalidPreset(f"{where}: head kind {head.get('kind')!r} for {modality} not in {HEAD_KINDS}")

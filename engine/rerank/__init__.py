@@ -2,11 +2,11 @@
 
 from engine.rerank.model import Reranker, RerankerConfig, Side
 from core.errors import RerankerUnavailable
-from engine.models.tokens import MAX_TOKENS, forward_with_tokens, pack
+from engine.models.tokens import MAX_TOKENS, pack
 
 RERANK_DEPTH = 50
 
-__all__ = ["MAX_TOKENS", "RERANK_DEPTH", "Reranker", "RerankerConfig", "Side", "forward_with_tokens", "pack",
+__all__ = ["MAX_TOKENS", "RERANK_DEPTH", "Reranker", "RerankerConfig", "Side", "pack",
            "wanted"]
 
 

@@ -10,8 +10,9 @@ from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
 from core.errors import InvalidPreset
 from engine.models.preprocess import ClapFeatures
+from engine.models.presets import TowerSpec
 from engine.models.sources import ModelSource
-from engine.models.towers.base import Tower
+from engine.models.towers.base import Tower, TowerOutput, all_valid, captured
 from engine.models.weights import resolve
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ def extractor_truncation(config: ClapConfig) -> str:
 
 
 class ClapAudioTower(Tower):
-    """CLAP ``get_audio_features`` (HTSAT + CLAP projection) on 48 kHz log-mel input."""
+    """CLAP ``get_audio_features`` (HTSAT + CLAP projection) on 48 kHz log-mel input; its tokens are the audio
+    model's last hidden state (HTSAT's (C, F, T) map flattened to positions)."""
 
     modality = "audio"
 
@@ -40,9 +42,19 @@ class ClapAudioTower(Tower):
         self.preprocessor = ClapFeatures(extractor)
         self.out_dim = int(clap.config.projection_dim)
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self.clap.get_audio_features(input_features=batch["input_features"], is_longer=batch["is_longer"])
         return out.pooler_output if hasattr(out, "pooler_output") else out
+
+    def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
+        if not with_tokens:
+            return TowerOutput(self._features(batch))
+        with captured(self.clap.audio_model, lambda out: out.last_hidden_state) as seen:
+            pooled = self._features(batch)
+        tokens = seen[-1]
+        if tokens.dim() == 4:  # HTSAT gives a (n, C, F, T) map
+            tokens = tokens.flatten(2).transpose(1, 2)
+        return TowerOutput(pooled, tokens, all_valid(tokens))
 
 
 def clap_audio_tower(source: ModelSource, random_weights: bool, config: Mapping[str, Any] | None = None) -> ClapAudioTower:
@@ -59,4 +71,9 @@ def clap_audio_tower(source: ModelSource, random_weights: bool, config: Mapping[
         )
         log.info("CLAP audio tower %s loaded from %s", source, path)
     return ClapAudioTower(clap.eval(), extractor)
+
+
+def build(spec: TowerSpec, modality: str, random_weights: bool, shared: dict) -> ClapAudioTower:
+    """The ``clap_audio`` kind."""
+    return clap_audio_tower(spec.source, random_weights, spec.config)
 

@@ -17,9 +17,11 @@ from torch import nn
 
 from core.errors import InvalidPreset
 from engine.models.heads import Head
+from engine.models.presets import TowerSpec
 from engine.models.serialize import load_config, save_module
-from engine.models.towers.base import Tower
+from engine.models.towers.base import Tower, TowerOutput
 from engine.models.towers.small import SmallAudioCNN, SmallImageCNN
+from engine.models.weights import resolve
 
 _MEMBER_TYPES = {cls.__name__: cls for cls in (SmallAudioCNN, SmallImageCNN)}
 
@@ -33,7 +35,8 @@ def front_end(tower: Tower) -> tuple:
 
 
 class EnsembleTower(Tower):
-    """Mean of the members' unit vectors ``head_k(tower_k(x))``; its output already lies in the shared space."""
+    """Mean of the members' unit vectors ``head_k(tower_k(x))``; its output already lies in the shared space.
+    Its tokens are the first member's (one member's map stands for the item)."""
 
     def __init__(self, towers: Sequence[Tower], heads: Sequence[Head]) -> None:
         super().__init__()
@@ -53,11 +56,12 @@ class EnsembleTower(Tower):
         self.out_dim = dims.pop()
         self.preprocessor = first.preprocessor
 
-    def embed(self, batch: dict[str, torch.Tensor], first: torch.Tensor | None = None) -> torch.Tensor:
-        """The normalised mean of the members' unit vectors; ``first``: member 0's tower features, when already computed."""
-        features = [self.members[0].embed(batch) if first is None else first]
-        features += [t.embed(batch) for t in self.members[1:]]
-        return F.normalize(torch.stack([h(f) for h, f in zip(self.heads, features)]).mean(0), dim=-1)
+    def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
+        """The normalised mean of the members' unit vectors, with the first member's tokens when asked."""
+        first = self.members[0].run(batch, with_tokens)
+        features = [first.features] + [t.embed(batch) for t in self.members[1:]]
+        pooled = F.normalize(torch.stack([h(f) for h, f in zip(self.heads, features)]).mean(0), dim=-1)
+        return TowerOutput(pooled, first.tokens, first.mask)
 
     def save(self, directory: str | Path) -> Path:
         """Write each member's tower and head under ``directory/K/{tower,head}`` and an index ``config.json``."""
@@ -79,3 +83,8 @@ class EnsembleTower(Tower):
         n = int(raw["members"])
         return cls([member.load(root / str(k) / "tower", random_weights) for k in range(n)],
                    [Head.load(root / str(k) / "head", random_weights=random_weights) for k in range(n)]).eval()
+
+
+def build(spec: TowerSpec, modality: str, random_weights: bool, shared: dict) -> EnsembleTower:
+    """The ``ensemble`` kind: saved members; a random build copies their architecture, so it needs their configs."""
+    return EnsembleTower.load(resolve(spec.source).path, random_weights)

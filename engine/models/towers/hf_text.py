@@ -9,16 +9,17 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from core.errors import InvalidPreset
+from engine.models.presets import TowerSpec
 from engine.models.sources import ModelSource
 from engine.models.preprocess import HFTokens
-from engine.models.towers.base import Tower
+from engine.models.towers.base import Tower, TowerOutput
 from engine.models.weights import resolve, verify_sha256
 
 log = logging.getLogger(__name__)
 
 
 class HFTextTower(Tower):
-    """Mean-pooled last hidden state of a transformers text encoder."""
+    """Mean-pooled last hidden state of a transformers text encoder; its tokens are that hidden state."""
 
     modality = "text"
 
@@ -29,10 +30,11 @@ class HFTextTower(Tower):
         self.preprocessor = HFTokens(tokenizer, max_length)
         self.out_dim = int(model.config.hidden_size)
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return TowerOutput(pooled, hidden, batch["attention_mask"].bool()) if with_tokens else TowerOutput(pooled)
 
 
 def hf_text_tower(
@@ -53,3 +55,8 @@ def hf_text_tower(
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     log.info("text tower %s loaded from %s", source, path)
     return HFTextTower(model.eval(), tokenizer)
+
+
+def build(spec: TowerSpec, modality: str, random_weights: bool, shared: dict) -> HFTextTower:
+    """The ``hf_text`` kind."""
+    return hf_text_tower(spec.source, random_weights, spec.sha256, spec.config)

@@ -9,10 +9,11 @@ from typing import Callable
 import open_clip
 import torch
 
-from core.errors import InvalidModelSource
+from core.errors import InvalidModelSource, RerankerUnavailable
+from engine.models.presets import TowerSpec
 from engine.models.sources import ModelSource
 from engine.models.preprocess import ImagePreprocessor, OpenClipTokens
-from engine.models.towers.base import Tower
+from engine.models.towers.base import Tower, TowerOutput, all_valid, captured
 from engine.models.weights import resolve
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _embed_dim(model: torch.nn.Module, tokenizer: Callable) -> int:
 
 
 class OpenClipImageTower(Tower):
-    """open_clip ``encode_image`` behind open_clip's own eval transform."""
+    """open_clip ``encode_image`` behind open_clip's own eval transform; its tokens are the ViT transformer's output."""
 
     modality = "image"
 
@@ -67,12 +68,23 @@ class OpenClipImageTower(Tower):
         self.preprocessor = ImagePreprocessor(transform)
         self.out_dim = out_dim
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.encode_image(batch["pixels"])
+    def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
+        if not with_tokens:
+            return TowerOutput(self.model.encode_image(batch["pixels"]))
+        visual = self.model.visual
+        if not hasattr(visual, "transformer"):
+            raise RerankerUnavailable("token features need a ViT image tower (open_clip VisionTransformer)")
+        with captured(visual.transformer) as seen:
+            pooled = self.model.encode_image(batch["pixels"])
+        tokens = seen[-1]
+        if tokens.shape[0] != pooled.shape[0]:  # some open_clip versions run the transformer sequence-first
+            tokens = tokens.transpose(0, 1)
+        return TowerOutput(pooled, tokens, all_valid(tokens))
 
 
 class OpenClipTextTower(Tower):
-    """open_clip ``encode_text`` behind open_clip's tokenizer for that architecture."""
+    """open_clip ``encode_text`` behind open_clip's tokenizer for that architecture; its tokens are ``ln_final``'s
+    output at the non-padding positions."""
 
     modality = "text"
 
@@ -83,8 +95,15 @@ class OpenClipTextTower(Tower):
         self.preprocessor = OpenClipTokens(tokenizer)
         self.out_dim = out_dim
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.encode_text(batch["tokens"])
+    def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
+        if not with_tokens:
+            return TowerOutput(self.model.encode_text(batch["tokens"]))
+        final = getattr(self.model, "ln_final", None) or getattr(getattr(self.model, "text", None), "ln_final", None)
+        if final is None:
+            raise RerankerUnavailable("token features need an open_clip text transformer with ln_final")
+        with captured(final) as seen:
+            pooled = self.model.encode_text(batch["tokens"])
+        return TowerOutput(pooled, seen[-1], batch["tokens"] != 0)
 
 
 def open_clip_towers(source: ModelSource, random_weights: bool) -> dict[str, Tower]:
@@ -92,3 +111,11 @@ def open_clip_towers(source: ModelSource, random_weights: bool) -> dict[str, Tow
     model, transform, tokenizer = load_open_clip(source, random_weights)
     dim = _embed_dim(model, tokenizer)
     return {"image": OpenClipImageTower(model, transform, dim), "text": OpenClipTextTower(model, tokenizer, dim)}
+
+
+def build(spec: TowerSpec, modality: str, random_weights: bool, shared: dict) -> Tower:
+    """The ``open_clip`` kind: one model per source in ``shared``, serving both image and text."""
+    key = ("open_clip", str(spec.source))
+    if key not in shared:
+        shared[key] = open_clip_towers(spec.source, random_weights)
+    return shared[key][modality]

@@ -11,9 +11,12 @@ import open_clip
 import torch
 from torch import nn
 
+from core.errors import RerankerUnavailable
 from engine.models.preprocess import ImagePreprocessor, LogMel
+from engine.models.presets import TowerSpec
 from engine.models.serialize import load_config, load_state, save_module
-from engine.models.towers.base import Tower
+from engine.models.towers.base import Tower, TowerOutput, all_valid
+from engine.models.weights import resolve
 
 
 def _conv_stack(in_ch: int, channels: Sequence[int], convs_per_block: int = 2, dims: int = 2,
@@ -47,19 +50,27 @@ class _SmallTower(Tower):
         self.features = _conv_stack(in_channels, config.channels, config.convs_per_block, dims)
         self.proj = nn.Linear(2 * config.channels[-1], config.out_dim)
 
-    def _pool(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean and max over the final map; with ``frames`` (n,), positions past each row's real frames are zeroed
-        after every layer and left out of the pooling, so a clip encodes the same alone or padded in a batch."""
+    def _run(self, x: torch.Tensor, frames: torch.Tensor | None, with_tokens: bool) -> TowerOutput:
+        """Mean and max over the final map, whose positions are the tokens; with ``frames`` (n,), positions past each
+        row's real frames are zeroed after every layer and left out of the pooling and the tokens, so a clip encodes
+        the same alone or padded in a batch."""
         if frames is None:
             x = self.features(x)
             dims = tuple(range(2, x.dim()))
-            return self.proj(torch.cat([x.mean(dim=dims), x.amax(dim=dims)], dim=1))
-        x, frames = self.masked_features(x, frames)
-        dims = tuple(range(2, x.dim()))
-        keep = _columns(frames, x).bool()
-        mean = x.sum(dim=dims) / (frames[:, None] * (x[0, 0].numel() // x.shape[-1])).to(x.dtype)
-        peak = x.masked_fill(~keep, float("-inf")).amax(dim=dims)
-        return self.proj(torch.cat([mean, peak], dim=1))
+            pooled = self.proj(torch.cat([x.mean(dim=dims), x.amax(dim=dims)], dim=1))
+            keep = None
+        else:
+            x, frames = self.masked_features(x, frames)
+            dims = tuple(range(2, x.dim()))
+            keep = _columns(frames, x).bool()
+            mean = x.sum(dim=dims) / (frames[:, None] * (x[0, 0].numel() // x.shape[-1])).to(x.dtype)
+            peak = x.masked_fill(~keep, float("-inf")).amax(dim=dims)
+            pooled = self.proj(torch.cat([mean, peak], dim=1))
+        if not with_tokens:
+            return TowerOutput(pooled)
+        tokens = x.flatten(2).transpose(1, 2)  # (n, positions, C), row-major over the map
+        mask = all_valid(tokens) if keep is None else keep.expand(-1, 1, *x.shape[2:]).flatten(1)
+        return TowerOutput(pooled, tokens, mask)
 
     def masked_features(self, x: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The final feature map with positions past each row's real ``frames`` zeroed after every layer, and
@@ -146,17 +157,20 @@ class SmallAudioCNN(_SmallTower):
         """(n_mels, frames) log-mel of a mono clip at the tower's rate."""
         return self.preprocessor.log_mel(samples)
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Features of a batch of log-mels; with ``frames``, padding columns are cut and left out of the pooling."""
+    def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
+        """Features of a batch of log-mels; with ``frames``, padding columns are cut and left out of the pooling.
+        Tokens (the temporal form only) are the final map's time steps."""
+        if with_tokens and not self.config.temporal:
+            raise RerankerUnavailable("token features need the temporal (1-D) small audio CNN")
         mel = batch["mel"][:, 0] if self.config.temporal else batch["mel"]
         frames = batch.get("frames")
         if frames is None:
-            return self._pool(self._stem(self.input_norm(mel)))
+            return self._run(self._stem(self.input_norm(mel)), None, with_tokens)
         step = 2 ** len(self.config.channels)
         width = max(step, -(-int(frames.max()) // step) * step)
         if width > mel.shape[-1]:
             mel = torch.nn.functional.pad(mel, (0, width - mel.shape[-1]))
-        return self._pool(self.input_norm(mel[..., :width]), frames.clamp(min=1))
+        return self._run(self.input_norm(mel[..., :width]), frames.clamp(min=1), with_tokens)
 
     def masked_features(self, x: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As ``_SmallTower.masked_features``, after the frequency stem when there is one."""
@@ -201,5 +215,22 @@ class SmallImageCNN(_SmallTower):
         self.transform = open_clip.image_transform(config.image_size, is_train=False)
         self.preprocessor = ImagePreprocessor(self.transform)
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._pool(batch["pixels"])
+    def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
+        """Features of a batch of images; tokens are the final map's grid positions."""
+        return self._run(batch["pixels"], None, with_tokens)
+
+
+def _build(cls: type[_SmallTower], spec: TowerSpec, random_weights: bool) -> Tower:
+    if random_weights:
+        return cls(cls.config_type(**dict(spec.config or {})))
+    return cls.load(resolve(spec.source).path)
+
+
+def build_audio(spec: TowerSpec, modality: str, random_weights: bool, shared: dict) -> Tower:
+    """The ``small_audio_cnn`` kind: a saved tower, or one of the spec's ``config`` with random weights."""
+    return _build(SmallAudioCNN, spec, random_weights)
+
+
+def build_image(spec: TowerSpec, modality: str, random_weights: bool, shared: dict) -> Tower:
+    """The ``small_image_cnn`` kind: a saved tower, or one of the spec's ``config`` with random weights."""
+    return _build(SmallImageCNN, spec, random_weights)

@@ -11,7 +11,7 @@ import torch
 from engine.cli import main
 from engine.api.facade import Engine
 from core.errors import RerankerUnavailable
-from engine.rerank import Reranker, RerankerConfig, Side, forward_with_tokens
+from engine.rerank import Reranker, RerankerConfig, Side
 from engine.train.rerank_data import Encoded, direction
 from engine.train.rerank import RerankTrainConfig, evaluate, train_reranker
 from index.schema import MIGRATIONS, migrate
@@ -27,7 +27,7 @@ def test_tokens_come_from_the_same_pass_as_the_vector(tiny_encoder, sample_media
     np.testing.assert_allclose(vectors, tiny_encoder.embed(modality, batch), atol=1e-6)
     assert len(tokens) == len(inputs) and all(t.dtype == np.float16 and t.ndim == 2 and 0 < len(t) <= 32 for t in tokens)
     with torch.inference_mode():
-        features, full, mask = forward_with_tokens(tiny_encoder.towers[modality], batch)
+        features, full, mask = tiny_encoder.towers[modality].embed_with_tokens(batch)
     assert full.shape[:2] == mask.shape and features.shape[0] == len(inputs)
 
 
