@@ -14,12 +14,13 @@ import soundfile as sf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.media import AudioClip
+from core.modalities import extensions
 from ingest.errors import DecodeError
 from ingest.passages import PassageSettings
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
-TEXT_EXTENSIONS = frozenset({".txt", ".md"})
+IMAGE_EXTENSIONS = extensions("image")  # the registry's tables (core.modalities), one for every layer
+AUDIO_EXTENSIONS = extensions("audio")
+TEXT_EXTENSIONS = extensions("text")
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | TEXT_EXTENSIONS
 
 

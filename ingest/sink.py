@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from core.modalities import modality_of_path
 from index import Store
-from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from ingest.files import file_uri, path_uri
 from ingest.pipeline import Annotation, AnnotateCounts, Completed, Known
 from ingest.sources import Listing
@@ -16,8 +15,7 @@ from ingest.work import Decoded, RepPayload
 
 
 def _guess_modality(uri: str) -> str:
-    ext = Path(uri.split("#", 1)[0]).suffix.lower()
-    return "image" if ext in IMAGE_EXTENSIONS else "audio" if ext in AUDIO_EXTENSIONS else "text"
+    return modality_of_path(uri.split("#", 1)[0]) or "text"
 
 
 def _rep_key(kind: str, modality: str, offset: float | None, text: str | None) -> tuple:

@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 from engine.api.defaults import DEFAULT_PRESET, default_store  # re-exported: engine.api.facade.default_store
 from engine.models.devices import resolve_device
 from core.errors import RerankerUnavailable
+from core.modalities import MODALITIES, modality_of_path
 from engine.query.limits import check_search_bounds
 from engine.query.threads import query_threads
 from engine.models import Encoder, load_encoder
@@ -21,20 +22,13 @@ log = logging.getLogger(__name__)
 
 def scan_modalities(found) -> list[str]:
     """The modalities an ingest of this scan will encode, from file extensions (an unknown one may be anything)."""
-    from ingest.decode import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, TEXT_EXTENSIONS
-
     wanted: set[str] = {"text"} if found.records or any(listing.captions for listing in found.listings) else set()
     for task in found.files:
-        ext = Path(task.path).suffix.lower()
-        if task.captions or ext in TEXT_EXTENSIONS:
+        named = modality_of_path(task.path)
+        wanted |= {named} if named else set(MODALITIES)  # content is sniffed later: an unknown suffix may be anything
+        if task.captions:
             wanted.add("text")
-        if ext in IMAGE_EXTENSIONS:
-            wanted.add("image")
-        elif ext in AUDIO_EXTENSIONS:
-            wanted.add("audio")
-        elif ext not in TEXT_EXTENSIONS:
-            wanted |= {"image", "audio", "text"}
-    return [m for m in ("text", "image", "audio") if m in wanted]
+    return [m for m in dict.fromkeys(("text", *MODALITIES)) if m in wanted]
 
 
 class Engine:

@@ -6,6 +6,8 @@ import argparse
 import json
 from dataclasses import asdict
 
+from core.modalities import MODALITIES
+
 NAME = "models"
 HELP = "list model presets and whether their weights are available here"
 
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "Exit 0 when everything is here afterwards, 3 when something is still missing.",
     )
     pull.add_argument("name", metavar="PRESET", help="preset name or JSON file")
-    pull.add_argument("--modality", action="append", choices=("text", "image", "audio"),
+    pull.add_argument("--modality", action="append", choices=MODALITIES,
                       help="only what these modalities need (repeatable; default all the preset has)")
     pull.set_defaults(func=run_pull)
     return parser

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from engine.cli.args import MAX_DEPTH, MAX_K, MAX_RERANK_DEPTH, float_range, int_range
 from engine.cli.preflight import readable_file
 from core.errors import InvalidInput
+from core.modalities import MODALITIES
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--image", help="image file as (part of) the query")
     parser.add_argument("--audio", help="audio file as (part of) the query")
     parser.add_argument("--text-weight", type=float_range(-100.0, 100.0), default=1.0, help="weight of the text part in a mixed query")
-    parser.add_argument("--targets", default="", help="comma-separated kinds of result item: image,text,audio "
+    parser.add_argument("--targets", default="", help=f"comma-separated kinds of result item: {','.join(MODALITIES)} "
                         "(default: all); an item matches through any of its representations (a photo through its captions)")
     parser.add_argument("--indexes", default="", help="raw choice of the vector indexes searched, comma-separated "
                         "(default: all); for benchmarks of one direction, e.g. text->image vectors alone")
@@ -80,8 +81,6 @@ def _epoch(text: str | None) -> float | None:
 
 def modality_list(text: str, option: str) -> list[str]:
     """Comma-separated modality names, each known, repeats dropped (order kept)."""
-    from engine.models.kinds import MODALITIES
-
     names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
     unknown = [n for n in names if n not in MODALITIES]
     if unknown:

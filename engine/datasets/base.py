@@ -23,8 +23,10 @@ from PIL import Image
 
 from engine.datasets.media import AudioSource, ImageSource, decode_audio, decode_image
 from core.media import AudioClip
+from core.modalities import MODALITIES as REGISTERED
 
-MODALITIES = ("image", "audio", "text")
+# What a Record holds (its image, audio and texts), in the registry's one order.
+MODALITIES = tuple(m for m in REGISTERED if m in ("image", "audio", "text"))
 PROTOCOLS = ("instance", "class")
 Content = str | ImageSource | AudioSource
 

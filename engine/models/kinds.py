@@ -2,5 +2,8 @@
 
 from __future__ import annotations
 
-MODALITIES = ("image", "text", "audio")
+from core.modalities import MODALITIES
+
+__all__ = ["HEAD_KINDS", "MODALITIES"]
+
 HEAD_KINDS = ("identity", "linear", "mlp")

@@ -11,9 +11,8 @@ import dataclasses
 from typing import Sequence
 
 from core.errors import InvalidInput
+from core.modalities import MODALITIES as KINDS
 from engine.query.search import Filters
-
-KINDS = ("image", "text", "audio")
 
 
 def _checked(values: Sequence[str] | None, what: str) -> list[str]:

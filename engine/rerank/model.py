@@ -25,10 +25,11 @@ from torch import nn
 
 from core.errors import InvalidPreset, RerankerUnavailable
 from engine.models.serialize import load_config, load_state, save_module
-from engine.models.towers.base import MODALITIES
+from core.modalities import MODALITIES
 from engine.models.tokens import MAX_TOKENS
 
-_MOD = {m: i for i, m in enumerate(MODALITIES)}
+# The modality embedding's row order of re-rankers saved before their config recorded it (``modalities``).
+LEGACY_MODALITIES = ("image", "text", "audio")
 MAX_CORRECTION = 0.25  # chosen on bench.rerank_domain (README "Re-ranker"): most of the scenes gain, digits kept
 
 
@@ -50,6 +51,8 @@ class RerankerConfig:
     evaluation: Mapping[str, Any] = field(default_factory=dict)
     # how far (calibrated first-stage units, each way) the correction may move a candidate: see apply.bounded
     max_correction: float = MAX_CORRECTION
+    # the modality embedding's rows by name (default: the registry's), so a grown or reordered registry still loads it
+    modalities: tuple[str, ...] = field(default_factory=lambda: tuple(MODALITIES))
 
 
 @dataclass
@@ -155,7 +158,8 @@ class Reranker(nn.Module):
         w = config.width
         self.inputs = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, w), nn.LayerNorm(w)) for m, d in config.token_dims.items()})
         self.vector_in = nn.Sequential(nn.Linear(config.vector_dim, w), nn.LayerNorm(w))
-        self.modality = nn.Embedding(len(MODALITIES), w)
+        self.modality = nn.Embedding(len(config.modalities), w)
+        self._rows = {m: i for i, m in enumerate(config.modalities)}
         self.side = nn.Embedding(2, w)
         self.position = nn.Embedding(config.max_tokens + 1, w)
         self.cls = nn.Parameter(torch.zeros(1, 1, w))
@@ -177,6 +181,12 @@ class Reranker(nn.Module):
             raise RerankerUnavailable(f"this re-ranker was not trained with {side.modality} tokens")
         return self.encoders[side.modality](side)
 
+    def _row(self, modality: str) -> int:
+        """The modality embedding's row for ``modality`` (rows are looked up by name, never by registry position)."""
+        if modality not in self._rows:
+            raise RerankerUnavailable(f"this re-ranker has no modality embedding for {modality}")
+        return self._rows[modality]
+
     def _embed(self, side: Side, which: int) -> tuple[torch.Tensor, torch.Tensor]:
         if side.modality not in self.inputs:
             raise RerankerUnavailable(f"this re-ranker was not trained with {side.modality} tokens")
@@ -184,7 +194,7 @@ class Reranker(nn.Module):
         mask = side.mask[:, : self.config.max_tokens]
         x = torch.cat([self.vector_in(side.vectors).unsqueeze(1), self.inputs[side.modality](tokens)], dim=1)
         positions = torch.arange(x.shape[1], device=x.device)
-        x = x + self.position(positions) + self.side.weight[which] + self.modality.weight[_MOD[side.modality]]
+        x = x + self.position(positions) + self.side.weight[which] + self.modality.weight[self._row(side.modality)]
         keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         return x, keep
 
@@ -229,6 +239,7 @@ class Reranker(nn.Module):
         if raw.pop("type", None) != "Reranker":
             raise InvalidPreset(f"{directory} does not hold a re-ranker")
         raw["enabled"] = tuple(raw.get("enabled", ()))
+        raw["modalities"] = tuple(raw.get("modalities", LEGACY_MODALITIES))
         model = cls(RerankerConfig(**raw))
         model.load_state_dict(load_state(directory))
         return model.eval()

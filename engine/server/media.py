@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.modalities import modality as registered
 from engine.server.errors import ApiError, error_body
 from index.records import Item
 from ingest.decode import sniff_media as sniff  # one signature table, shared with ingest
@@ -33,7 +34,7 @@ def sniff_upload(data: bytes) -> str:
 
 def media_path(item: Item) -> tuple[Path, str]:
     """The file of an image or audio catalog item and its sniffed MIME type; ``ApiError`` 404 when there is none."""
-    if item.status != "ok" or item.modality not in ("image", "audio") or "#" in item.uri:
+    if item.status != "ok" or not registered(item.modality).binary or "#" in item.uri:
         raise ApiError(404, f"item {item.id} has no media file")
     path = Path(uri_path(item.uri))  # a name that is not UTF-8 is stored as a file:// uri
     try:

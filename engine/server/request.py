@@ -11,14 +11,23 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, WithJsonSchema
 
+from core.modalities import MODALITIES
 from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart
 from engine.server.errors import ApiError
 from engine.server.media import sniff_upload
 from engine.server.jobs import SearchJob
 
-Modality = Literal["image", "text", "audio"]
+
+def _registered(name: str) -> str:
+    if name not in MODALITIES:  # read at validation time: a modality registered later is accepted
+        raise ValueError(f"should be one of {', '.join(MODALITIES)}")  # never echoing the input
+    return name
+
+
+Modality = Annotated[str, AfterValidator(_registered),
+                     WithJsonSchema({"type": "string", "description": "a registered modality (core.modalities)"})]
 T = TypeVar("T")
 
 MAX_LIST = 16  # raw entries of a list field, before repeats are removed (only 3 distinct values exist)

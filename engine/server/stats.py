@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from core.modalities import modality as registered
 from engine.api.facade import Engine
 from engine.query import PASSAGE, Result, snippet
 from index.records import Item, Representation
@@ -15,7 +16,7 @@ ITEM_REPRESENTATIONS = 50  # a long text has up to a thousand passages: /items/{
 
 
 def _links(item_id: int, modality: str, uri: str) -> dict[str, str | None]:
-    has_file = modality in ("image", "audio") and "#" not in uri
+    has_file = registered(modality).binary and "#" not in uri  # a text record has no file to serve
     return {"media_url": f"/media/{item_id}" if has_file else None,
             "thumb_url": f"/media/{item_id}?thumb=1" if has_file and modality == "image" else None}
 

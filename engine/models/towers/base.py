@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from core.errors import InvalidInput, RerankerUnavailable
-from engine.models.kinds import MODALITIES
+from core.modalities import MODALITIES
 
 
 

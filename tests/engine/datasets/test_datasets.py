@@ -43,7 +43,7 @@ def toy() -> Dataset:
 
 def test_records_and_splits(toy):
     assert len(toy) == 5 and toy.splits == ("train", "test") and toy.labels == ("cat", "dog")
-    assert toy.modalities() == ("image", "audio", "text")
+    assert toy.modalities() == ("image", "text", "audio")
     assert [r.id for r in toy.split("test")] == ["c", "d", "e"]
     assert toy["b"].load_audio().sample_rate == 8000 and toy["a"].load_image().size == (8, 8)
     with pytest.raises(ValueError, match="no split"):
@@ -205,7 +205,7 @@ def test_coco_mini():
 
 def test_trimodal_digits():
     data = load_digits_trimodal(corpus("fsdd"), test_speakers=("nicolas", "theo"))
-    assert data.modalities() == ("image", "audio", "text")
+    assert data.modalities() == ("image", "text", "audio")
     test = data.split("test")
     speech = [r for r in test if r.audio is not None]
     assert len(speech) == 1000 and {r.group for r in speech} == {"nicolas", "theo"}
