@@ -23,7 +23,7 @@ from bench.report import machine_info, write_json
 from engine.api import Engine
 from engine.models import Encoder, load_encoder
 from engine.query import Filters, QueryPart, bounded, corrections, encode_query_with_tokens
-from engine.rerank import Side
+from engine.rerank import TokenBatch
 from engine.train import encode_items
 from index import open_store
 
@@ -62,10 +62,10 @@ def sweep(encoder: Encoder, task: RetrievalTask, query_modality: str, corpus_mod
                 cal = engine.searcher.calibration(modality, corpus_modality)
                 reps = np.array([r.match.representation_id for r in results], dtype=np.int64)
                 stored = catalog.tokens_for(model, reps)
-                side = Side.from_arrays([stored[int(r)] for r in reps], catalog.vectors_for(model, reps),
+                side = TokenBatch.from_arrays([stored[int(r)] for r in reps], catalog.vectors_for(model, reps),
                                         corpus_modality, reranker.config.max_tokens)
                 first = (np.array([r.first_stage for r in results], np.float32) - cal.mean) / max(cal.std, 1e-6)
-                query = Side.from_arrays([q_tokens], vector, modality, reranker.config.max_tokens)
+                query = TokenBatch.from_arrays([q_tokens], vector, modality, reranker.config.max_tokens)
                 corr = corrections(reranker, query, side, first)
                 relevant = task.relevant[q.id]
                 for b in BOUNDS:

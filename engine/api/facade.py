@@ -168,7 +168,7 @@ class Engine:
         """First stage to ``rerank_depth`` (default ``RERANK_DEPTH``), then the attention re-ranker's top ``k``;
         ``searcher`` lets a caller with its own (pinned) first-stage searcher use it."""
         from engine.query import DEFAULT_FUSION, Filters, encode_query_with_tokens
-        from engine.rerank import RERANK_DEPTH, Side
+        from engine.rerank import RERANK_DEPTH, TokenBatch
         from engine.query.rerank import rerank as rerank_results
 
         if self.reranker is None:
@@ -179,7 +179,7 @@ class Engine:
         pool = max(k, rerank_depth or RERANK_DEPTH)
         results = searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
                                   fusion or DEFAULT_FUSION)
-        query_side = Side.from_arrays([tokens], vector, modality, self.reranker.config.max_tokens)
+        query_side = TokenBatch.from_arrays([tokens], vector, modality, self.reranker.config.max_tokens)
         with query_threads():
             return rerank_results(self.reranker, self.store.catalog, self.model, results, query_side,
                                   searcher.calibration, k)

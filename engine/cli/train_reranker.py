@@ -16,6 +16,7 @@ HELP = "train the attention re-ranker of a preset"
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``train-reranker`` subcommand (its defaults come from the training config, which imports torch)."""
+    from engine.rerank.kinds import kind_names
     from engine.train.rerank import RerankTrainConfig
     from engine.train.recipe import DATA_KINDS
 
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int_range(1, 10_000_000), default=RerankTrainConfig.steps, help="optimiser steps")
     parser.add_argument("--width", type=int_range(8, 4096), default=RerankTrainConfig.width, help="transformer width")
     parser.add_argument("--layers", type=int_range(1, 64), default=RerankTrainConfig.layers, help="transformer layers")
-    parser.add_argument("--kind", choices=["slots", "cross"], default=RerankTrainConfig.kind,
+    parser.add_argument("--kind", choices=kind_names(), default=RerankTrainConfig.kind,
                         help="slots: slot-pooled token embeddings per side (default); cross: cross-attention per pair")
     parser.add_argument("--dropout", type=float_range(0.0, 0.99), default=RerankTrainConfig.dropout, help="dropout")
     parser.add_argument("--lr", type=float_range(0.0, 10.0), default=RerankTrainConfig.lr, help="AdamW learning rate")

@@ -11,7 +11,7 @@ import torch
 from core.errors import RerankerUnavailable
 from engine.query.fusion import Calibration
 from engine.query.search import Result
-from engine.rerank.model import Reranker, Side
+from engine.rerank.model import Reranker, TokenBatch
 from index import Catalog
 
 
@@ -29,7 +29,7 @@ def bounded(first: np.ndarray, correction: np.ndarray, bound: float) -> np.ndarr
 
 
 @torch.inference_mode()
-def corrections(reranker: Reranker, query: Side, candidates: Side, first: np.ndarray) -> np.ndarray:
+def corrections(reranker: Reranker, query: TokenBatch, candidates: TokenBatch, first: np.ndarray) -> np.ndarray:
     """The re-ranker's raw correction per candidate in calibrated first-stage units: (score - scale*first) / scale."""
     scale = float(reranker.scale)
     raw = reranker(query, candidates, torch.from_numpy(first)).numpy()
@@ -38,7 +38,7 @@ def corrections(reranker: Reranker, query: Side, candidates: Side, first: np.nda
     return (raw - scale * first) / scale
 
 
-def rerank(reranker: Reranker, catalog: Catalog, model: str, results: list[Result], query: Side,
+def rerank(reranker: Reranker, catalog: Catalog, model: str, results: list[Result], query: TokenBatch,
            calibration: Callable[[str, str], Calibration], k: int) -> list[Result]:
     """Score each result's matched representation against the query; the top ``k`` by bounded re-ranked score.
 
@@ -64,7 +64,7 @@ def rerank(reranker: Reranker, catalog: Catalog, model: str, results: list[Resul
         cal = calibration(query.modality, modality)
         cosines = np.array([results[i].first_stage for i in rows], dtype=np.float32)
         first = (cosines - cal.mean) / max(cal.std, 1e-6)
-        candidates = Side.from_arrays([stored[int(r)] for r in rep_ids], vectors, modality, reranker.config.max_tokens)
+        candidates = TokenBatch.from_arrays([stored[int(r)] for r in rep_ids], vectors, modality, reranker.config.max_tokens)
         scores[rows] = bounded(first, corrections(reranker, query, candidates, first), reranker.config.max_correction)
     order = sorted(range(len(results)), key=lambda i: (-float(scores[i]), -results[i].score, results[i].item_id))[:k]
     return [replace(results[i], rerank_score=float(scores[i])) for i in order]

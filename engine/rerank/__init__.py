@@ -1,12 +1,12 @@
 """The attention re-ranker: token features, the model, its training, and re-ranking of fused results."""
 
-from engine.rerank.model import Reranker, RerankerConfig, Side
+from engine.rerank.model import Reranker, RerankerConfig, TokenBatch
 from core.errors import RerankerUnavailable
 from engine.models.tokens import MAX_TOKENS, pack
 
 RERANK_DEPTH = 50
 
-__all__ = ["MAX_TOKENS", "RERANK_DEPTH", "Reranker", "RerankerConfig", "Side", "pack",
+__all__ = ["MAX_TOKENS", "RERANK_DEPTH", "Reranker", "RerankerConfig", "TokenBatch", "pack",
            "wanted"]
 
 

@@ -6,11 +6,8 @@ side and position. The query's tokens pass one self-attention layer once per que
 score times a learned scale plus a learned correction read from ``[CLS]``; the correction starts at zero, so an
 untrained re-ranker keeps the first-stage order.
 
-``kind="slots"`` scores instead with a second, token-level embedding per side: each side's ``[vector] tokens``
-pass a small transformer with positions, and ``slots`` learned queries attention-pool them into one vector per
-slot; the concatenated slots are projected and normalised. The correction is a learned gain times the cosine of
-the two sides' slot embeddings, so binding (which colour goes with which shape, where) that mean/max pooling
-loses stays available, and a candidate's embedding does not depend on the query (cheap to train, in-batch).
+That is the ``cross`` kind (``engine.rerank.cross``). ``config.kind`` picks the kind by name from the registry in
+``engine.rerank.kinds`` (``slots``: ``engine.rerank.slots``); a kind builds its parameters on this module.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from torch import nn
 
 from core.errors import InvalidPreset, RerankerUnavailable
 from engine.models.serialize import load_config, load_state, save_module
+from engine.rerank.kinds import RerankerKind, reranker_kind
 from core.modalities import MODALITIES
 from engine.models.tokens import MAX_TOKENS
 
@@ -44,7 +42,7 @@ class RerankerConfig:
     heads: int = 4
     max_tokens: int = MAX_TOKENS
     dropout: float = 0.1
-    kind: str = "cross"  # "cross": cross-attention + late interaction; "slots": slot-pooled token embeddings
+    kind: str = "cross"  # a name in engine.rerank.kinds: "cross" (cross-attention + late interaction), "slots"
     slots: int = 4
     # "query->target" pairs where held-out evaluation showed a gain; elsewhere rerank=None keeps the first stage
     enabled: tuple[str, ...] = ()
@@ -56,8 +54,9 @@ class RerankerConfig:
 
 
 @dataclass
-class Side:
-    """One side of a batch of pairs: padded tokens (n, T, d), mask (n, T), shared-space vectors (n, D), modality."""
+class TokenBatch:
+    """One side of a batch of (query, candidate) pairs: padded tokens (n, T, d), mask (n, T), shared-space vectors
+    (n, D), modality."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
@@ -65,7 +64,7 @@ class Side:
     modality: str
 
     @classmethod
-    def from_arrays(cls, tokens: list[np.ndarray], vectors: np.ndarray, modality: str, max_tokens: int) -> "Side":
+    def from_arrays(cls, tokens: list[np.ndarray], vectors: np.ndarray, modality: str, max_tokens: int) -> "TokenBatch":
         """Pad float16 token arrays (one per row) into a batch."""
         if any(t is None for t in tokens):
             raise RerankerUnavailable("some candidates have no stored token features; re-ingest them")
@@ -115,46 +114,19 @@ class _CrossBlock(nn.Module):
         return x + self.drop(self.ff(self.n3(x)))
 
 
-class _SlotEncoder(nn.Module):
-    """One modality's tokens (with its pooled vector first) -> transformer -> ``slots`` attention pools -> unit vector."""
-
-    def __init__(self, token_dim: int, vector_dim: int, config: RerankerConfig) -> None:
-        super().__init__()
-        w = config.width
-        self.max_tokens = config.max_tokens
-        self.tokens_in = nn.Sequential(nn.Linear(token_dim, w), nn.LayerNorm(w))
-        self.vector_in = nn.Sequential(nn.Linear(vector_dim, w), nn.LayerNorm(w))
-        self.position = nn.Embedding(config.max_tokens + 1, w)
-        layer = nn.TransformerEncoderLayer(w, config.heads, 2 * w, config.dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
-        self.slots = nn.Parameter(torch.randn(1, config.slots, w) * 0.02)
-        self.pool = nn.MultiheadAttention(w, config.heads, batch_first=True)
-        self.norm = nn.LayerNorm(config.slots * w)
-        self.proj = nn.Linear(config.slots * w, vector_dim)
-
-    def forward(self, side: Side) -> torch.Tensor:
-        tokens, mask = side.tokens[:, : self.max_tokens], side.mask[:, : self.max_tokens]
-        x = torch.cat([self.vector_in(side.vectors).unsqueeze(1), self.tokens_in(tokens)], dim=1)
-        x = x + self.position(torch.arange(x.shape[1], device=x.device))
-        keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        h = self.encoder(x, src_key_padding_mask=~keep)
-        pooled = self.pool(self.slots.expand(len(h), -1, -1), h, h, key_padding_mask=~keep, need_weights=False)[0]
-        return nn.functional.normalize(self.proj(self.norm(pooled.flatten(1))), dim=-1)
-
-
 class Reranker(nn.Module):
-    """Scores (query, candidate) pairs: candidate tokens attend to each other and to the query's tokens."""
+    """Scores (query, candidate) pairs as its kind (``config.kind``) does; saves and loads itself with its config."""
 
     def __init__(self, config: RerankerConfig) -> None:
         super().__init__()
         self.config = config
         self.scale = nn.Parameter(torch.tensor(1.0))
-        if config.kind == "slots":
-            self.encoders = nn.ModuleDict({m: _SlotEncoder(d, config.vector_dim, config) for m, d in config.token_dims.items()})
-            self.gain = nn.Parameter(torch.tensor(5.0))
-            return
-        if config.kind != "cross":
-            raise InvalidPreset(f"unknown re-ranker kind {config.kind!r} (cross or slots)")
+        self.kind: RerankerKind = reranker_kind(config.kind)
+        self.kind.build(self)
+
+    def build_cross(self) -> None:
+        """The ``cross`` kind's layers (attributes of the model, named as saved re-rankers name them)."""
+        config = self.config
         w = config.width
         self.inputs = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, w), nn.LayerNorm(w)) for m, d in config.token_dims.items()})
         self.vector_in = nn.Sequential(nn.Linear(config.vector_dim, w), nn.LayerNorm(w))
@@ -175,19 +147,13 @@ class Reranker(nn.Module):
         self.match_c = nn.Linear(w, w, bias=False)
         self.match_weight = nn.Parameter(torch.tensor(0.0))
 
-    def encode(self, side: Side) -> torch.Tensor:
-        """A slots re-ranker's unit embedding (n, vector_dim) of each row of ``side``."""
-        if side.modality not in self.encoders:
-            raise RerankerUnavailable(f"this re-ranker was not trained with {side.modality} tokens")
-        return self.encoders[side.modality](side)
-
     def _row(self, modality: str) -> int:
         """The modality embedding's row for ``modality`` (rows are looked up by name, never by registry position)."""
         if modality not in self._rows:
             raise RerankerUnavailable(f"this re-ranker has no modality embedding for {modality}")
         return self._rows[modality]
 
-    def _embed(self, side: Side, which: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed(self, side: TokenBatch, which: int) -> tuple[torch.Tensor, torch.Tensor]:
         if side.modality not in self.inputs:
             raise RerankerUnavailable(f"this re-ranker was not trained with {side.modality} tokens")
         tokens = side.tokens[:, : self.config.max_tokens]
@@ -198,15 +164,19 @@ class Reranker(nn.Module):
         keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         return x, keep
 
-    def forward(self, query: Side, candidate: Side, first_stage: torch.Tensor,
+    def forward(self, query: TokenBatch, candidate: TokenBatch, first_stage: torch.Tensor,
                 owner: torch.Tensor | None = None) -> torch.Tensor:
         """Scores (n,) for n candidates; ``owner[i]`` is the query row of candidate i (default: row 0 if the query
         side has one row, else row i); ``first_stage`` is each pair's calibrated first-stage score."""
         n = candidate.tokens.shape[0]
         if owner is None:
             owner = torch.zeros(n, dtype=torch.long) if query.tokens.shape[0] == 1 else torch.arange(n)
-        if self.config.kind == "slots":
-            return self.scale * first_stage + self.gain * (self.encode(query)[owner] * self.encode(candidate)).sum(-1)
+        return self.kind.score(self, query, candidate, first_stage, owner)
+
+    def cross_score(self, query: TokenBatch, candidate: TokenBatch, first_stage: torch.Tensor,
+                    owner: torch.Tensor) -> torch.Tensor:
+        """The ``cross`` kind's scores (n,) of n candidates."""
+        n = candidate.tokens.shape[0]
         q, q_keep = self._embed(query, 0)
         memory = self.query_encoder(q, src_key_padding_mask=~q_keep)
         c, c_keep = self._embed(candidate, 1)

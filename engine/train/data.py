@@ -13,7 +13,7 @@ import torch
 
 
 @dataclass
-class Side:
+class TowerInputs:
     """One modality's rows of a pair set: tower inputs (preprocessed tensors, or features of a frozen tower)."""
 
     modality: str
@@ -34,8 +34,8 @@ class PairSet:
     """Row i of ``a`` pairs with row i of ``b``; rows with equal ``groups`` are all positives of each other."""
 
     name: str
-    a: Side
-    b: Side
+    a: TowerInputs
+    b: TowerInputs
     groups: torch.Tensor
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from engine.models.factory import build_towers
 from engine.models.heads import Head, HeadConfig
 from engine.models.presets import Preset, get_preset
 from engine.models.towers.base import MODALITIES, Tower
-from engine.train.data import PairSet, Side, TensorCache, batched, group_ids
+from engine.train.data import PairSet, TensorCache, TowerInputs, batched, group_ids
 from engine.train.trainer import SharedSpace, TrainConfig, TrainReport, train
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class _Inputs:
     def __init__(self, tower: Tower, trainable: bool, identity: str, cache: TensorCache) -> None:
         self.tower, self.trainable, self.identity, self.cache = tower, trainable, identity, cache
 
-    def side(self, modality: str, items: list[Any]) -> Side:
+    def side(self, modality: str, items: list[Any]) -> TowerInputs:
         unique = list(dict.fromkeys(item.id for item in items))
         by_id = {item.id: item for item in items}
         key = self.cache.key(tower=self.identity, trainable=self.trainable, ids=unique, format=2)
@@ -141,7 +141,7 @@ class _Inputs:
                  len(unique), modality, time.perf_counter() - start)
         row = {item_id: i for i, item_id in enumerate(unique)}
         index = torch.tensor([row[item.id] for item in items], dtype=torch.long)
-        return Side(modality, {k: v[index] for k, v in tensors.items()}, frozen_features=not self.trainable, keys=index)
+        return TowerInputs(modality, {k: v[index] for k, v in tensors.items()}, frozen_features=not self.trainable, keys=index)
 
 
 def _pair_sets(dataset: Any, modalities: tuple[str, ...], inputs: dict[str, _Inputs]) -> list[PairSet]:

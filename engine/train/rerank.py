@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from engine.train.rerank_data import Direction, hard_negatives
+from engine.train.rerank_data import EncodedDirection, hard_negatives
 from engine.rerank.model import Reranker, RerankerConfig
 
 KS = (1, 5, 10)
@@ -37,7 +37,7 @@ class RerankTrainConfig:
     min_gain: float = 0.005
 
 
-def _lists(d: Direction, negatives: np.ndarray, rng: np.random.Generator, cfg: RerankTrainConfig
+def _lists(d: EncodedDirection, negatives: np.ndarray, rng: np.random.Generator, cfg: RerankTrainConfig
            ) -> tuple[np.ndarray, np.ndarray]:
     """Query rows and candidate rows (queries x list_size, positive first) for one step."""
     has = np.flatnonzero(d.relevant.any(axis=1))
@@ -50,7 +50,7 @@ def _lists(d: Direction, negatives: np.ndarray, rng: np.random.Generator, cfg: R
     return queries, cands.reshape(-1)
 
 
-def _score(model: Reranker, d: Direction, sims: np.ndarray, queries: np.ndarray, c_rows: np.ndarray) -> torch.Tensor:
+def _score(model: Reranker, d: EncodedDirection, sims: np.ndarray, queries: np.ndarray, c_rows: np.ndarray) -> torch.Tensor:
     """Scores of candidate rows ``c_rows``, an equal number per query of ``queries`` (in order)."""
     per = len(c_rows) // len(queries)
     owner = torch.arange(len(queries)).repeat_interleave(per)
@@ -58,21 +58,23 @@ def _score(model: Reranker, d: Direction, sims: np.ndarray, queries: np.ndarray,
     return model(d.queries.side(torch.from_numpy(queries)), d.corpus.side(torch.from_numpy(c_rows)), first, owner)
 
 
-def _slot_loss(model: Reranker, d: Direction, sims: np.ndarray, queries: np.ndarray, c_rows: np.ndarray) -> torch.Tensor:
+def _in_batch_loss(model: Reranker, d: EncodedDirection, sims: np.ndarray, queries: np.ndarray,
+                   c_rows: np.ndarray) -> torch.Tensor:
     """Softmax over every distinct candidate of the step for each query (its list's positive is the target; other
-    candidates relevant to it are left out), each candidate encoded once: the lists' hard negatives plus in-batch ones."""
+    candidates relevant to it are left out), each candidate encoded once: the lists' hard negatives plus in-batch ones
+    (kinds whose candidate side does not depend on the query)."""
     unique, inverse = np.unique(c_rows, return_inverse=True)
     target = torch.from_numpy(inverse.reshape(len(queries), -1)[:, 0])
-    q = model.encode(d.queries.side(torch.from_numpy(queries)))
-    c = model.encode(d.corpus.side(torch.from_numpy(unique)))
     first = torch.from_numpy(d.calibrated(sims[np.ix_(queries, unique)]).astype(np.float32))
-    scores = model.scale * first + model.gain * q @ c.T
+    query_side, candidate_side = d.queries.side(torch.from_numpy(queries)), d.corpus.side(torch.from_numpy(unique))
+    scores = model.kind.score_all(model, query_side, candidate_side, first)
     other = torch.from_numpy(d.relevant[np.ix_(queries, unique)])
     other[torch.arange(len(queries)), target] = False
     return torch.nn.functional.cross_entropy(scores.masked_fill(other, -1e4), target)
 
 
-def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrainConfig = RerankTrainConfig(),
+def train_reranker(train: list[EncodedDirection], val: list[EncodedDirection],
+                   cfg: RerankTrainConfig = RerankTrainConfig(),
                    on_step: Callable[[int, float], None] | None = None) -> tuple[Reranker, dict[str, Any]]:
     """Train on ``train`` directions in turn; evaluate on ``val``; enable it where it beats the first stage."""
     torch.manual_seed(cfg.seed)
@@ -94,8 +96,8 @@ def train_reranker(train: list[Direction], val: list[Direction], cfg: RerankTrai
     for step in range(cfg.steps):
         d, sims, negatives = prepared[step % len(prepared)]
         queries, c_rows = _lists(d, negatives, rng, cfg)
-        if cfg.kind == "slots":
-            loss = _slot_loss(model, d, sims, queries, c_rows)
+        if model.kind.in_batch:
+            loss = _in_batch_loss(model, d, sims, queries, c_rows)
         else:
             scores = _score(model, d, sims, queries, c_rows).view(len(queries), -1)
             loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long))
@@ -123,7 +125,7 @@ def _recalls(ranked_relevant: np.ndarray) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def rerank_rows(model: Reranker, d: Direction, depth: int, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def rerank_rows(model: Reranker, d: EncodedDirection, depth: int, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """First-stage top-``depth`` corpus rows per query, and the same rows in re-ranked order."""
     sims = d.sims
     depth = min(depth, sims.shape[1])
@@ -146,7 +148,7 @@ def beats_first_stage(e: dict[str, Any], min_gain: float = 0.0) -> bool:
     return e["gain_r1"] >= min_gain and e["gain_mean"] >= 0 and significant
 
 
-def evaluate(model: Reranker, d: Direction, depth: int) -> dict[str, Any]:
+def evaluate(model: Reranker, d: EncodedDirection, depth: int) -> dict[str, Any]:
     """Recall@1/5/10 of the first stage and of the re-ranked top ``depth``, per query, over a direction."""
     keep = d.relevant.any(axis=1)
     top, reranked = rerank_rows(model, d, depth)

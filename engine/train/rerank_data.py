@@ -11,7 +11,7 @@ import torch
 
 from engine.models import Encoder
 from engine.query.fusion import Calibration, estimate_calibration
-from engine.rerank.model import Side
+from engine.rerank.model import TokenBatch
 from engine.train.data import TensorCache
 
 
@@ -24,12 +24,12 @@ class Encoded:
     tokens: torch.Tensor
     lengths: torch.Tensor
 
-    def side(self, rows: torch.Tensor) -> Side:
+    def side(self, rows: torch.Tensor) -> TokenBatch:
         """Rows as a re-ranker input side (float32, padded to the longest of these rows)."""
         length = max(1, int(self.lengths[rows].max()))
         tokens = self.tokens[rows, :length].float()
         mask = torch.arange(length)[None, :] < self.lengths[rows][:, None]
-        return Side(tokens, mask, self.vectors[rows], self.modality)
+        return TokenBatch(tokens, mask, self.vectors[rows], self.modality)
 
 
 def encode_items(encoder: Encoder, modality: str, inputs: Sequence[Any], batch_size: int = 64) -> Encoded:
@@ -64,7 +64,7 @@ def encode_cached(encoder: Encoder, modality: str, items: Sequence[Any], cache: 
 
 
 @dataclass
-class Direction:
+class EncodedDirection:
     """Queries of one modality against a corpus of another, with relevance and the first-stage scores' background."""
 
     name: str
@@ -83,17 +83,17 @@ class Direction:
         return (sims - self.calibration.mean) / max(self.calibration.std, 1e-6)
 
 
-def direction(name: str, queries: Encoded, corpus: Encoded, relevant: np.ndarray) -> Direction:
+def encoded_direction(name: str, queries: Encoded, corpus: Encoded, relevant: np.ndarray) -> EncodedDirection:
     """A direction whose calibration is estimated as the search layer does (queries against the corpus)."""
     rng = np.random.default_rng(0)
     q = queries.vectors.numpy()
     c = corpus.vectors.numpy()
     q = q[rng.choice(len(q), min(len(q), 512), replace=False)]
     c = c[rng.choice(len(c), min(len(c), 512), replace=False)]
-    return Direction(name, queries, corpus, relevant, estimate_calibration(q, c))
+    return EncodedDirection(name, queries, corpus, relevant, estimate_calibration(q, c))
 
 
-def hard_negatives(d: Direction, pool: int) -> np.ndarray:
+def hard_negatives(d: EncodedDirection, pool: int) -> np.ndarray:
     """Per query, the ``pool`` best-scoring non-relevant corpus rows by first stage (hardest first)."""
     sims = np.where(d.relevant, -np.inf, d.sims)
     pool = min(pool, d.relevant.shape[1] - int(d.relevant.sum(axis=1).max()))

@@ -1,4 +1,4 @@
-"""``xmodal rerank-train``: build directions from dataset specs, train the re-ranker, save it beside a preset."""
+"""``xmodal train-reranker``: build directions from dataset specs, train the re-ranker, save it beside a preset."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from typing import Any, Callable, Sequence
 
 from core.errors import InvalidInput
 from engine.models import Encoder
-from engine.train.rerank_data import Direction, direction, encode_cached
+from engine.train.rerank_data import EncodedDirection, encode_cached, encoded_direction
 from engine.rerank.model import Reranker
 from engine.train.rerank import RerankTrainConfig, train_reranker
 from engine.train.data import TensorCache
 
 
 def dataset_directions(encoder: Encoder, dataset: Any, pairs: Sequence[tuple[str, str]], split: str,
-                       cache: TensorCache | None, protocol: str | None = None) -> list[Direction]:
-    """One ``Direction`` per (query, corpus) modality pair of a dataset split; items are encoded once per modality."""
+                       cache: TensorCache | None, protocol: str | None = None) -> list[EncodedDirection]:
+    """One ``EncodedDirection`` per (query, corpus) modality pair of a dataset split; items are encoded once per
+    modality."""
     encoded: dict[tuple[str, ...], Any] = {}
     out = []
     for query, corpus in pairs:
@@ -28,7 +29,7 @@ def dataset_directions(encoder: Encoder, dataset: Any, pairs: Sequence[tuple[str
             if key not in encoded:
                 encoded[key] = encode_cached(encoder, modality, items, cache, f"{dataset.name}:{split}")
             sides.append(encoded[key])
-        out.append(direction(f"{dataset.name}:{query}->{corpus}", sides[0], sides[1], task.relevance_matrix()))
+        out.append(encoded_direction(f"{dataset.name}:{query}->{corpus}", sides[0], sides[1], task.relevance_matrix()))
     return out
 
 
@@ -66,7 +67,7 @@ def split_names(dataset: Any, wanted: Sequence[str]) -> list[str]:
     return found
 
 
-def train_and_save(encoder: Encoder, train: list[Direction], val: list[Direction], out: Path,
+def train_and_save(encoder: Encoder, train: list[EncodedDirection], val: list[EncodedDirection], out: Path,
                    config: RerankTrainConfig, on_step: Callable[[int, float], None] | None = None) -> tuple[Reranker, dict]:
     """Train, then save the re-ranker to ``out`` with its report (``report.json``)."""
     model, report = train_reranker(train, val, config, on_step)

@@ -16,7 +16,7 @@ from torch import nn
 from engine.models.heads import Head
 from engine.models.towers.base import Tower
 from engine.train.augment import AugmentConfig, augment
-from engine.train.data import PairSet, Side, recall_at_1
+from engine.train.data import PairSet, TowerInputs, recall_at_1
 from engine.train.losses import ContrastiveLoss
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,13 @@ class SharedSpace(nn.Module):
         self.heads = nn.ModuleDict(heads)
         self.towers = nn.ModuleDict(towers or {})
 
-    def embed(self, side: Side, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed(self, side: TowerInputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unit vectors for a batch of one side."""
         features = batch["features"] if side.frozen_features else self.towers[side.modality].embed(batch)
         return self.heads[side.modality](features)
 
 
-def _embed_all(model: SharedSpace, side: Side, batch_size: int = 256) -> np.ndarray:
+def _embed_all(model: SharedSpace, side: TowerInputs, batch_size: int = 256) -> np.ndarray:
     rows, expand = torch.arange(len(side)), None
     if side.keys is not None:
         distinct, expand = torch.unique(side.keys, return_inverse=True)
@@ -123,7 +123,7 @@ def _step_loss(model: SharedSpace, loss_fn: ContrastiveLoss, step: list[tuple[Pa
     vectors: dict[tuple[int, str], torch.Tensor] = {}
     for (modality, frozen), entries in rows.items():
         joined = {k: torch.cat([batch[k] for _, _, batch in entries]) for k in entries[0][2]}
-        out = model.embed(Side(modality, {}, frozen), joined)
+        out = model.embed(TowerInputs(modality, {}, frozen), joined)
         for (i, name, _), part in zip(entries, out.split([len(next(iter(b.values()))) for _, _, b in entries])):
             vectors[(i, name)] = part
     losses = [loss_fn(vectors[(i, "a")], vectors[(i, "b")], pair_set.groups[index]) for i, (pair_set, index) in enumerate(step)]

@@ -11,8 +11,8 @@ import torch
 from engine.cli import main
 from engine.api.facade import Engine
 from core.errors import RerankerUnavailable
-from engine.rerank import Reranker, RerankerConfig, Side
-from engine.train.rerank_data import Encoded, direction
+from engine.rerank import Reranker, RerankerConfig, TokenBatch
+from engine.train.rerank_data import Encoded, encoded_direction
 from engine.train.rerank import RerankTrainConfig, evaluate, train_reranker
 from index.schema import MIGRATIONS, migrate
 from ingest.pipeline import IngestOptions
@@ -50,9 +50,9 @@ def _planted(n_q: int = 60, n_c: int = 40, width: int = 8, seed: int = 0) -> tup
 @pytest.mark.parametrize("kind", ["slots", "cross"])
 def test_training_beats_a_misled_first_stage_and_is_enabled(kind):
     q, c, rel = _planted(400, 300)  # many codes, so matching is learnt rather than memorised
-    train = direction("planted:text->image", q, c, rel)
+    train = encoded_direction("planted:text->image", q, c, rel)
     q2, c2, rel2 = _planted(seed=1)
-    val = direction("planted:text->image", q2, c2, rel2)
+    val = encoded_direction("planted:text->image", q2, c2, rel2)
     cfg = RerankTrainConfig(steps=300, queries_per_step=16, list_size=8, hard_pool=30, depth=40, lr=3e-3, width=32,
                             dropout=0.0, kind=kind)
     model, report = train_reranker([train], [val], cfg)
@@ -61,11 +61,11 @@ def test_training_beats_a_misled_first_stage_and_is_enabled(kind):
     assert report["enabled"] == ["planted:text->image"]
 
 
-def _sides() -> tuple[Side, Side, torch.Tensor]:
+def _sides() -> tuple[TokenBatch, TokenBatch, torch.Tensor]:
     """One text query (3 tokens of 8) against three image candidates of 1, 2 and 5 tokens of 6, with first-stage scores."""
-    query = Side.from_arrays([np.ones((3, 8), np.float16)], np.ones((1, 16), np.float32) / 4, "text", 32)
-    cands = Side.from_arrays([np.full((n, 6), n, np.float16) for n in (1, 2, 5)], np.eye(3, 16, dtype=np.float32),
-                             "image", 32)
+    query = TokenBatch.from_arrays([np.ones((3, 8), np.float16)], np.ones((1, 16), np.float32) / 4, "text", 32)
+    cands = TokenBatch.from_arrays([np.full((n, 6), n, np.float16) for n in (1, 2, 5)],
+                                   np.eye(3, 16, dtype=np.float32), "image", 32)
     return query, cands, torch.tensor([0.5, 1.0, -1.0])
 
 
@@ -79,13 +79,13 @@ def test_slots_reranker_saves_loads_and_scores_one_query_against_many(tmp_path):
     with torch.inference_mode():
         together = loaded(query, cands, first)
         torch.testing.assert_close(together, model(query, cands, first))
-        one = Side.from_arrays([np.full((2, 6), 2, np.float16)], np.eye(3, 16, dtype=np.float32)[1:2], "image", 32)
+        one = TokenBatch.from_arrays([np.full((2, 6), 2, np.float16)], np.eye(3, 16, dtype=np.float32)[1:2], "image", 32)
         torch.testing.assert_close(loaded(query, one, first[1:2]), together[1:2], atol=1e-5, rtol=1e-5)
 
 
 def test_untrained_reranker_keeps_the_first_stage_order():
     q, c, rel = _planted()
-    d = direction("planted:text->image", q, c, rel)
+    d = encoded_direction("planted:text->image", q, c, rel)
     model = Reranker(RerankerConfig({"text": 8, "image": 8}, 16)).eval()
     e = evaluate(model, d, depth=20)
     assert e["reranked"] == e["first_stage"]
@@ -103,7 +103,7 @@ def test_save_and_load_give_the_same_scores(tmp_path):
     with torch.inference_mode():
         torch.testing.assert_close(loaded(query, cands, first), model(query, cands, first))
     with pytest.raises(RerankerUnavailable):
-        model(Side.from_arrays([np.ones((2, 4), np.float16)], np.ones((1, 16), np.float32), "audio", 32),
+        model(TokenBatch.from_arrays([np.ones((2, 4), np.float16)], np.ones((1, 16), np.float32), "audio", 32),
               cands, first)
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from engine.models import AudioClip, Head, HeadConfig, SmallAudioCNN, SmallAudioConfig
-from engine.train import ContrastiveLoss, PairSet, SharedSpace, Side, TensorCache, TrainConfig, batched, evaluate, group_ids, train
+from engine.train import ContrastiveLoss, PairSet, SharedSpace, TensorCache, TowerInputs, TrainConfig, batched, evaluate, group_ids, train
 
 
 def _toy(n: int, seed: int) -> PairSet:
@@ -13,7 +13,7 @@ def _toy(n: int, seed: int) -> PairSet:
     proj_b = torch.randn(8, 12, generator=torch.Generator().manual_seed(2))
     a = z @ proj_a + 0.05 * torch.randn(n, 20, generator=gen)
     b = z @ proj_b + 0.05 * torch.randn(n, 12, generator=gen)
-    return PairSet("toy", Side("image", {"features": a}, True), Side("text", {"features": b}, True), torch.arange(n))
+    return PairSet("toy", TowerInputs("image", {"features": a}, True), TowerInputs("text", {"features": b}, True), torch.arange(n))
 
 
 def _space(seed: int = 0) -> SharedSpace:
@@ -67,7 +67,7 @@ def test_trainable_tower_one_epoch_smoke(tmp_path):
     assert torch.equal(cache.get_or_make(key, lambda: pytest.fail("cache miss"))["mel"], mels["mel"])
     labels = group_ids([i % 4 for i in range(16)])
     text = torch.randn(4, 10)[labels]
-    pairs = PairSet("a-t", Side("audio", mels), Side("text", {"features": text}, True), labels)
+    pairs = PairSet("a-t", TowerInputs("audio", mels), TowerInputs("text", {"features": text}, True), labels)
     model = SharedSpace({"audio": Head(HeadConfig("linear", 16, 8)), "text": Head(HeadConfig("linear", 10, 8))},
                         towers={"audio": tower})
     before = [p.detach().clone() for p in tower.parameters()]
