@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from engine.api.defaults import DEFAULT_PRESET, default_store  # re-exported: engine.api.facade.default_store
-from engine.models.devices import resolve_device
-from core.errors import RerankerUnavailable
+import numpy as np
+
+from core.errors import WeightsChanged
 from core.modalities import MODALITIES, modality_of_path
-from engine.query.limits import check_search_bounds
-from engine.query.threads import query_threads
+from engine.api.defaults import DEFAULT_PRESET, default_store  # re-exported: engine.api.facade.default_store
 from engine.models import Encoder, load_encoder
+from engine.models.devices import resolve_device
+from engine.models.fingerprint import modality_fingerprint
+from engine.query import DEFAULT_FUSION, Calibrations, Filters, Result, Searcher, as_parts, load_for_preset
+from engine.query.hydration import CachedStore
+from engine.query.limits import check_search_bounds
+from engine.query.policy import SearchPlan, SearchRequest, Searched, decide, execute
+from engine.rerank import Reranker
 from index import Store, StoreEmpty, open_store
 from index.settings import read_settings, write_settings
+from ingest.pipeline import IngestOptions, Pipeline
+from ingest.sink import CatalogSink
+from ingest.sources import ScanOptions, scan_sources
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +45,11 @@ class Engine:
     """Ingest into and (later) search a store with one preset's encoder."""
 
     def __init__(self, store: Store, encoder: Encoder, reranker: str | Path | None = None) -> None:
-        from engine.rerank import Reranker
-
         self.store = store
         self.encoder = encoder
         path = reranker or encoder.preset.reranker
         self.reranker = Reranker.load(path) if path else None
-        self._searcher = None
+        self._searcher: Searcher | None = None
 
     @classmethod
     def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
@@ -71,9 +79,6 @@ class Engine:
         """Raise ``WeightsChanged`` when the store's vectors of a modality were made by other weights than the preset
         names now (a retrained head, a re-pointed source); fingerprints are recorded in ``xmodal.json`` for the
         modalities the store holds (an older store's are adopted on open) and, with ``record``, for ``modalities``."""
-        from core.errors import WeightsChanged
-        from engine.models.fingerprint import modality_fingerprint
-
         root, preset = self.store.root, self.encoder.preset
         settings = read_settings(root)
         stored = settings.get("weights") if isinstance(settings.get("weights"), dict) else {}
@@ -99,10 +104,6 @@ class Engine:
     def ingest(self, paths: Iterable[str | Path], options=None, scan=None,
                on_progress: Callable | None = None):
         """Ingest files, folders, manifests or COCO JSON; returns an ``IngestSummary`` (failures counted, not raised)."""
-        from ingest.pipeline import IngestOptions, Pipeline
-        from ingest.sink import CatalogSink
-        from ingest.sources import ScanOptions, scan_sources
-
         found = scan_sources(paths, scan or ScanOptions())
         needed = [m for m in scan_modalities(found) if m in self.encoder.supported]
         self.encoder.require(needed)  # every missing tower and head in one error, before any file is read
@@ -117,7 +118,8 @@ class Engine:
         return summary
 
     def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str | None = None,
-               rerank: bool | None = None, rerank_depth: int | None = None, *, indexes=None, show_all: bool = True):
+               rerank: bool | None = None, rerank_depth: int | None = None, *, indexes=None,
+               show_all: bool = True) -> list[Result]:
         """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) of the ``targets`` kinds.
 
         ``targets``: the modalities of result items (default: all); every index is searched, so a photo can
@@ -128,77 +130,69 @@ class Engine:
         True re-ranks the top ``rerank_depth`` fused candidates with the attention re-ranker
         (``RerankerUnavailable`` when the preset has none); False keeps the first-stage order.
         """
-        from engine.query import DEFAULT_FUSION, Filters, as_parts, encode_query, plan_search
-
         check_search_bounds(k, depth, rerank_depth)
-        parts = as_parts(query)
+        request = SearchRequest(tuple(as_parts(query)), tuple(targets or ()), k, filters or Filters(), depth,
+                                fusion or DEFAULT_FUSION, rerank, rerank_depth, tuple(indexes or ()), show_all)
+        return self.run_search(request).results
+
+    def plan(self, request: SearchRequest) -> SearchPlan:
+        """What ``request`` will run and why (``engine.query.policy``); ``StoreEmpty`` when the store holds nothing
+        for this preset yet."""
         available = self.store_modalities()
         if not available:
             root = self.store.root
             raise StoreEmpty(f"the store at {root} holds nothing for preset {self.model} yet; run "
                              f"`xmodal ingest FILES --store {root}` first")
-        planned = plan_search(available, targets, indexes, filters or Filters())
-        if planned is None:
-            return []
-        searched, filters = planned
-        if self.wants_rerank(parts, list(filters.modalities) or searched, rerank):  # direction: query -> result kinds
-            try:
-                found = self.reranked_search(parts, searched, k, filters, depth, fusion, rerank_depth)
-                return found if show_all else [r for r in found if not r.weak]
-            except RerankerUnavailable as exc:
-                if rerank:
-                    raise
-                log.warning("re-ranking skipped, first-stage order: %s", exc)
-        with query_threads():
-            vector = encode_query(self.encoder, parts)
-        return self.searcher.search(vector, parts[0].modality, searched, k, filters, depth,
-                                    fusion or DEFAULT_FUSION, show_all)
+        return self._decide(request, available)
 
-    def wants_rerank(self, parts, targets: list[str], rerank: bool | None) -> bool:
-        """Whether a search re-ranks: as asked (``RerankerUnavailable`` for True without a re-ranker), else the
-        preset's per-direction default where the store holds tokens (a store ingested without them stays first-stage)."""
-        from engine.query import heaviest_part
-        from engine.rerank import wanted
+    def run_search(self, request: SearchRequest) -> Searched:
+        """Run a search as the library does: bounds checked, ``StoreEmpty`` on an empty store, the query encoded on
+        one torch thread; a default re-rank that cannot run (candidates without tokens) logs why and falls back."""
+        check_search_bounds(request.k, request.depth, request.rerank_depth)
+        searched = execute(self.plan(request), request, self.encoder, self.searcher, self.reranker)
+        if searched.skipped:
+            log.warning("re-ranking skipped, first-stage order: %s", searched.skipped)
+        return searched
 
-        use = wanted(self.reranker, heaviest_part(parts).modality, targets, rerank, self.model)
-        return use and (rerank is True or self.store.catalog.has_tokens(self.model))
+    def search_encoded(self, request: SearchRequest, vector: np.ndarray | None = None) -> Searched:
+        """Run one search of a server's batch (inside ``pinned``): ``vector`` is the query's first-stage vector when
+        already encoded (None: encoded here, on the calling thread's torch threads); an empty store gives no results."""
+        plan = self._decide(request, self.store_modalities())
+        return execute(plan, request, self.encoder, self.searcher, self.reranker, vector, threads=None)
 
-    def reranked_search(self, parts, targets: list[str], k: int = 10, filters=None, depth: int = 100,
-                        fusion: str | None = None, rerank_depth: int | None = None, searcher=None):
-        """First stage to ``rerank_depth`` (default ``RERANK_DEPTH``), then the attention re-ranker's top ``k``;
-        ``searcher`` lets a caller with its own (pinned) first-stage searcher use it."""
-        from engine.query import DEFAULT_FUSION, Filters, encode_query_with_tokens
-        from engine.rerank import RERANK_DEPTH, TokenBatch
-        from engine.query.rerank import rerank as rerank_results
+    def _decide(self, request: SearchRequest, available: list[str]) -> SearchPlan:
+        return decide(request, available, self.reranker, self.model, lambda: self.store.catalog.has_tokens(self.model))
 
-        if self.reranker is None:
-            raise RerankerUnavailable(f"preset {self.model!r} has no attention re-ranker")
-        searcher = searcher or self.searcher
-        with query_threads():
-            vector, modality, tokens = encode_query_with_tokens(self.encoder, parts)
-        pool = max(k, rerank_depth or RERANK_DEPTH)
-        results = searcher.search(vector, modality, targets, pool, filters or Filters(), max(depth, pool),
-                                  fusion or DEFAULT_FUSION)
-        query_side = TokenBatch.from_arrays([tokens], vector, modality, self.reranker.config.max_tokens)
-        with query_threads():
-            return rerank_results(self.reranker, self.store.catalog, self.model, results, query_side,
-                                  searcher.calibration, k)
+    @contextmanager
+    def pinned(self, generation: int) -> Iterator[None]:
+        """Searches inside read the catalog as of ``generation`` (the caller holds one snapshot): the store's
+        modalities, background calibrations and hydrated hits are reused while the catalog stays at that state."""
+        searcher = self.searcher
+        searcher.pinned_generation = generation
+        try:
+            searcher.store.catalog.pin(generation)
+            yield
+        finally:
+            searcher.pinned_generation = None
+            searcher.store.catalog.unpin()
+
+    def hydration_counts(self) -> tuple[int, int]:
+        """Hits answered from those kept for a pinned catalog state, and hits read from the catalog, so far."""
+        catalog = self.searcher.store.catalog
+        return catalog.hits, catalog.misses
 
     @property
-    def searcher(self):
-        """The store's first-stage searcher for this preset (made on first use)."""
+    def searcher(self) -> Searcher:
+        """The store's first-stage searcher for this preset (made on first use); it hydrates hits through a cache that
+        only a ``pinned`` catalog state uses."""
         if self._searcher is None:
-            from engine.query import Searcher
-
-            self._searcher = Searcher(self.store, self.model, self.calibrations)
+            self._searcher = Searcher(CachedStore(self.store), self.model, self.calibrations)  # type: ignore[arg-type]
         return self._searcher
 
     @property
-    def calibrations(self):
+    def calibrations(self) -> Calibrations | None:
         """The preset's fitted score calibrations (``engine.query.Calibrations``), or None when it has none."""
         if not hasattr(self, "_calibrations"):
-            from engine.query import load_for_preset
-
             self._calibrations = load_for_preset(self.encoder.preset)
         return self._calibrations
 

@@ -16,8 +16,7 @@ from core.errors import InvalidInput
 from core.modalities import MODALITIES
 
 if TYPE_CHECKING:
-    from engine.api.facade import Engine
-    from engine.query import QueryPart
+    from engine.query import QueryPart, SearchPlan
 
 NAME = "search"
 HELP = "search the store with text, an image or an audio clip"
@@ -104,22 +103,18 @@ def query_parts(args: argparse.Namespace) -> list[QueryPart]:
     return parts
 
 
-def rerank_note(engine: Engine, parts: list[QueryPart], targets: list[str], rerank: bool | None) -> str | None:
-    """What the CLI says when the re-ranker stays off by default (no re-ranker, or no held-out gain)."""
-    if rerank is not None:
-        return None
-    if engine.reranker is None:
-        return f"note: preset {engine.model} has no attention re-ranker; results are first-stage (fused) order"
-    from engine.query import heaviest_part
+def rerank_note(plan: SearchPlan, model: str) -> str | None:
+    """What the CLI says when the search policy keeps the re-ranker off by default (no re-ranker, no held-out gain,
+    no tokens in the store); None when it runs or was asked for either way."""
+    from engine.query.policy import NO_RERANKER, NO_TOKENS, OFF_BY_DEFAULT
 
-    heaviest = heaviest_part(parts).modality
-    searched = targets or engine.store_modalities()
-    off = [t for t in searched if not engine.reranker.is_enabled(heaviest, t)]
-    if off:
-        return (f"note: re-ranker off by default for {heaviest}->{','.join(off)} with preset {engine.model}: it did "
-                f"not beat the first stage on held-out data there (--rerank forces it)")
-    if not engine.store.catalog.has_tokens(engine.model):
-        return (f"note: this store holds no re-ranker tokens for {engine.model}, so results are first-stage order; "
+    if plan.reason == NO_RERANKER:
+        return f"note: preset {model} has no attention re-ranker; results are first-stage (fused) order"
+    if plan.reason == OFF_BY_DEFAULT:
+        return (f"note: re-ranker off by default for {plan.query_modality}->{','.join(plan.off)} with preset {model}: "
+                f"it did not beat the first stage on held-out data there (--rerank forces it)")
+    if plan.reason == NO_TOKENS:
+        return (f"note: this store holds no re-ranker tokens for {model}, so results are first-stage order; "
                 f"`xmodal ingest --tokens` on the same paths adds them")
     return None
 
@@ -142,14 +137,13 @@ def run(args: argparse.Namespace) -> int:
     if not (args.image or args.audio or args.text):
         raise InvalidInput("give a text query, --image FILE or --audio FILE")
     from engine.api.facade import Engine
-    from engine.query import Filters
+    from engine.query import Filters, SearchRequest
 
-    filters = Filters(modalities, args.uri, after, before, meta)
-    parts = query_parts(args)
+    request = SearchRequest(tuple(query_parts(args)), tuple(targets), args.k, Filters(modalities, args.uri, after, before,
+                            meta), args.depth, args.fusion, args.rerank, args.rerank_depth, tuple(indexes), True)
     with Engine.open(args.store, args.preset, args.device, create=False) as engine:
-        note = rerank_note(engine, parts, indexes, args.rerank)
-        results = engine.search(parts, targets, args.k, filters, args.depth, args.fusion, args.rerank, args.rerank_depth,
-                                indexes=indexes, show_all=True)
+        searched = engine.run_search(request)  # the note below reads the plan this search ran
+        note, results = rerank_note(searched.plan, engine.model), searched.results
     weak = sum(r.weak for r in results)
     if not args.show_all:
         results = [r for r in results if not r.weak]

@@ -1,10 +1,11 @@
-"""The query layer: encode a query, search each target index, fuse by item, filter, hydrate."""
+"""The query layer: encode a query, search each target index, fuse by item, filter, hydrate; the one search policy."""
 
 from engine.query.calibrate import Calibrations, PairFit, load_for_preset
 from engine.query.fusion import DEFAULT_FUSION, FUSIONS, Calibration, estimate_calibration
 from engine.query.inputs import QueryPart, as_parts, encode_query, encode_query_with_tokens, heaviest_part
 from engine.query.search import PASSAGE, SNIPPET_CHARS, Filters, Match, Result, Searcher, snippet
 from engine.query.targets import plan_search
+from engine.query.policy import RERANK_DEPTH, SearchPlan, SearchRequest, Searched, decide, execute
 from engine.query.calibrate import calibration_path, fit_pair, pair_key
 from engine.query.rerank import bounded, corrections
 from engine.query.threads import query_threads
@@ -16,3 +17,4 @@ __all__ = [
     "snippet",
 ]
 __all__ += ["bounded", "calibration_path", "corrections", "fit_pair", "pair_key", "query_threads"]
+__all__ += ["RERANK_DEPTH", "SearchPlan", "SearchRequest", "Searched", "decide", "execute"]

@@ -1,15 +1,12 @@
-"""Pieces of the server's engine threads: the text-query queue of the encoder threads and a hydration cache."""
+"""The text-query queue of the server's encoder threads."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Generic, TypeVar
-
-import numpy as np
+from typing import Generic, TypeVar
 
 J = TypeVar("J")
-HIT_CACHE = 10_000  # hydrated hits kept (a hit's text is capped, so a few MB at most)
 
 
 class TextQueue(Generic[J]):
@@ -56,60 +53,3 @@ class TextQueue(Generic[J]):
             left, self._items = list(self._items), deque()
             self._cond.notify_all()
             return left
-
-
-class CachedHydration:
-    """A catalog whose ``hydrate`` is answered from hits kept for one catalog state (generation and lineage).
-
-    Every committed change bumps the catalog's generation, so a hit read at one state is valid until the
-    next; ``pin`` is told the state each batch of searches reads (inside its snapshot). Everything else is the
-    catalog's own. Used on the engine thread only.
-    """
-
-    def __init__(self, catalog: Any, size: int = HIT_CACHE) -> None:
-        self._catalog = catalog
-        self._size = size
-        self._state: tuple[int, str | None] | None = None
-        self._pinned = False
-        self._hits: dict[int, Any] = {}
-        self.hits = self.misses = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._catalog, name)
-
-    def pin(self, generation: int) -> None:
-        """The state the reads see until ``unpin`` (inside one snapshot): kept hits are dropped when it changed."""
-        state = (generation, self._catalog.lineage(generation) if hasattr(self._catalog, "lineage") else None)
-        if state != self._state:
-            self._state, self._hits = state, {}
-        self._pinned = True
-
-    def unpin(self) -> None:
-        """Outside a snapshot the state is unknown: ``hydrate`` reads the catalog (the hits are kept for a later
-        ``pin`` of the same state)."""
-        self._pinned = False
-
-    def hydrate(self, representation_ids: np.ndarray | list[int]) -> dict[int, Any]:
-        """``Catalog.hydrate``, reading only the ids not kept yet (everything when no state is pinned)."""
-        if not self._pinned:
-            return self._catalog.hydrate(representation_ids)
-        wanted = [int(i) for i in representation_ids if i >= 0]
-        missing = [i for i in wanted if i not in self._hits]
-        self.hits += len(wanted) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            if len(self._hits) + len(missing) > self._size:
-                self._hits = {}
-            self._hits.update(self._catalog.hydrate(missing))
-        return {i: self._hits[i] for i in wanted if i in self._hits}
-
-
-class CachedStore:
-    """A store seen through ``CachedHydration`` (what the engine thread's ``Searcher`` searches)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.catalog = CachedHydration(store.catalog)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)

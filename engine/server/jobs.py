@@ -1,48 +1,24 @@
-"""Jobs between the event loop and the engine's threads: what a search asks, and how outcomes are handed back."""
+"""Jobs between the event loop and the engine's threads: a search request or a call, and how outcomes are handed back."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from engine.api.facade import Engine
-from engine.query import DEFAULT_FUSION, Filters, QueryPart
-
-
-@dataclass(frozen=True)
-class SearchJob:
-    """One search: query parts, targets (result item kinds; empty: all), k, filters, depth, fusion, re-ranking (None:
-    preset default), indexes (raw vector sets searched; empty: all) and whether results under the floor are kept."""
-
-    parts: tuple[QueryPart, ...]
-    targets: tuple[str, ...] = ()
-    k: int = 10
-    filters: Filters = field(default_factory=Filters)
-    depth: int = 100
-    fusion: str = DEFAULT_FUSION
-    rerank: bool | None = None
-    rerank_depth: int | None = None
-    indexes: tuple[str, ...] = ()
-    show_all: bool = True
-
-    @property
-    def text_only(self) -> str | None:
-        """The text when the query is a single text part (batchable), else None."""
-        if len(self.parts) == 1 and self.parts[0].modality == "text" and isinstance(self.parts[0].value, str):
-            return self.parts[0].value
-        return None
+from engine.query import SearchRequest
 
 
 @dataclass
 class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
-    search: SearchJob | None = None
+    search: SearchRequest | None = None
     call: Callable[[Engine], Any] | None = None
     vector: np.ndarray | None = None  # a text query's vector, from an encoder thread
     outcome: tuple[bool, Any] | None = None  # (failed, result or exception), set on a worker thread

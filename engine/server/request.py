@@ -14,10 +14,9 @@ from fastapi import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, WithJsonSchema
 
 from core.modalities import MODALITIES
-from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart
+from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart, SearchRequest
 from engine.server.errors import ApiError
 from engine.server.media import sniff_upload
-from engine.server.jobs import SearchJob
 
 
 def _registered(name: str) -> str:
@@ -81,8 +80,8 @@ class SearchIn(BaseModel):
                                 "false skips it")
     rerank_depth: int | None = Field(None, ge=1, le=1000, description="fused candidates re-ranked (default 50)")
 
-    def job(self, upload: tuple[str, bytes] | None) -> SearchJob:
-        """The engine's search job for this request (and the uploaded query file, if any)."""
+    def job(self, upload: tuple[str, bytes] | None) -> SearchRequest:
+        """The engine's search request for this request body (and the uploaded query file, if any)."""
         parts = [QueryPart(upload[0], upload[1])] if upload else []
         if self.text is not None and self.text.strip():
             parts.append(QueryPart("text", self.text, self.text_weight if parts else 1.0))
@@ -90,8 +89,8 @@ class SearchIn(BaseModel):
             raise ApiError(400, "give a non-empty text query or upload an image or audio file")
         f = self.filters
         filters = Filters(tuple(f.modalities), f.uri_glob, f.mtime_after, f.mtime_before, dict(f.metadata))
-        return SearchJob(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion, self.rerank,
-                         self.rerank_depth, tuple(self.indexes), self.show_all)
+        return SearchRequest(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion, self.rerank,
+                             self.rerank_depth, tuple(self.indexes), self.show_all)
 
 
 SEARCH_DOC = {

@@ -27,11 +27,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engine.api.facade import Engine
-from core.errors import RerankerUnavailable
-from engine.query import Result, Searcher, encode_query, plan_search
-from engine.server.batching import CachedStore, TextQueue
+from engine.query import Result, SearchRequest
+from engine.server.batching import TextQueue
 from engine.server.errors import ApiError, is_busy
-from engine.server.jobs import SearchJob, _Job, _finish, _take
+from engine.server.jobs import _Job, _finish, _take
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -135,7 +134,7 @@ class EngineWorker:
         """Run ``call(engine)`` on the engine thread."""
         return await self._submit(_Job(*self._new_future(), call=call), self._jobs)
 
-    async def search(self, job: SearchJob) -> list[Result]:
+    async def search(self, job: SearchRequest) -> list[Result]:
         """Run one search on the engine thread (a text query is encoded first, batched with the others waiting)."""
         encoded = bool(job.text_only and job.text_only.strip()) and job.rerank is not True \
             and any(t.is_alive() for t in self._encoders)
@@ -210,9 +209,6 @@ class EngineWorker:
             self.engine = self._factory()
             gc.collect()
             gc.freeze()  # the models' many long-lived objects leave the GC's view: no ~0.5 s full collections later
-            self._store = CachedStore(self.engine.store)
-            self._searcher = Searcher(self._store, self.engine.model,  # type: ignore[arg-type]
-                                      self.engine.calibrations)
         except BaseException as exc:  # noqa: BLE001  (reported by every job and by /health)
             self.open_error = exc
             log.error("engine failed to open: %s", exc)
@@ -271,20 +267,17 @@ class EngineWorker:
                 vectors = self._text_vectors(inline)
             except Exception as exc:  # noqa: BLE001  (each job then encodes alone and reports its own error)
                 log.warning("batched text encoding failed, encoding one by one: %s", exc)
-        catalog = self.engine.store.catalog  # type: ignore[union-attr]
+        engine = self.engine
+        catalog = engine.store.catalog  # type: ignore[union-attr]
         try:
             with catalog.snapshot():  # one read transaction per batch: consistent, and cheaper per statement
-                self._searcher.pinned_generation = self._retrying(lambda: catalog.generation)
-                self._store.catalog.pin(self._searcher.pinned_generation)
-                self._run_each(jobs, vectors)
+                with engine.pinned(self._retrying(lambda: catalog.generation)):  # type: ignore[union-attr]
+                    self._run_each(jobs, vectors)
         except Exception as exc:  # noqa: BLE001  (the snapshot failed: every job not run yet reports it)
             for job in jobs:
                 job.outcome = job.outcome or (True, exc)
         finally:
-            self._searcher.pinned_generation = None
-            self._store.catalog.unpin()
-            self.counters["hits_cached"] = self._store.catalog.hits
-            self.counters["hits_read"] = self._store.catalog.misses
+            self.counters["hits_cached"], self.counters["hits_read"] = engine.hydration_counts()  # type: ignore[union-attr]
 
     def _run_each(self, jobs: list[_Job], vectors: dict[str, np.ndarray]) -> None:
         for job in jobs:
@@ -314,28 +307,16 @@ class EngineWorker:
                 time.sleep(BACKOFF_S * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def _search(self, job: SearchJob, vector: np.ndarray | None, text_vectors: dict[str, np.ndarray]) -> list[Result]:
-        engine = self.engine
-        planned = plan_search(self._searcher.modalities(), job.targets, job.indexes, job.filters)
-        if planned is None:  # the requested kinds and the modality filter exclude each other
-            return []
-        targets, filters = planned
-        if engine.wants_rerank(job.parts, list(filters.modalities) or targets, job.rerank):  # type: ignore[union-attr]
-            try:
-                results = engine.reranked_search(job.parts, targets, job.k, filters, job.depth,  # type: ignore[union-attr]
-                                                 job.fusion, job.rerank_depth, self._searcher)
-            except RerankerUnavailable:
-                if job.rerank:
-                    raise
-                self.counters["rerank_skipped"] += 1  # some candidates lack tokens: the default falls back
-            else:
-                self.counters["searches"] += 1
-                self.counters["reranked"] += 1
-                return results if job.show_all else [r for r in results if not r.weak]
-        if vector is None:
-            text = job.text_only
-            vector = text_vectors[text] if text is not None and text in text_vectors else \
-                encode_query(engine.encoder, job.parts)  # type: ignore[union-attr]
+    def _search(self, job: SearchRequest, vector: np.ndarray | None,
+                text_vectors: dict[str, np.ndarray]) -> list[Result]:
+        """One search of the batch through the engine's search policy, with the text's vector when already encoded."""
+        text = job.text_only
+        if vector is None and text is not None and text in text_vectors:
+            vector = text_vectors[text]
+        searched = self.engine.search_encoded(job, vector)  # type: ignore[union-attr]
+        if not searched.plan.matchable:  # the requested kinds and the modality filter exclude each other
+            return searched.results
         self.counters["searches"] += 1
-        return self._searcher.search(vector, job.parts[0].modality, targets, job.k, filters, job.depth,
-                                     job.fusion, job.show_all)
+        self.counters["reranked"] += searched.reranked
+        self.counters["rerank_skipped"] += searched.skipped is not None  # some candidates lack tokens: fell back
+        return searched.results

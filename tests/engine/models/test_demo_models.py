@@ -75,7 +75,7 @@ def test_query_threads_sets_one_thread_and_restores_on_each_thread():
 def test_engine_search_encodes_the_query_on_one_thread(monkeypatch):
     import torch
 
-    import engine.query as query
+    import engine.query.policy as query  # where the search policy encodes a query
     from engine.api.facade import Engine
 
     seen = []

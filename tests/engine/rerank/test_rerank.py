@@ -212,7 +212,8 @@ def test_default_search_stays_first_stage_where_tokens_are_missing(rerank_store,
             engine.search(query, targets=["image"], k=3, rerank=True)
         from engine.cli.search import rerank_note
 
-        assert "no re-ranker tokens" in rerank_note(engine, [query], ["image"], None)
+        plan = engine.plan(__import__("engine.query", fromlist=["SearchRequest"]).SearchRequest((query,), ("image",)))
+        assert "no re-ranker tokens" in rerank_note(plan, engine.model)
         engine.ingest([root / "media"], IngestOptions(workers=0, tokens=True))
         assert engine.search(query, targets=["image"], k=3)[0].rerank_score is not None
         engine.store.catalog.db.execute("DELETE FROM tokens WHERE representation_id = "

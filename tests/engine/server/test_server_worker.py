@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from engine.api.facade import Engine
-from engine.server.batching import CachedHydration, TextQueue
+from engine.query.hydration import CachedHydration
+from engine.server.batching import TextQueue
 from engine.server.errors import ApiError
-from engine.server.jobs import SearchJob
 from engine.server.worker import EngineWorker
-from engine.query import QueryPart
+from engine.query import QueryPart, SearchRequest
 
 ROOT = Path(__file__).resolve().parents[3]
 QUERIES = ["a red square", "a blue circle", "a dog barking", "rain on a roof", "the number seven", "green leaves"]
@@ -101,7 +101,7 @@ def test_cached_hydration_follows_the_catalog_state(tiny_store_copy):
 
 
 async def _searches(worker: EngineWorker, texts: list[str]) -> list:
-    return await asyncio.gather(*(worker.search(SearchJob((QueryPart("text", t),), k=5)) for t in texts))
+    return await asyncio.gather(*(worker.search(SearchRequest((QueryPart("text", t),), k=5)) for t in texts))
 
 
 @pytest.mark.parametrize("encoders", [0, 2])
@@ -137,7 +137,7 @@ def test_stop_refuses_queued_jobs_promptly(store):
 
         async def text(t: str) -> None:
             try:
-                outcomes.append(len(await worker.search(SearchJob((QueryPart("text", t),)))))
+                outcomes.append(len(await worker.search(SearchRequest((QueryPart("text", t),)))))
             except ApiError as exc:
                 outcomes.append(exc.status)
 
