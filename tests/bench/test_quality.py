@@ -30,6 +30,7 @@ def _figures(stage: dict) -> dict:
     return {k: v for k, v in stage.items() if k.startswith("R@") or k in ("mAP", "curve")}
 
 
+@pytest.mark.slow  # scenes_run: a bench run over 120 scenes
 def test_json_has_every_stage_and_direction(scenes_run):
     payload, out = scenes_run
     written = json.loads((out / "q.json").read_text())
@@ -50,6 +51,7 @@ def test_json_has_every_stage_and_direction(scenes_run):
     assert "mAP" not in written["directions"]["text->image"]["stages"]["exact"]  # instance level: recall only
 
 
+@pytest.mark.slow
 def test_exact_equals_ann_with_flat_and_fused(scenes_run):
     payload, _ = scenes_run
     assert all("Flat" in i["factory"] and "IVF" not in i["factory"] for i in payload["ann_indexes"].values())
@@ -61,6 +63,7 @@ def test_exact_equals_ann_with_flat_and_fused(scenes_run):
     assert payload["store"]["failed"] == 0 and payload["store"]["missing_from_store"] == 0
 
 
+@pytest.mark.slow
 def test_markdown_and_plots_are_written(scenes_run):
     payload, out = scenes_run
     table = (out / "q.md").read_text()
@@ -107,6 +110,7 @@ def toy_run():
         return run(_toy_class_suite(), "tiny-random", factory="IVF64,Flat")  # 12 vectors cannot train 64 lists
 
 
+@pytest.mark.slow  # toy_run: a bench run over an ingested toy suite
 def test_class_protocol_multi_target_and_unbuildable_ann(toy_run):
     assert set(toy_run["directions"]) == {"image->text", "text->image+audio"}
     both = toy_run["directions"]["text->image+audio"]
@@ -118,6 +122,7 @@ def test_class_protocol_multi_target_and_unbuildable_ann(toy_run):
     assert toy_run["store"]["items"] == 12 + 12 + 6
 
 
+@pytest.mark.slow
 def test_reranked_stage_is_reported_once_the_engine_reranks(toy_run):
     for d in toy_run["directions"].values():
         assert set(d["unavailable"]) == {"ann"}

@@ -1,3 +1,5 @@
+import pytest
+
 from engine.cli import main
 from engine.api.demo import DEMO_DIR, build_corpus, demo_queries
 
@@ -11,6 +13,7 @@ def test_demo_corpus_is_shipped_with_attribution():
     assert "CC BY-SA 4.0" in readme and "CC BY 3.0" in readme
 
 
+@pytest.mark.slow
 def test_demo_runs_every_direction(tmp_path, capsys):
     assert main(["demo", "--store", str(tmp_path / "demo"), "--preset", "tiny-random", "--k", "2"]) == 0
     out = capsys.readouterr().out

@@ -21,6 +21,8 @@ from PIL import Image
 
 from tests.corpus import png_bytes, tiny_trainable_template
 
+pytestmark = pytest.mark.slow  # the module trains a tiny preset for 12 epochs first
+
 RATE = 8000
 CLASSES = {  # name: (colour, tone in Hz, captions shared by the class's images and sounds)
     "fire": ((220, 40, 30), 250, ("a red fire with a low rumble", "red flames roaring deep", "a deep rumbling red blaze")),

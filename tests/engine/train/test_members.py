@@ -40,6 +40,7 @@ def _clips(n: int = 5) -> list:
     return [item.load() for item in generate_scenes(SceneConfig(n_scenes=n, seed=4)).samples("audio")][:n]
 
 
+@pytest.mark.slow  # grown: two training runs
 def test_add_members_writes_an_ensemble_preset(grown):
     base, out, code = grown
     assert code == 0
@@ -53,6 +54,7 @@ def test_add_members_writes_an_ensemble_preset(grown):
     assert json.loads((base / "tiny.json").read_text())["towers"]["audio"]["kind"] == "small_audio_cnn"  # source kept
 
 
+@pytest.mark.slow
 def test_ensemble_averages_members_and_leaves_other_modalities_alone(grown):
     base, out, _ = grown
     old, new = load_encoder(base / "tiny.json"), load_encoder(out / "tiny.json")
@@ -69,6 +71,7 @@ def test_ensemble_averages_members_and_leaves_other_modalities_alone(grown):
     np.testing.assert_allclose(old.encode("audio", clips), each[0].numpy(), atol=1e-5)  # member 0 is the old tower
 
 
+@pytest.mark.slow
 def test_ensemble_gives_tokens_and_the_same_vectors(grown):
     _, out, _ = grown
     encoder = load_encoder(out / "tiny.json", modalities=["audio"])
@@ -78,6 +81,7 @@ def test_ensemble_gives_tokens_and_the_same_vectors(grown):
     assert len(tokens) == 3 and all(t.ndim == 2 and t.shape[1] == 16 for t in tokens)
 
 
+@pytest.mark.slow
 def test_ensemble_random_build_copies_the_architecture(grown):
     _, out, _ = grown
     clips = _clips(2)
@@ -100,6 +104,7 @@ def test_ensemble_members_must_share_a_front_end():
         EnsembleTower([SmallAudioCNN(config)], [head, head])
 
 
+@pytest.mark.slow
 def test_member_variants_are_checked_before_training(grown):
     _, out, _ = grown
     with pytest.raises(InvalidInput, match="not fields of SmallAudioConfig"):
@@ -108,6 +113,7 @@ def test_member_variants_are_checked_before_training(grown):
         train_members(out / "tiny.json", [parse_data_spec("synthetic:8")], count=1, variants=[{"n_mels": 24}])
 
 
+@pytest.mark.slow
 def test_new_members_never_reuse_a_seed(grown):
     _, out, _ = grown
     members = json.loads((out / "reports" / "members_audio.json").read_text())

@@ -29,6 +29,7 @@ def test_loss_prefers_aligned_pairs():
     assert torch.isfinite(loss(a, a, groups))
 
 
+@pytest.mark.slow  # trains twice to compare
 def test_training_learns_and_is_reproducible():
     train_set, val_set = _toy(600, 0), _toy(200, 1)
     model = _space()
