@@ -153,6 +153,7 @@ def test_meta_album_finds_the_photos_and_a_caption_finds_its_photo(first_hour):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.slow  # two commands in children
 def test_a_missing_store_is_exit_2_and_creates_nothing(tmp_path):
     missing = tmp_path / "no-store-here"
     for args in (("search", "a dog barking"), ("check",)):

@@ -35,7 +35,11 @@ def test_builtin_presets_listed():
     assert clip.heads["audio"].kind == "linear" and clip.heads["image"].kind == "identity"
 
 
-@pytest.mark.parametrize("name", [p.name for p in list_presets()])
+FULL_SIZE = {"clip-vit-b32"}  # a full-size ViT-B/32 built with random weights: slow
+
+
+@pytest.mark.parametrize("name", [pytest.param(p.name, marks=pytest.mark.slow) if p.name in FULL_SIZE else p.name
+                                  for p in list_presets()])
 def test_every_preset_builds(name, sample_media):
     preset = get_preset(name)
     ready = all(c.available for c in preset_status(preset))
