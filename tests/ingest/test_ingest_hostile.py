@@ -184,6 +184,7 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
 
 
+@pytest.mark.slow  # a capped child process ingests the hostile folder
 def test_hostile_folder_ingests_everything_else_in_a_capped_subprocess(tmp_path):
     """FIFO, /dev/zero behind a symlink, a 100 GiB sparse image, an audio bomb: each a failed file with its reason,
     the good files committed, under a hard timeout and an address-space cap."""

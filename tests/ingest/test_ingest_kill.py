@@ -28,6 +28,7 @@ def _generation(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # an ingest child killed, then resumed
 @pytest.mark.parametrize("kill_after_generation", [2, 9])
 def test_sigkill_then_resume_is_consistent(tmp_path, kill_after_generation):
     media = tmp_path / "media"
