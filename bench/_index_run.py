@@ -15,7 +15,7 @@ from bench._synthetic_vectors import ClusteredSpec, ClusteredVectors
 from index import (
     IndexConfig,
     TopK,
-    VectorIndex,
+    FaissIndex,
     choose_factory,
     neighbour_recall,
     nlist_for,
@@ -86,7 +86,7 @@ def run(spec: RunSpec) -> dict:
     factory = factory_for(spec)
     allq = gen.queries(spec.tune_queries + spec.queries)
     tune_q, eval_q = allq[: spec.tune_queries], allq[spec.tune_queries :]
-    index = VectorIndex.create(spec.dim, factory)
+    index = FaissIndex.create(spec.dim, factory)
     t_train = 0.0
     if not index.is_trained:
         size = train_size(spec.n, factory, IndexConfig())
@@ -115,7 +115,7 @@ def run(spec: RunSpec) -> dict:
     _, found = index.search(eval_q, spec.k)
     recall = neighbour_recall(found, eval_truth, spec.k)
     nn_recall = float(np.mean([t[0] in f for f, t in zip(found, eval_truth)]))
-    raw = index.index  # the very faiss object VectorIndex searches, same parameters
+    raw = index.index  # the very faiss object FaissIndex searches, same parameters
     t_batch = _seconds(lambda: index.search(eval_q, spec.k))
     raw_batch = _seconds(lambda: raw.search(eval_q, spec.k))
     nb = int(np.clip(len(eval_q) * spec.pair_seconds / t_batch, 50, len(eval_q)))  # overhead pairs of ~pair_seconds

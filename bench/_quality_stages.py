@@ -1,6 +1,6 @@
 """The stages ``bench.quality`` measures, each turning queries into a score matrix over a direction's corpus.
 
-exact: brute-force cosine (numpy) over the encoded vectors; ann: the project's FAISS ``VectorIndex`` built and
+exact: brute-force cosine (numpy) over the encoded vectors; ann: the project's FAISS ``FaissIndex`` built and
 tuned by ``index.build_index``; fused / re-ranked: ``Engine.search`` over a store the corpus was ingested into.
 Each also yields milliseconds per query: one query's top ``depth``, timed alone, after one warm-up query.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from bench.protocol import mean_average_precision, recall_at_k, scores_from_rankings
 from engine.api import Engine
 from engine import RerankerUnavailable
-from index import IndexConfig, VectorIndex, build_index, exact_search
+from index import IndexConfig, FaissIndex, build_index, exact_search
 
 KS = (1, 5, 10)
 CURVE_KS = tuple(range(1, 11))
@@ -54,18 +54,18 @@ def exact(queries: np.ndarray, corpus: np.ndarray, depth: int) -> tuple[np.ndarr
     return queries @ corpus.T, ms
 
 
-def build_ann(vectors: np.ndarray, factory: str | None) -> VectorIndex:
+def build_ann(vectors: np.ndarray, factory: str | None) -> FaissIndex:
     """The project's index over ``vectors`` (ids = row numbers): its own type choice unless ``factory`` forces one, tuned."""
     return build_index(np.arange(len(vectors), dtype=np.int64), vectors, IndexConfig(factory=factory))
 
 
-def describe(index: VectorIndex) -> dict[str, Any]:
+def describe(index: FaissIndex) -> dict[str, Any]:
     """Factory, tuned search parameters and the recall@10 the tuning reached."""
     return {"factory": index.factory, "params": index.params.to_dict(), "size": index.ntotal,
             "tuned_recall_at_10": None if index.recall is None else round(float(index.recall), 4)}
 
 
-def ann(queries: np.ndarray, parts: Sequence[tuple[VectorIndex, np.ndarray]], n_corpus: int,
+def ann(queries: np.ndarray, parts: Sequence[tuple[FaissIndex, np.ndarray]], n_corpus: int,
         depth: int) -> tuple[np.ndarray, list[float]]:
     """Search each target's index (``columns`` maps its ids to corpus columns), merge by raw cosine, keep ``depth``."""
 

@@ -32,7 +32,7 @@ from bench._quality_report import markdown, plots
 from engine.datasets import shared_data_dir
 from bench.report import machine_info, write_json
 from engine.api import Engine
-from index import InvalidIndexConfig, VectorIndex
+from index import InvalidIndexConfig, FaissIndex
 from ingest import IngestOptions
 
 DATASETS = ("scenes", "esc10", "fsdd")
@@ -59,7 +59,7 @@ class _Run:
         self.uri_of = {key: path for path, key in files.items()}
         self.vectors = VectorCache(engine.encoder)
         self.contents: dict[tuple[str, str], Any] = {}
-        self.ann: dict[tuple[str, tuple[str, ...]], VectorIndex | str] = {}
+        self.ann: dict[tuple[str, tuple[str, ...]], FaissIndex | str] = {}
         self.ann_info: dict[str, Any] = {}
 
     def loaded(self, direction: Direction) -> list[Any]:
@@ -69,7 +69,7 @@ class _Run:
                 self.contents[(q.modality, q.id)] = q.load()
         return [self.contents[(q.modality, q.id)] for q in direction.queries]
 
-    def ann_parts(self, direction: Direction, corpus: np.ndarray) -> list[tuple[VectorIndex, np.ndarray]] | str:
+    def ann_parts(self, direction: Direction, corpus: np.ndarray) -> list[tuple[FaissIndex, np.ndarray]] | str:
         """One index per target modality over that part of the corpus, or why one could not be built."""
         parts = []
         for modality in direction.targets:

@@ -2,7 +2,7 @@
 
 Orchestrates the existing benchmarks, each in its own process (so each peak RSS is its own): ``bench.encode``
 (xmodal ``encode`` vs a bare open_clip / CLAP loop), ``bench.ingest`` (whole ingest vs bare ``encode_image``),
-``bench.index`` (xmodal's ``VectorIndex`` vs the raw faiss object, per index type and size) and ``bench.query``
+``bench.index`` (xmodal's ``FaissIndex`` vs the raw faiss object, per index type and size) and ``bench.query``
 (end-to-end text queries over a store of that size). Every ratio is measured within the same run.
 """
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         label = size_label(n)
         if "index" in stages:
             kinds = args.kinds.split(",") if args.kinds else (["flat", "ivf-flat"] if args.quick else kinds_for(n))
-            print(f"== index at {label}: {', '.join(kinds)} (xmodal VectorIndex vs the raw faiss object)", flush=True)
+            print(f"== index at {label}: {', '.join(kinds)} (xmodal FaissIndex vs the raw faiss object)", flush=True)
             base = RunSpec(kind="", n=n, dim=512)
             if args.quick:
                 base = RunSpec(kind="", n=n, dim=512, queries=200, tune_queries=64, single_queries=50, pairs=3,

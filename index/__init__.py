@@ -52,7 +52,6 @@ from index.store import Store, SyncResult, open_store
 from index.tuning import TuneResult, tune
 from index.validate import check_vectors
 
-VectorIndex = FaissIndex  # the FAISS backend's earlier name, still used by bench
 
 __all__ = [
     "BACKENDS",
@@ -92,7 +91,6 @@ __all__ = [
     "UnknownVectorSet",
     "UnsupportedIndexOperation",
     "VectorBackend",
-    "VectorIndex",
     "VectorSet",
     "VectorSource",
     "WrongDtype",

@@ -9,7 +9,7 @@ import numpy as np
 from core.modalities import modality_of_path
 from index import Store
 from ingest.files import file_uri, path_uri
-from ingest.pipeline import Annotation, AnnotateCounts, Completed, Known
+from ingest.sink_protocol import Annotation, AnnotateCounts, Completed, Known
 from ingest.sources import Listing
 from ingest.work import Decoded, RepPayload
 

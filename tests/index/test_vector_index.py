@@ -1,4 +1,4 @@
-"""VectorIndex: validation, add/search/remove, ANN vs exact, index type choice, tuning, GPU."""
+"""FaissIndex: validation, add/search/remove, ANN vs exact, index type choice, tuning, GPU."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from index import (
     NotUnitNorm,
     TopK,
     UnsupportedIndexOperation,
-    VectorIndex,
+    FaissIndex,
     WrongDtype,
     WrongShape,
     build_index,
@@ -49,7 +49,7 @@ def corpus() -> np.ndarray:
     ],
 )
 def test_bad_vectors_raise_specific_errors(bad, error) -> None:
-    index = VectorIndex.create(DIM, "IDMap,Flat")
+    index = FaissIndex.create(DIM, "IDMap,Flat")
     with pytest.raises(error) as info:
         index.add(np.arange(3), bad)
     assert isinstance(info.value, InvalidVectors) and isinstance(info.value, IndexStoreError)
@@ -64,13 +64,13 @@ def test_norm_tolerance_and_id_count() -> None:
     with pytest.raises(NotUnitNorm):
         check_vectors(x * np.float32(1.01), DIM)
     with pytest.raises(WrongShape):
-        VectorIndex.create(DIM, "IDMap,Flat").add(np.arange(3), x)
+        FaissIndex.create(DIM, "IDMap,Flat").add(np.arange(3), x)
 
 
 @pytest.mark.parametrize("factory", ["IDMap,Flat", "IVF16,Flat", "IVF16,PQ16x4fs"])
 def test_add_search_remove_round_trip(corpus: np.ndarray, factory: str) -> None:
     ids = np.arange(len(corpus), dtype=np.int64) * 10 + 7
-    index = VectorIndex.create(DIM, factory)
+    index = FaissIndex.create(DIM, factory)
     index.train(corpus)
     index.add(ids, corpus)
     index.set_params(index.params.__class__(nprobe=16))
@@ -135,7 +135,7 @@ def test_index_type_follows_size_and_memory() -> None:
 
 def test_bad_factory_and_unsupported_remove(corpus: np.ndarray) -> None:
     with pytest.raises(InvalidIndexConfig):
-        VectorIndex.create(DIM, "NotAnIndex42")
+        FaissIndex.create(DIM, "NotAnIndex42")
     hnsw = build_index(np.arange(500), corpus[:500], IndexConfig(factory="HNSW8"))
     _, found = hnsw.search(corpus[:5], 1)
     assert found[:, 0].tolist() == [0, 1, 2, 3, 4]
@@ -148,7 +148,7 @@ def test_bad_factory_and_unsupported_remove(corpus: np.ndarray) -> None:
 def test_gpu_search_matches_cpu(corpus: np.ndarray) -> None:
     ids = np.arange(len(corpus), dtype=np.int64)
     cpu = build_index(ids, corpus, IndexConfig(factory="IDMap,Flat"))
-    gpu = VectorIndex(cpu.index, cpu.factory, device="cuda")
+    gpu = FaissIndex(cpu.index, cpu.factory, device="cuda")
     q = unit_vectors(50, DIM, seed=5)
     _, i_cpu = cpu.search(q, 10)
     _, i_gpu = gpu.search(q, 10)
@@ -165,8 +165,8 @@ def test_cuda_without_faiss_gpu_searches_on_cpu_and_logs_once(corpus: np.ndarray
         pytest.skip("this faiss has a GPU")
     gpu._logged.discard(("cuda:0", False))
     with caplog.at_level(logging.INFO, logger="index.backends.faiss_gpu"):
-        first = VectorIndex.create(DIM, "IDMap,Flat", device="cuda:0")
-        VectorIndex.create(DIM, "IDMap,Flat", device="cuda:0")
+        first = FaissIndex.create(DIM, "IDMap,Flat", device="cuda:0")
+        FaissIndex.create(DIM, "IDMap,Flat", device="cuda:0")
     first.add(np.arange(10), corpus[:10])
     assert not first.on_gpu and first.search(corpus[:1], 1)[1][0, 0] == 0
     assert [r.getMessage() for r in caplog.records].count(

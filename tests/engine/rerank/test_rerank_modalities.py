@@ -12,11 +12,7 @@ import torch
 
 from core.errors import RerankerUnavailable
 from core.modalities import Modality, registered
-from engine.rerank import model as rerank_model
-from engine.rerank.model import LEGACY_MODALITIES, Reranker, RerankerConfig
-
-# One side of a batch of pairs (``Side`` before a concurrent rename of #15 lands as ``TokenBatch``).
-TokenBatch = getattr(rerank_model, "TokenBatch", None) or getattr(rerank_model, "Side")
+from engine.rerank.model import LEGACY_MODALITIES, Reranker, RerankerConfig, TokenBatch
 
 SHIPPED = Path(__file__).resolve().parents[3] / "data" / "xmodal-mini" / "reranker"
 VIDEO = Modality("video", frozenset({".mp4"}))
