@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--store", default="xmodal-demo-store", help="store folder for the demo (default ./xmodal-demo-store)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
-    parser.add_argument("--k", type=int_range(1, MAX_K), default=3, help=f"results per query (1 to {MAX_K})")
+    parser.add_argument("-k", "--k", type=int_range(1, MAX_K), default=3, help=f"results per query (1 to {MAX_K})")
     parser.set_defaults(func=run)
     return parser
 

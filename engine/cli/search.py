@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "(default: all); for benchmarks of one direction, e.g. text->image vectors alone")
     parser.add_argument("--all", dest="show_all", action="store_true",
                         help="also show results under the calibrated floor (marked weak)")
-    parser.add_argument("--k", type=int_range(1, MAX_K), default=10, help=f"number of results (1 to {MAX_K})")
+    parser.add_argument("-k", "--k", type=int_range(1, MAX_K), default=10, help=f"number of results (1 to {MAX_K})")
     parser.add_argument("--depth", type=int_range(1, MAX_DEPTH), default=100,
                         help=f"ANN candidates per target modality (1 to {MAX_DEPTH})")
     parser.add_argument("--fusion", choices=FUSIONS, default=DEFAULT_FUSION,

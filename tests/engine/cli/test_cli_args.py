@@ -3,6 +3,7 @@ defaults in help, and the re-ranker note stays off stderr unless -v."""
 
 from __future__ import annotations
 
+import json
 import logging
 from importlib.metadata import version
 
@@ -14,12 +15,13 @@ from engine.query.limits import MAX_DEPTH, MAX_K, check_search_bounds
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["search", "q", "--k", "0"], "argument --k: 0 is out of range: from 1 to 1000"),
-    (["search", "q", "--k", "1000000000"], "argument --k: 1000000000 is out of range"),
+    (["search", "q", "--k", "0"], "argument -k/--k: 0 is out of range: from 1 to 1000"),
+    (["search", "q", "-k", "0"], "argument -k/--k: 0 is out of range"),
+    (["search", "q", "--k", "1000000000"], "argument -k/--k: 1000000000 is out of range"),
     (["search", "q", "--depth", "300000000"], "argument --depth: 300000000 is out of range: from 1 to 10000"),
     (["search", "q", "--rerank-depth", "0"], "argument --rerank-depth: 0 is out of range"),
     (["search", "q", "--text-weight", "nan"], "argument --text-weight: nan is out of range"),
-    (["demo", "--k", "-3"], "argument --k: -3 is out of range"),
+    (["demo", "--k", "-3"], "argument -k/--k: -3 is out of range"),
     (["ingest", "x", "--workers", "100000"], "argument --workers: 100000 is out of range: from 0 to 64"),
     (["ingest", "x", "--max-image-pixels", "0"], "argument --max-image-pixels: 0 is out of range: 1 or more"),
     (["serve", "--threads", "0"], "argument --threads: 0 is out of range"),
@@ -91,3 +93,8 @@ def test_rerank_note_only_with_verbose(tiny_store, capsys, caplog):
     with caplog.at_level(logging.INFO, logger="engine.cli.search"):
         assert main(["search", "a dog", "--store", str(store), "--k", "2", "-v"]) == 0
     assert any("no attention re-ranker" in r.getMessage() for r in caplog.records)
+
+
+def test_short_k_is_the_number_of_results(tiny_store, capsys):
+    assert main(["search", "a dog", "--store", str(tiny_store.store), "-k", "2", "--json", "--all"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
