@@ -8,13 +8,14 @@ body is refused while it streams in, not after.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, WithJsonSchema
 
 from core.modalities import MODALITIES
-from engine.query import DEFAULT_FUSION, FUSIONS, Filters, QueryPart, SearchRequest
+from engine.query import DEFAULT_FUSION, Filters, QueryPart, SearchRequest
+from engine.query.fusion import fusion_names
 from engine.server.errors import ApiError
 from engine.server.media import sniff_upload
 
@@ -25,6 +26,14 @@ def _registered(name: str) -> str:
     return name
 
 
+def _fusion(name: str) -> str:
+    if name not in fusion_names():  # read at validation time: a method registered later is accepted
+        raise ValueError(f"should be one of {', '.join(fusion_names())}")  # never echoing the input
+    return name
+
+
+FusionName = Annotated[str, AfterValidator(_fusion),
+                       WithJsonSchema({"type": "string", "description": "a registered fusion method"})]
 Modality = Annotated[str, AfterValidator(_registered),
                      WithJsonSchema({"type": "string", "description": "a registered modality (core.modalities)"})]
 T = TypeVar("T")
@@ -73,7 +82,7 @@ class SearchIn(BaseModel):
                            "result says whether it is weak)")
     k: int = Field(10, ge=1, le=200)
     depth: int = Field(100, ge=1, le=10_000, description="ANN candidates per target modality")
-    fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
+    fusion: FusionName = DEFAULT_FUSION
     filters: FiltersIn = FiltersIn()
     rerank: bool | None = Field(None, description="attention re-ranker: null follows the preset's per-direction "
                                 "default, true forces it (409 when the preset or the store's tokens cannot), "

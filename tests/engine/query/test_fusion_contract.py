@@ -140,3 +140,15 @@ def test_background_matches_the_corpus():
     x = _unit(np.random.default_rng(0).standard_normal((50, DIM)))
     cal = estimate_calibration(x, x)
     assert cal.mean == pytest.approx(float((x @ x.T).mean())) and cal.std == pytest.approx(float((x @ x.T).std()))
+
+
+def test_the_server_accepts_a_registered_method_and_refuses_unknown_ones(monkeypatch):
+    from pydantic import ValidationError
+
+    from engine.server.request import SearchIn
+
+    with pytest.raises(ValidationError) as refused:
+        SearchIn(text="dogs", fusion="best-cosine")
+    assert "best-cosine" not in str(refused.value.errors()[0]["msg"])  # the input is never echoed
+    monkeypatch.setitem(fusion_module._FUSIONS, BestCosine.name, BestCosine())
+    assert SearchIn(text="dogs", fusion="best-cosine").fusion == "best-cosine"
