@@ -13,9 +13,10 @@ import numpy as np
 from index.backend import VectorBackend, backend_class
 from index.build import VectorSource, build_from_source
 from index.catalog import Catalog
-from index.errors import CatalogLostWrites, IndexCorrupt, StoreDamaged
+from index.errors import CatalogLostWrites, IndexCorrupt, SettingsCorrupt, StoreDamaged
 from index.config import IndexConfig
 from index.persist import index_paths, load_index, save_index, sidecars
+from index.settings import read_settings, write_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Store:
                  create: bool = True, read_only: bool | None = None) -> None:
         self.root = Path(root)
         self.device = device
-        self.config = config or IndexConfig()
+        self.config = config or IndexConfig(backend=saved_backend(self.root))
         backend_class(self.config.backend)  # InvalidIndexConfig for a name no backend is registered under
         folder = self.root / "indexes"
         if folder.exists() and not folder.is_dir():
@@ -58,6 +59,8 @@ class Store:
         self.read_only = self.catalog.read_only
         # a read-only store still searches: indexes are built in memory when the files cannot be used or written
         self.persist = not self.read_only and os.access(folder if folder.exists() else self.root, os.W_OK)
+        if config is not None and self.persist and saved_backend(self.root) != config.backend:
+            save_backend(self.root, config.backend)  # later opens without a config keep the chosen backend
         self._open: dict[tuple[str, str], _Open] = {}
         self.last_sync: dict[tuple[str, str], SyncResult] = {}
         if not create:
@@ -217,6 +220,24 @@ class Store:
     def forget(self, model: str, modality: str) -> None:
         """Drop a cached open index so the next access reads the file again."""
         self._open.pop((model, modality), None)
+
+
+def saved_backend(root: str | Path) -> str:
+    """The index backend the store at ``root`` was set to (``index_backend`` in xmodal.json), else the default."""
+    try:
+        name = read_settings(root).get("index_backend")
+    except SettingsCorrupt:  # reported by `check`; searching still works with the default backend
+        name = None
+    return name if isinstance(name, str) and name else IndexConfig().backend
+
+
+def save_backend(root: str | Path, backend: str) -> None:
+    """Record ``backend`` as the store's index backend in xmodal.json, keeping the other settings."""
+    try:
+        settings = read_settings(root)
+    except SettingsCorrupt:
+        return  # never overwrite a damaged file: `check --repair` moves it aside first
+    write_settings(root, {**settings, "index_backend": backend})
 
 
 def open_store(path: str | Path, device: str = "cpu", config: IndexConfig | None = None, *,

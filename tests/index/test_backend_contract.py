@@ -27,6 +27,7 @@ from index import (
     register_backend,
 )
 from index.persist import index_paths, load_index, save_index
+from index.settings import read_settings
 from index.verify import compare_vectors
 from tests._index_data import fill_catalog, unit_vectors
 
@@ -235,9 +236,14 @@ def test_store_follows_its_configured_backend(tmp_path) -> None:
         assert store.index("m", "image").ntotal == 299 and store.last_sync[("m", "image")].action == "caught-up"
     report = check_store(tmp_path)
     assert report.ok and report.vector_sets[0]["compared"] == 299 and report.vector_sets[0]["exact"]
-    with open_store(tmp_path) as store:  # the default backend: the exact index is replaced, its file removed
+    assert read_settings(tmp_path)["index_backend"] == "exact"
+    with open_store(tmp_path) as store:  # no config: the store keeps the backend it was set to
+        assert store.config.backend == "exact" and store.index("m", "image").ntotal == 299
+        assert store.last_sync[("m", "image")].action != "rebuilt"
+    with open_store(tmp_path, config=IndexConfig()) as store:  # FAISS asked for: the exact index is replaced
         _, ids = store.search("m", "image", unit_vectors(300)[7:8], 1)
         assert ids[0, 0] == reps[7] and store.last_sync[("m", "image")].action == "rebuilt"
         assert "exact backend" in store.last_sync[("m", "image")].reason
+    assert read_settings(tmp_path)["index_backend"] == "faiss"
     assert index_paths(tmp_path, "m", "image")[0].is_file() and not data_path.exists()
     assert check_store(tmp_path).ok
