@@ -53,6 +53,7 @@ def test_unreachable_hub_fails_fast_without_offline_flag(monkeypatch, no_weights
 
     def hanging_connect(*args, **kwargs):
         time.sleep(30)  # a black-holed network: the probe must give up on its own
+        raise TimeoutError("timed out")  # as the real call ends, so the abandoned probe thread ends quietly later
 
     monkeypatch.setattr(socket, "create_connection", hanging_connect)
     start = time.monotonic()
