@@ -1,13 +1,9 @@
-"""The attention re-ranker: a small transformer over query tokens and candidate tokens that scores each pair.
+"""The attention re-ranker: its config, the token batches it scores, and the model that saves and loads itself.
 
-Each side is ``[vector] tokens``, every token projected from its tower's width and tagged with its modality,
-side and position. The query's tokens pass one self-attention layer once per query; each candidate's
-``[CLS] [vector] tokens`` then pass blocks of self-attention and cross-attention to the query's tokens. The score is the first-stage calibrated
-score times a learned scale plus a learned correction read from ``[CLS]``; the correction starts at zero, so an
-untrained re-ranker keeps the first-stage order.
-
-That is the ``cross`` kind (``engine.rerank.cross``). ``config.kind`` picks the kind by name from the registry in
-``engine.rerank.kinds`` (``slots``: ``engine.rerank.slots``); a kind builds its parameters on this module.
+The score of a (query, candidate) pair is the first-stage calibrated score times a learned scale plus a learned
+correction. ``config.kind`` picks how the correction is computed, by name from the registry in ``engine.rerank.kinds``
+(``cross``: ``engine.rerank.cross``, candidate tokens attending to the query's; ``slots``: ``engine.rerank.slots``);
+a kind builds its parameters on this module, so saved state-dict keys do not depend on where its code lives.
 """
 
 from __future__ import annotations
@@ -78,42 +74,6 @@ class TokenBatch:
         return cls(torch.from_numpy(padded), torch.from_numpy(mask), torch.as_tensor(vectors, dtype=torch.float32), modality)
 
 
-class _CrossBlock(nn.Module):
-    """Pre-norm block over candidate tokens: self-attention, cross-attention to the query's tokens, feed-forward.
-
-    The query's keys and values are computed once per query and gathered per pair (``owner``), so a query
-    scored against 100 candidates costs one pass over its tokens, not 100.
-    """
-
-    def __init__(self, width: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.n1, self.n2, self.n3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
-        self.self_attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
-        self.q = nn.Linear(width, width)
-        self.kv = nn.Linear(width, 2 * width)
-        self.o = nn.Linear(width, width)
-        self.ff = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
-        self.drop = nn.Dropout(dropout)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], x.shape[1], self.heads, -1).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor, x_keep: torch.Tensor, memory: torch.Tensor, m_keep: torch.Tensor,
-                owner: torch.Tensor) -> torch.Tensor:
-        h = self.n1(x)
-        x = x + self.drop(self.self_attn(h, h, h, key_padding_mask=~x_keep, need_weights=False)[0])
-        k, v = self.kv(memory).chunk(2, dim=-1)
-        k, v, m_keep = self._split(k), self._split(v), m_keep[:, None, None, :]
-        if len(memory) == 1:  # one query against every candidate: broadcast, no copies
-            k, v, m_keep = k.expand(len(x), -1, -1, -1), v.expand(len(x), -1, -1, -1), m_keep.expand(len(x), -1, -1, -1)
-        else:
-            k, v, m_keep = k[owner], v[owner], m_keep[owner]
-        attn = nn.functional.scaled_dot_product_attention(self._split(self.q(self.n2(x))), k, v, attn_mask=m_keep)
-        x = x + self.drop(self.o(attn.transpose(1, 2).reshape(x.shape)))
-        return x + self.drop(self.ff(self.n3(x)))
-
-
 class Reranker(nn.Module):
     """Scores (query, candidate) pairs as its kind (``config.kind``) does; saves and loads itself with its config."""
 
@@ -124,46 +84,6 @@ class Reranker(nn.Module):
         self.kind: RerankerKind = reranker_kind(config.kind)
         self.kind.build(self)
 
-    def build_cross(self) -> None:
-        """The ``cross`` kind's layers (attributes of the model, named as saved re-rankers name them)."""
-        config = self.config
-        w = config.width
-        self.inputs = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, w), nn.LayerNorm(w)) for m, d in config.token_dims.items()})
-        self.vector_in = nn.Sequential(nn.Linear(config.vector_dim, w), nn.LayerNorm(w))
-        self.modality = nn.Embedding(len(config.modalities), w)
-        self._rows = {m: i for i, m in enumerate(config.modalities)}
-        self.side = nn.Embedding(2, w)
-        self.position = nn.Embedding(config.max_tokens + 1, w)
-        self.cls = nn.Parameter(torch.zeros(1, 1, w))
-        layer = nn.TransformerEncoderLayer(w, config.heads, 2 * w, config.dropout, batch_first=True, norm_first=True)
-        self.query_encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
-        self.blocks = nn.ModuleList(_CrossBlock(w, config.heads, config.dropout) for _ in range(config.layers))
-        self.norm = nn.LayerNorm(w)
-        self.out = nn.Linear(w, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-        # Late interaction on the attended states: each query token's best match among the candidate's tokens.
-        self.match_q = nn.Linear(w, w, bias=False)
-        self.match_c = nn.Linear(w, w, bias=False)
-        self.match_weight = nn.Parameter(torch.tensor(0.0))
-
-    def _row(self, modality: str) -> int:
-        """The modality embedding's row for ``modality`` (rows are looked up by name, never by registry position)."""
-        if modality not in self._rows:
-            raise RerankerUnavailable(f"this re-ranker has no modality embedding for {modality}")
-        return self._rows[modality]
-
-    def _embed(self, side: TokenBatch, which: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if side.modality not in self.inputs:
-            raise RerankerUnavailable(f"this re-ranker was not trained with {side.modality} tokens")
-        tokens = side.tokens[:, : self.config.max_tokens]
-        mask = side.mask[:, : self.config.max_tokens]
-        x = torch.cat([self.vector_in(side.vectors).unsqueeze(1), self.inputs[side.modality](tokens)], dim=1)
-        positions = torch.arange(x.shape[1], device=x.device)
-        x = x + self.position(positions) + self.side.weight[which] + self.modality.weight[self._row(side.modality)]
-        keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        return x, keep
-
     def forward(self, query: TokenBatch, candidate: TokenBatch, first_stage: torch.Tensor,
                 owner: torch.Tensor | None = None) -> torch.Tensor:
         """Scores (n,) for n candidates; ``owner[i]`` is the query row of candidate i (default: row 0 if the query
@@ -172,25 +92,6 @@ class Reranker(nn.Module):
         if owner is None:
             owner = torch.zeros(n, dtype=torch.long) if query.tokens.shape[0] == 1 else torch.arange(n)
         return self.kind.score(self, query, candidate, first_stage, owner)
-
-    def cross_score(self, query: TokenBatch, candidate: TokenBatch, first_stage: torch.Tensor,
-                    owner: torch.Tensor) -> torch.Tensor:
-        """The ``cross`` kind's scores (n,) of n candidates."""
-        n = candidate.tokens.shape[0]
-        q, q_keep = self._embed(query, 0)
-        memory = self.query_encoder(q, src_key_padding_mask=~q_keep)
-        c, c_keep = self._embed(candidate, 1)
-        x = torch.cat([self.cls.expand(n, -1, -1), c], dim=1)
-        x_keep = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=x.device), c_keep], dim=1)
-        for block in self.blocks:
-            x = block(x, x_keep, memory, q_keep, owner)
-        h = self.norm(x)
-        hq = nn.functional.normalize(self.match_q(memory), dim=-1)[owner]
-        hc = nn.functional.normalize(self.match_c(h[:, 1:]), dim=-1)
-        sims = (hq @ hc.transpose(1, 2)).masked_fill(~c_keep[:, None, :], -1.0)
-        q_mask = q_keep[owner].to(sims.dtype)
-        match = (sims.amax(dim=2) * q_mask).sum(dim=1) / q_mask.sum(dim=1)
-        return self.scale * first_stage + self.match_weight * match + self.out(h[:, 0]).squeeze(-1)
 
     def is_enabled(self, query_modality: str, target: str) -> bool:
         """Whether held-out evaluation turned re-ranking on by default for this direction."""
