@@ -103,7 +103,7 @@ def broken_files(root: Path) -> dict[str, Path]:
     sf.write(buf, np.zeros((0, 1), dtype=np.float32), 16000, format="WAV")
     files["empty_audio"].write_bytes(buf.getvalue())
     files["truncated_flac"].write_bytes(wav_bytes(5, seconds=2.0, fmt="FLAC")[:40])
-    # Latin-1 text is read as Windows-1252; a mostly-high-byte legacy encoding is refused (tests/test_passages.py)
+    # Latin-1 text is read as Windows-1252; a mostly-high-byte legacy encoding is refused (tests/ingest/test_passages.py)
     files["non_utf8"].write_bytes("Привет, это текст в кодировке Windows-1251.".encode("cp1251"))
     files["blank_text"].write_text("   \n\t\n", encoding="utf-8")
     return files
