@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime
+from typing import Callable
 
 from core.modalities import MODALITIES
 from index.errors import SchemaTooNew
@@ -12,6 +14,8 @@ from index.errors import SchemaTooNew
 # registry the text is byte for byte the SQL that shipped (tests/core pins it), so old catalogs are unchanged.
 _MODALITY_IN = ", ".join(f"'{m}'" for m in MODALITIES)
 STATUSES = ("ok", "failed", "deleted")
+# A migration step: one SQL statement, or a function run on the connection inside the migration's transaction.
+Step = str | Callable[[sqlite3.Connection], None]
 
 _V1 = [
     """CREATE TABLE catalog_state (
@@ -104,8 +108,30 @@ _V5 = [
     "CREATE INDEX representations_source ON representations (source) WHERE source IS NOT NULL",
 ]
 
+
+
+def _drop_modality_checks(conn: sqlite3.Connection) -> None:
+    """Remove V1's ``CHECK (modality IN (...))`` from items and representations, the way SQLite documents for
+    removing a CHECK (edit the stored CREATE TABLE text, bump schema_version): the data on disk is unchanged, and
+    ``index.catalog`` checks every modality against the registry (``core.modalities``) on write instead, so a
+    modality registered later can be stored in a catalog made before it."""
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        for table in ("items", "representations"):
+            (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+            narrowed = re.sub(r" CHECK \(modality IN \([^)]*\)\)", "", sql)
+            if narrowed != sql:
+                conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (narrowed, table))
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+
+
+_V6: list[Step] = [_drop_modality_checks]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
+MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -123,7 +149,7 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-def migrate(conn: sqlite3.Connection, migrations: list[list[str]] | None = None) -> int:
+def migrate(conn: sqlite3.Connection, migrations: list[list[Step]] | None = None) -> int:
     """Bring the schema up to the last migration; raises ``SchemaTooNew`` for a newer file. Returns the version."""
     migrations = MIGRATIONS if migrations is None else migrations
     latest = len(migrations)
@@ -134,8 +160,11 @@ def migrate(conn: sqlite3.Connection, migrations: list[list[str]] | None = None)
         if version > latest:
             raise SchemaTooNew(f"catalog schema version {version} is newer than this xmodal supports ({latest})")
         for number in range(version + 1, latest + 1):
-            for statement in migrations[number - 1]:
-                conn.execute(statement)
+            for step in migrations[number - 1]:
+                if callable(step):
+                    step(conn)
+                else:
+                    conn.execute(step)
             conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (number, now()))
         conn.execute("COMMIT")
     except BaseException:
