@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bench._child import peak_rss_gib
 from bench._synthetic_vectors import ClusteredSpec, ClusteredVectors
 from index import (
     IndexConfig,
@@ -59,8 +59,6 @@ def factory_for(spec: RunSpec) -> str:
     return spec.kind  # a raw faiss factory string
 
 
-def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _seconds(fn: Callable[[], object]) -> float:
@@ -139,7 +137,7 @@ def run(spec: RunSpec) -> dict:
         "tune_seconds": round(t_tune, 2),
         "datagen_seconds": round(t_gen, 2),
         "exact_gt_seconds": round(t_exact, 2),
-        "peak_rss_gib": round(_peak_rss_gib(), 3),
+        "peak_rss_gib": round(peak_rss_gib(), 3),
         "batched_queries": len(eval_q),
         "batched_qps": round(len(eval_q) / t_batch, 1),
         "raw_faiss_batched_qps": round(len(eval_q) / raw_batch, 1),

@@ -238,3 +238,20 @@ def test_failed_stages_show_as_failed(tmp_path):
     assert rows["query over 1M, end to end: p99, ms"].figure == "failed: bench.query exited 1"
     assert rows["index 1M IVF-Flat: recall@10"].figure == "failed: MemoryError"
     assert rows["index 1M IVF-Flat: recall@10"].met == "—"
+
+
+def test_a_child_reports_its_own_peak_memory_not_its_parents(tmp_path, monkeypatch):
+    # ru_maxrss survives exec: a child spawned by a big parent used to report the parent's size as its own peak
+    from bench import _child
+
+    module = tmp_path / "tiny_child.py"
+    module.write_text("import json, sys\njson.dump({'ok': 1}, open(sys.argv[sys.argv.index('--json') + 1], 'w'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ballast = bytearray(1 << 30)  # 1 GiB, touched so it is resident
+    for at in range(0, len(ballast), 4096):
+        ballast[at] = 1
+    result = _child.run_module("tiny_child", [], tmp_path / "out.json")
+    assert result.payload == {"ok": 1}
+    assert 0 < result.peak_rss_gib < 0.5, result.peak_rss_gib
+    del ballast
