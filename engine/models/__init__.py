@@ -19,6 +19,7 @@ _EXPORTS = {
     "SmallImageConfig": "engine.models.towers", "Tower": "engine.models.towers",
     "ClapAudioTower": "engine.models.towers", "OpenClipImageTower": "engine.models.towers",
     "OpenClipTextTower": "engine.models.towers",
+    "EnrichOptions": "engine.models.enrichers", "make_enrichers": "engine.models.enrichers",
 }
 
 __all__ = sorted(_EXPORTS)
