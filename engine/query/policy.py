@@ -16,6 +16,8 @@ from core.errors import InvalidInput, RerankerUnavailable
 from engine.models import Encoder
 from engine.query.fusion import DEFAULT_FUSION
 from engine.query.inputs import QueryPart, encode_query, encode_query_with_tokens, heaviest_part
+from engine.query.keyword import DEFAULT_MODE, KEYWORD, check_mode
+from engine.query.keyword import VECTOR as VECTOR_MODE
 from engine.query.rerank import rerank as rerank_results
 from engine.query.search import Filters, Result, Searcher
 from engine.query.targets import plan_search
@@ -38,7 +40,8 @@ UNMATCHABLE = "unmatchable"  # the requested kinds and the modality filter exclu
 @dataclass(frozen=True)
 class SearchRequest:
     """One search: query parts, targets (result item kinds; empty: all), k, filters, depth, fusion, re-ranking (None:
-    preset default), indexes (raw vector sets searched; empty: all) and whether results under the floor are kept."""
+    preset default), indexes (raw vector sets searched; empty: all), whether results under the floor are kept and the
+    mode: "hybrid" (vector and keyword lists fused), "vector" or "keyword" (``engine.query.keyword``)."""
 
     parts: tuple[QueryPart, ...]
     targets: tuple[str, ...] = ()
@@ -50,6 +53,7 @@ class SearchRequest:
     rerank_depth: int | None = None
     indexes: tuple[str, ...] = ()
     show_all: bool = True
+    mode: str = DEFAULT_MODE
 
     @property
     def text_only(self) -> str | None:
@@ -57,6 +61,12 @@ class SearchRequest:
         if len(self.parts) == 1 and self.parts[0].modality == "text" and isinstance(self.parts[0].value, str):
             return self.parts[0].value
         return None
+
+    @property
+    def keywords(self) -> str | None:
+        """The text parts' words, matched by keyword search (None when the query has no text)."""
+        texts = [p.value for p in self.parts if p.modality == "text" and isinstance(p.value, str) and p.weight > 0]
+        return " ".join(texts) if texts else None
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ def decide(request: SearchRequest, available: Sequence[str], reranker: Reranker 
     the store holds tokens (``has_tokens`` is asked only then)."""
     if not request.parts:
         raise InvalidInput("empty query")
+    if check_mode(request.mode) == KEYWORD and not (request.keywords or "").strip():
+        raise InvalidInput("keyword mode needs a text query")
     query_modality = heaviest_part(request.parts).modality
     planned = plan_search(available, request.targets, request.indexes, request.filters)
     if planned is None:
@@ -128,6 +140,13 @@ def decide(request: SearchRequest, available: Sequence[str], reranker: Reranker 
     return plan(True, ON_BY_DEFAULT)
 
 
+def _keyword_args(request: SearchRequest) -> dict[str, str]:
+    """The searcher's keyword arguments: none for a vector search (a searcher without keywords still runs it)."""
+    if request.mode == VECTOR_MODE or request.keywords is None:
+        return {}
+    return {"keywords": request.keywords, "mode": request.mode}
+
+
 def execute(plan: SearchPlan, request: SearchRequest, encoder: Encoder, searcher: Searcher,
             reranker: Reranker | None, vector: np.ndarray | None = None,
             threads: int | None = QUERY_THREADS) -> Searched:
@@ -155,7 +174,7 @@ def execute(plan: SearchPlan, request: SearchRequest, encoder: Encoder, searcher
         with query_threads(threads) if threads else nullcontext():
             vector = encode_query(encoder, request.parts)
     results = searcher.search(vector, request.parts[0].modality, list(plan.searched), request.k, plan.filters,
-                              request.depth, fusion, request.show_all)
+                              request.depth, fusion, request.show_all, **_keyword_args(request))
     return Searched(plan, results, False, skipped)
 
 
@@ -168,7 +187,7 @@ def _reranked(plan: SearchPlan, request: SearchRequest, encoder: Encoder, search
         vector, modality, tokens = encode_query_with_tokens(encoder, request.parts)
     pool = max(request.k, request.rerank_depth or RERANK_DEPTH)
     results = searcher.search(vector, modality, list(plan.searched), pool, plan.filters, max(request.depth, pool),
-                              fusion)
+                              fusion, **_keyword_args(request))
     query_side = TokenBatch.from_arrays([tokens], vector, modality, reranker.config.max_tokens)
     with query_threads():
         return rerank_results(reranker, searcher.store.catalog, searcher.model, results, query_side,

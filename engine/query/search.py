@@ -12,7 +12,9 @@ import numpy as np
 from engine.query.limits import check_search_bounds
 from engine.query.calibrate import Calibrations, sigmoid
 from engine.query.fusion import DEFAULT_FUSION, Calibration, HitScore, estimate_calibration, fusion_named
+from engine.query.keyword import VECTOR, KEYWORD, check_mode, is_keyword_list, keyword_lists, keyword_score
 from index import Hit, Store
+from index.keyword import has_keywords
 
 log = logging.getLogger(__name__)
 _CAL_SAMPLE = 512
@@ -168,18 +170,38 @@ class Searcher:
             pairs = [(h, s) for h, s in pairs if filters.accepts(h, mtimes.get(h.item_id))]
         return [(h, s) for h, s in pairs if h.status == "ok"], exhausted
 
+    def _keyword_candidates(self, vector: np.ndarray, text: str, depth: int,
+                            filters: Filters) -> tuple[dict[str, list[tuple[Hit, float]]], bool]:
+        """Keyword candidate lists (``engine.query.keyword``) under the same filters as vector candidates."""
+        if not has_keywords(self.store.catalog):  # a catalog from before keyword search (read-only, not migrated)
+            return {}, True
+        lists, exhausted = keyword_lists(self.store.catalog, text, depth, self.model, vector, filters.modalities)
+        if filters.active:
+            pairs = [h for found in lists.values() for h, _ in found]
+            timed = filters.mtime_after is not None or filters.mtime_before is not None
+            mtimes = self._mtimes({h.item_id for h in pairs}) if timed else {}
+            lists = {name: [(h, s) for h, s in found if filters.accepts(h, mtimes.get(h.item_id))]
+                     for name, found in lists.items()}
+        return {name: [(h, s) for h, s in found if h.status == "ok"] for name, found in lists.items()}, exhausted
+
     def search(self, vector: np.ndarray, query_modality: str, targets: Sequence[str], k: int = 10,
                filters: Filters = Filters(), depth: int = 100, fusion: str = DEFAULT_FUSION,
-               show_all: bool = True) -> list[Result]:
+               show_all: bool = True, keywords: str | None = None, mode: str = VECTOR) -> list[Result]:
         """Top ``k`` items for a query vector over the target indexes (vector modalities), fused by item;
-        ``show_all=False`` drops results under the calibrated floor (``Result.weak``)."""
+        ``show_all=False`` drops results under the calibrated floor (``Result.weak``). ``mode`` "hybrid" also fuses
+        the keyword lists of ``keywords`` (the query's text), "keyword" fuses those alone, "vector" (the default
+        here) none."""
         fusion_named(fusion)  # an unknown name is InvalidInput before any work
         check_search_bounds(k, depth)
+        check_mode(mode)
         available = set(self.modalities())
-        targets = [t for t in targets if t in available]
+        targets = [t for t in targets if t in available] if mode != KEYWORD else []
+        text = keywords if mode != VECTOR else None
         depth = max(depth, k)
         while True:
             lists, all_exhausted = {}, True
+            if text:  # keyword lists first: a tie of cosines shows the keyword match (a file name) as the reason
+                lists, all_exhausted = self._keyword_candidates(vector, text, depth, filters)
             for target in targets:
                 lists[target], exhausted = self._candidates(vector, target, depth, filters)
                 all_exhausted &= exhausted
@@ -192,13 +214,15 @@ class Searcher:
               k: int) -> list[Result]:
         fits = self.calibrations
         method = fusion_named(fusion)
-        if method.needs_fits and (fits is None or any(fits.fit_for(query_modality, t) is None for t in lists)):
+        vector_lists = [t for t in lists if not is_keyword_list(t)]
+        if method.needs_fits and (fits is None or any(fits.fit_for(query_modality, t) is None for t in vector_lists)):
             method = fusion_named(method.fallback)  # no fitted curve for this preset or pair
         best: dict[int, tuple[float, Hit, int]] = {}
         fused: dict[int, float] = {}
         logits: dict[int, float] = {}  # best log-odds of a match per item, whatever the fusion
         for target, pairs in lists.items():
-            cal = self.calibration(query_modality, target) if method.uses_background else None
+            keyword = is_keyword_list(target)  # scored by rank in calibrated units (engine.query.keyword)
+            cal = self.calibration(query_modality, target) if method.uses_background and not keyword else None
             seen: set[int] = set()
             for hit, score in pairs:
                 item = hit.item_id
@@ -206,11 +230,14 @@ class Searcher:
                     continue
                 rank = len(seen)
                 seen.add(item)
-                fit = fits.fit_for(query_modality, target, hit.kind) if fits is not None else None
-                logit = float(fit.logit(score)) if fit is not None else None
-                if logit is not None:
-                    logits[item] = max(logits.get(item, -np.inf), logit)
-                fused[item] = method.combine(fused.get(item), method.hit(HitScore(rank, score, cal, logit)))
+                if keyword:
+                    scored = keyword_score(rank)
+                else:
+                    fit = fits.fit_for(query_modality, target, hit.kind) if fits is not None else None
+                    scored = HitScore(rank, score, cal, float(fit.logit(score)) if fit is not None else None)
+                if scored.logit is not None:
+                    logits[item] = max(logits.get(item, -np.inf), scored.logit)
+                fused[item] = method.combine(fused.get(item), method.hit(scored))
                 if item not in best or score > best[item][0]:
                     best[item] = (score, hit, rank)
         order = sorted(fused, key=lambda i: (-fused[i], -best[i][0], i))[:k]
