@@ -1,0 +1,76 @@
+"""Shard servers: one index shard each, held in memory by a Ray actor (replicas per shard for QPS).
+
+``index.shard_server.ShardServer`` is a plain class (usable in this process); ``start_shard_servers`` runs it as
+actors named ``<prefix>-<shard>-<replica>`` so that a coordinator in another driver finds them with ``connect_shard_servers``
+(``xmodal shards serve`` on a cluster, then searches by address). Ray is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from index.shard_server import ServerOptions, ShardServer
+from index.shards import read_manifest
+
+__all__ = ["Replicas", "ServerOptions", "ShardServer", "actor_name", "connect_shard_servers",
+           "start_shard_servers", "stop_shard_servers", "wait_ready"]
+
+Replicas = list[list[Any]]  # [shard][replica] -> Ray actor handle
+
+
+def actor_name(prefix: str, shard: int, replica: int) -> str:
+    """The Ray actor name of one replica of one shard."""
+    return f"{prefix}-{shard}-{replica}"
+
+
+def start_shard_servers(folder: str | Path, replicas: int = 1, options: ServerOptions = ServerOptions(), *,
+                        prefix: str | None = None, detached: bool = False, ready_timeout_s: float | None = 120.0) -> Replicas:
+    """Start ``replicas`` actors per shard of the set in ``folder`` on the connected Ray cluster and wait until each
+    has loaded its shard (``ready_timeout_s`` None: do not wait, see ``wait_ready``); ``prefix`` names them
+    (``detached``: they outlive this driver)."""
+    import ray
+
+    manifest = read_manifest(folder)
+    cls = ray.remote(ShardServer)
+    handles: Replicas = []
+    for entry in manifest.shards:
+        row = []
+        for r in range(replicas):
+            opts: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus, "max_restarts": 0}
+            if prefix:
+                opts["name"] = actor_name(prefix, entry.shard, r)
+                if detached:
+                    opts["lifetime"] = "detached"
+            row.append(cls.options(**opts).remote(str(folder), entry.shard, options))
+        handles.append(row)
+    if ready_timeout_s is not None:
+        wait_ready(handles, ready_timeout_s)
+    return handles
+
+
+def wait_ready(handles: Sequence[Sequence[Any]], timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """Wait until every shard server has loaded its shard; what each holds (``ShardServer.info``)."""
+    import ray
+
+    return ray.get([h.info.remote() for row in handles for h in row], timeout=timeout_s)
+
+
+def connect_shard_servers(prefix: str, shards: int, replicas: int) -> Replicas:
+    """Handles of running named shard servers (``ValueError`` from Ray when one is not running)."""
+    import ray
+
+    return [[ray.get_actor(actor_name(prefix, s, r)) for r in range(replicas)] for s in range(shards)]
+
+
+def stop_shard_servers(handles: Sequence[Sequence[Any]]) -> None:
+    """Kill every shard server actor (a dead one is ignored)."""
+    import ray
+
+    for row in handles:
+        for handle in row:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:  # already gone: nothing to stop
+                pass
