@@ -23,6 +23,8 @@ HELP = "search the store with text, an image or an audio clip"
 # engine.query's FUSIONS and DEFAULT_FUSION, repeated so `search --help` need not import torch (a test checks)
 FUSIONS = ("rrf", "calibrated", "probability")
 DEFAULT_FUSION = "probability"
+MODES = ("hybrid", "vector", "keyword")  # engine.query.keyword's MODES and DEFAULT_MODE, repeated for the same reason
+DEFAULT_MODE = "hybrid"
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--fusion", choices=FUSIONS, default=DEFAULT_FUSION,
                         help="how hits of several indexes merge: probability (each pair's fitted cosine->P(match); "
                         "calibrated z-scores for presets without a fit), calibrated or rrf; probability measured best")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                        help="hybrid: vector hits fused with keyword hits (words in captions, notes, transcripts, OCR "
+                        "text, file names, metadata); vector or keyword alone")
     rr = parser.add_mutually_exclusive_group()
     rr.add_argument("--rerank", dest="rerank", action="store_true", default=None,
                     help="re-rank the fused candidates with the preset's attention re-ranker")
@@ -76,6 +81,13 @@ def _epoch(text: str | None) -> float | None:
         return datetime.fromisoformat(text).timestamp()
     except ValueError as exc:
         raise InvalidInput(f"not an ISO date/time: {text!r}") from exc
+
+
+def clock(seconds: float) -> str:
+    """A moment as a player shows it: 83.4 -> "1:23", 3723 -> "1:02:03"."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def modality_list(text: str, option: str) -> list[str]:
@@ -140,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.query import Filters, SearchRequest
 
     request = SearchRequest(tuple(query_parts(args)), tuple(targets), args.k, Filters(modalities, args.uri, after, before,
-                            meta), args.depth, args.fusion, args.rerank, args.rerank_depth, tuple(indexes), True)
+                            meta), args.depth, args.fusion, args.rerank, args.rerank_depth, tuple(indexes), True,
+                            args.mode)
     with Engine.open(args.store, args.preset, args.device, create=False) as engine:
         searched = engine.run_search(request)  # the note below reads the plan this search ran
         note, results = rerank_note(searched.plan, engine.model), searched.results
@@ -166,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
         where = f" @ {r.match.offset_seconds:.1f}s" if r.match.offset_seconds is not None else ""
         if r.match.char_offset is not None:
             where = f" @ char {r.match.char_offset}"
-        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind in ("caption", "passage") else ""
+        if r.modality == "video" and r.match.offset_seconds is not None:  # the moment, as a player shows it
+            where = f" at {clock(r.match.offset_seconds)} ({r.match.kind})"
+        said = f"  “{r.match.text[:70]}”" if r.match.text and r.match.kind != r.modality else ""
         mark = "  (weak)" if r.weak else ""
         print(f"{rank:>3}. {r.order_score:12.4f}  {r.first_stage:6.3f}  {r.modality:<5} {r.uri}{where}{said}{mark}")
     return 0

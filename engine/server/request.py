@@ -8,7 +8,7 @@ body is refused while it streams in, not after.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, WithJsonSchema
@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from core.modalities import MODALITIES
 from engine.query import DEFAULT_FUSION, Filters, QueryPart, SearchRequest
 from engine.query.fusion import fusion_names
+from engine.query.keyword import DEFAULT_MODE, MODES
 from engine.server.errors import ApiError
 from engine.server.media import sniff_upload
 
@@ -88,6 +89,8 @@ class SearchIn(BaseModel):
                                 "default, true forces it (409 when the preset or the store's tokens cannot), "
                                 "false skips it")
     rerank_depth: int | None = Field(None, ge=1, le=1000, description="fused candidates re-ranked (default 50)")
+    mode: Literal[MODES] = Field(DEFAULT_MODE, description="hybrid: vector hits fused with keyword hits (words in "  # type: ignore[valid-type]
+                                 "captions, notes, transcripts, OCR text, file names, metadata); vector or keyword alone")
 
     def job(self, upload: tuple[str, bytes] | None) -> SearchRequest:
         """The engine's search request for this request body (and the uploaded query file, if any)."""
@@ -99,7 +102,7 @@ class SearchIn(BaseModel):
         f = self.filters
         filters = Filters(tuple(f.modalities), f.uri_glob, f.mtime_after, f.mtime_before, dict(f.metadata))
         return SearchRequest(tuple(parts), tuple(self.targets), self.k, filters, self.depth, self.fusion, self.rerank,
-                             self.rerank_depth, tuple(self.indexes), self.show_all)
+                             self.rerank_depth, tuple(self.indexes), self.show_all, self.mode)
 
 
 SEARCH_DOC = {
@@ -115,7 +118,7 @@ SEARCH_DOC = {
                 "indexes": {"type": "string", "description": "comma-separated raw vector indexes (benchmarks)"},
                 "show_all": {"type": "boolean"},
                 "k": {"type": "integer"}, "depth": {"type": "integer"}, "fusion": {"type": "string"},
-                "rerank": {"type": "boolean"}, "rerank_depth": {"type": "integer"},
+                "rerank": {"type": "boolean"}, "rerank_depth": {"type": "integer"}, "mode": {"type": "string"},
                 "filters": {"type": "string", "description": "JSON object, as in the JSON body"},
             }}},
         },

@@ -154,3 +154,25 @@ def test_deleted_items_never_match(tmp_path):
         gone = engine.store.catalog.item_by_uri(str(media / "a.txt"))
         engine.store.catalog.mark_deleted(gone.id)
         assert [r.uri for r in _search(engine, "wombat", KEYWORD)] == [str(media / "b.txt")]
+
+
+def test_server_takes_the_mode_and_the_cli_repeats_it():
+    from engine.cli import search as cli_search
+    from engine.query import keyword
+    from engine.server.request import SearchIn
+
+    assert (cli_search.MODES, cli_search.DEFAULT_MODE) == (keyword.MODES, keyword.DEFAULT_MODE)  # repeated for --help
+    assert SearchIn(text="x", mode="keyword").job(None).mode == KEYWORD
+    assert SearchIn(text="x").job(None).mode == keyword.DEFAULT_MODE
+    with pytest.raises(Exception, match="mode"):
+        SearchIn(text="x", mode="fuzzy")
+
+
+@pytest.mark.skipif(not any(m is MIGRATION for m in MIGRATIONS), reason="the schema does not list keyword search yet")
+def test_cli_search_mode(store, capsys):
+    from engine.cli import main
+
+    engine, _ = store
+    assert main(["search", "IMG_2041", "--mode", "keyword", "--store", str(engine.store.root), "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert '"kind": "name"' in printed and "IMG_2041.jpg" in printed
