@@ -13,6 +13,7 @@ import numpy as np
 import sqlite_utils
 
 from index.catalog_read import CatalogReads
+from index.enrichments import CatalogEnrichments
 from index.errors import (
     DimensionMismatch,
     InvalidStatus,
@@ -31,7 +32,7 @@ def _check_modality(modality: str) -> None:
         raise InvalidStatus(f"modality must be one of {MODALITIES}, got {modality!r}")
 
 
-class Catalog(CatalogReads):
+class Catalog(CatalogEnrichments, CatalogReads):
     """Items, representations and per-model vectors; every committed change bumps ``generation``."""
 
     def __init__(self, path: str | Path, *, create: bool = True, read_only: bool | None = None) -> None:
@@ -145,6 +146,7 @@ class Catalog(CatalogReads):
             if cur.rowcount == 0:
                 raise ItemNotFound(f"no item with id {item_id}")
             self.remove_representations(item_id)
+            self.db.execute("DELETE FROM enrichments WHERE item_id = ?", (item_id,))
 
     def mark_failed(self, item_id: int, error: str) -> None:
         """Record that ingesting the item failed; its representations and vectors are removed."""
@@ -157,17 +159,18 @@ class Catalog(CatalogReads):
     # ---- representations ---------------------------------------------------------------------------
 
     def add_representation(self, item_id: int, kind: str, modality: str, *, offset_seconds: float | None = None,
-                           text: str | None = None, source: str | None = None) -> int:
-        """Add a searchable view of an item (``source``: the manifest that gave a caption); returns its id (the
-        FAISS id of its vectors)."""
+                           text: str | None = None, source: str | None = None, end_seconds: float | None = None) -> int:
+        """Add a searchable view of an item (``source``: the manifest that gave a caption, or ``enrich:NAME``);
+        returns its id (the FAISS id of its vectors)."""
         _check_modality(modality)
         with self.atomic():
             gen = self._write_generation()
             try:
                 cur = self.db.execute(
-                    """INSERT INTO representations (item_id, kind, modality, offset_seconds, text, generation, source)
-                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                    (item_id, kind, modality, offset_seconds, text, gen, source),
+                    """INSERT INTO representations (item_id, kind, modality, offset_seconds, text, generation, source,
+                                                    end_seconds)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (item_id, kind, modality, offset_seconds, text, gen, source, end_seconds),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ItemNotFound(f"no item with id {item_id}") from exc

@@ -71,13 +71,13 @@ class CatalogReads:
             rows = self.db.execute(  # raw tuples: this is on every query's path
                 f"""SELECT r.id, r.item_id, i.uri, i.modality, r.kind, r.modality, r.offset_seconds,
                            substr(r.text, 1, {HIT_TEXT_CHARS}),
-                           i.status, i.metadata
+                           i.status, i.metadata, r.end_seconds
                     FROM representations r JOIN items i ON i.id = r.item_id
                     WHERE r.id IN ({marks})""",
                 part,
             ).fetchall()
-            for *fields, meta in rows:
-                out[fields[0]] = Hit(*fields, json.loads(meta) if meta and meta != "{}" else {})
+            for *fields, meta, end in rows:
+                out[fields[0]] = Hit(*fields, json.loads(meta) if meta and meta != "{}" else {}, end)
         return out
 
     def item_mtimes(self, item_ids: set[int] | list[int]) -> dict[int, float | None]:

@@ -44,6 +44,7 @@ class Representation:
     text: str | None
     generation: int = 0
     source: str | None = None  # the manifest or caption file that gave a caption (None: the file itself)
+    end_seconds: float | None = None  # where a timed representation (a transcript segment) ends
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Hit:
     text: str | None
     status: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    end_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from index.errors import SchemaTooNew
 
 # The modality CHECKs below are generated from the registry when this module is imported; with the built-in
 # registry the text is byte for byte the SQL that shipped (tests/core pins it), so old catalogs are unchanged.
-_MODALITY_IN = ", ".join(f"'{m}'" for m in MODALITIES)
+_MODALITY_IN = ", ".join(f"'{m}'" for m in MODALITIES[:3])  # V1 as shipped (image, text, audio); V6 drops it
 STATUSES = ("ok", "failed", "deleted")
 # A migration step: one SQL statement, or a function run on the connection inside the migration's transaction.
 Step = str | Callable[[sqlite3.Connection], None]
@@ -130,8 +130,26 @@ def _drop_modality_checks(conn: sqlite3.Connection) -> None:
 
 _V6: list[Step] = [_drop_modality_checks]
 
+# Enrichments: representations made from a file's content by a model (speech transcripts, OCR lines), stored with
+# source 'enrich:<name>' and an end time; one row per (item, enricher) records the enricher's version and the content
+# it read, so an item with no speech is not transcribed again on every run and a new model version redoes it.
+_V7 = [
+    "ALTER TABLE representations ADD COLUMN end_seconds REAL",
+    """CREATE TABLE enrichments (
+        item_id INTEGER NOT NULL REFERENCES items (id),
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        sha256 TEXT,
+        segments INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        done_at TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        PRIMARY KEY (item_id, name)
+    )""",
+]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6]
+MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

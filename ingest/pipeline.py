@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from ingest.annotate import annotate
 from ingest.batching import Batch, Batches
 from ingest.commits import Commits
 from ingest.decode import DecodeSettings
 from ingest.embedder import Embedder
+from ingest.enrich import EnrichSink, Enricher, enrich
 from ingest.encoding import Encoding
 from ingest.plan import plan
-from ingest.runner import DEFAULT_RUNNER, RunnerSpec, runner_factory
+from ingest.runner import DEFAULT_RUNNER, Encoded, RunnerSpec, runner_factory
 from ingest.sink_protocol import AnnotateCounts, Annotation, Completed, Known, Sink
 from ingest.sources import Scan, TextRecord
 from ingest.summary import IngestSummary
@@ -44,14 +45,16 @@ class IngestOptions:
     decode: DecodeSettings = DecodeSettings()
     tokens: bool = False
     runner: str = DEFAULT_RUNNER
+    address: str | None = None  # the Ray cluster for runner "ray" (None: a local instance sized to this machine)
 
 
 class Pipeline:
     """Runs one ingest: ``run(scan)`` plans, decodes, encodes and commits, calling ``on_progress`` as it goes."""
 
     def __init__(self, encoder: Embedder, sink: Sink, options: IngestOptions = IngestOptions(),
-                 on_progress: Callable[[IngestSummary, int], None] | None = None) -> None:
-        self.encoder, self.sink, self.options = encoder, sink, options
+                 on_progress: Callable[[IngestSummary, int], None] | None = None,
+                 enrichers: Sequence[Enricher] = ()) -> None:
+        self.encoder, self.sink, self.options, self.enrichers = encoder, sink, options, tuple(enrichers)
         self.on_progress = on_progress or (lambda summary, total: None)
         self.runner = runner_factory(options.runner)  # an unknown name fails before any file is read
         self.summary = IngestSummary()
@@ -64,7 +67,8 @@ class Pipeline:
     def _decoded(self, tasks: list[FileTask]) -> Iterator[Decoded]:
         pre = {m: self.encoder.preprocessor(m) for m in self.encoder.modalities if m != "text"}
         limit = max(1, self.options.prefetch_batches * self.options.batch_size)
-        with self.runner(RunnerSpec(self.options.workers, pre, self.options.decode)) as runner:
+        with self.runner(RunnerSpec(self.options.workers, pre, self.options.decode, encoding=self.encoding,
+                                    batch_size=self.options.batch_size, address=self.options.address)) as runner:
             yield from runner.map(tasks, limit)
 
     # -- routing one decoded file ------------------------------------------------------------------
@@ -86,6 +90,10 @@ class Pipeline:
     def _encode(self, decoded: Decoded) -> None:
         """Queue a decoded file's representations for encoding; its content is now in this run."""
         self.twins.claim(decoded)
+        if isinstance(decoded, Encoded):  # the runner encoded it (ingest.ray_runner's actors): complete as it is
+            self.commits.done.append(Completed(decoded.task.uri, decoded.sha256, decoded.modality or "", decoded.reps,
+                                               decoded.vectors, task=decoded.task, tokens=decoded.tokens))
+            return
         for batch in self.batches.add(decoded):
             self._embed(batch)
 
@@ -139,6 +147,20 @@ class Pipeline:
             self.summary.notes.append((record.uri, note))
         return reps or [RepPayload("text", "text", text=record.text)]
 
+    def _enrich(self) -> None:
+        """Transcripts, OCR...: the enabled enrichers over every item they have not read (also older items)."""
+        if self.enrichers:
+            sink: EnrichSink = self.sink  # type: ignore[assignment]
+            self.summary.enriched = enrich(self.enrichers, sink, self.encoding, self.options.decode,
+                                           self.options.batch_size)
+
+    def enrich_only(self) -> IngestSummary:
+        """Run only the enrichers, over the items already stored (no folder is scanned, nothing is deleted)."""
+        start = time.perf_counter()
+        self._enrich()
+        self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
     def run(self, scan: Scan) -> IngestSummary:
         """Ingest everything in ``scan``; returns the summary (failures are counted, never raised)."""
         start = time.perf_counter()
@@ -150,7 +172,7 @@ class Pipeline:
             self.summary.failures.append((uri, reason))
         for decoded in self._decoded(todo.tasks):
             self._accept(decoded)
-            if self.commits.unencoded() >= self.options.batch_size:
+            if self.commits.unencoded() + len(self.commits.done) >= self.options.batch_size:
                 self._commit()
             self.on_progress(self.summary, total)
         self._drain()
@@ -165,6 +187,7 @@ class Pipeline:
         s.captions_removed += self.sink.drop_unlisted(scan.sources, {(l.source, l.uri) for l in scan.listings})
         seen = {t.uri for t in scan.files} | {r.uri for r in scan.records}
         s.deleted = self.sink.delete_missing(scan.roots, seen)
+        self._enrich()
         s.seconds = time.perf_counter() - start
         self.on_progress(s, total)
         return s

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
 from core.modalities import modality_of_path
 from index import Store
+from index.enrichments import EnrichTodo, enrich_source
+from ingest.enrich import Enriched
 from ingest.files import file_uri, path_uri
 from ingest.sink_protocol import Annotation, AnnotateCounts, Completed, Known
 from ingest.sources import Listing
@@ -57,6 +60,8 @@ class CatalogSink:
         previous = self.catalog.item_by_uri(uri)
         merged = {**(previous.metadata if previous else {}), **(metadata or {})}
         item_id = self.catalog.upsert_item(uri, modality, sha256=sha256, size=size, mtime=mtime, metadata=merged)
+        if previous and previous.sha256 != sha256:
+            self.catalog.drop_enrichments(item_id)  # transcripts or OCR of the old content
         own = [r for r in self.catalog.representations_of(item_id) if r.source is None]
         existing = {_rep_key(r.kind, r.modality, r.offset_seconds, r.text): r.id for r in own}
         wanted = [_rep_key(*rep) for rep in reps]
@@ -105,9 +110,48 @@ class CatalogSink:
                 vectors = self.catalog.vectors_for(self.model, ids)
                 stored = self.catalog.tokens_for(self.model, ids)
                 tokens = [stored[int(i)] for i in ids] if len(stored) == len(ids) else None
-                self._write_item(d.task.uri, self.catalog.item(source_id).modality, d.sha256, d.task.size, d.task.mtime,
-                                 dict(d.task.metadata or {}),
-                                 [(r.kind, r.modality, r.offset_seconds, r.text) for r in source], vectors, tokens)
+                item_id = self._write_item(d.task.uri, self.catalog.item(source_id).modality, d.sha256, d.task.size,
+                                           d.task.mtime, dict(d.task.metadata or {}),
+                                           [(r.kind, r.modality, r.offset_seconds, r.text) for r in source], vectors,
+                                           tokens)
+                self._copy_enrichments(source_id, item_id, d.sha256)
+
+    def _copy_enrichments(self, source_id: int, item_id: int, sha256: str) -> None:
+        """Give a twin the transcripts and OCR its identical content already has (no model runs again)."""
+        reps = self.catalog.representations_of(source_id)
+        for row in self.catalog.enrichments_of(source_id):
+            if row.sha256 != sha256:
+                continue
+            mine = [r for r in reps if r.source == enrich_source(row.name)]
+            ids = np.array([r.id for r in mine], dtype=np.int64)
+            new = self.catalog.replace_enrichment(item_id, row.name, mine[0].kind if mine else "", row.version,
+                                                  sha256, [(r.offset_seconds, r.end_seconds, r.text or "")
+                                                           for r in mine], row.error)
+            if new:
+                self.catalog.write_vectors(self.model, new, self.catalog.vectors_for(self.model, ids))
+                stored = self.catalog.tokens_for(self.model, ids)
+                if len(stored) == len(ids):
+                    self.catalog.write_tokens(self.model, new, [stored[int(i)] for i in ids])
+
+    def enrich_todo(self, name: str, version: str, modalities: Sequence[str]) -> list[EnrichTodo]:
+        """Ok items of this model an enricher has not read at ``version`` and their current content."""
+        return [t for t in self.catalog.enrich_todo(name, version, modalities) if t.item_id in self._with_vectors]
+
+    def enrich_commit(self, done: list[Enriched]) -> None:
+        """One transaction: each item's segments from its enricher replace the older ones, with their vectors; an item
+        whose content changed meanwhile is left for the next run."""
+        with self.catalog.atomic():
+            for e in done:
+                item = self.catalog.item(e.todo.item_id)
+                if item.status != "ok" or item.sha256 != e.todo.sha256:
+                    continue
+                ids = self.catalog.replace_enrichment(item.id, e.enricher.name, e.enricher.kind, e.enricher.version,
+                                                      e.todo.sha256, [(s.start, s.end, s.text) for s in e.segments],
+                                                      e.error)
+                if ids:
+                    self.catalog.write_vectors(self.model, ids, e.vectors)  # type: ignore[arg-type]
+                    if e.tokens is not None:
+                        self.catalog.write_tokens(self.model, ids, e.tokens)
 
     def annotation_need(self, listing: Listing) -> list[str] | None:
         """The caption texts a listing needs vectors for ([] when only removals or metadata change), or None when

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.enrich import EnrichCounts
 
 
 @dataclass
@@ -27,3 +31,4 @@ class IngestSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (uri, caveat) of files ingested only in part
+    enriched: dict[str, EnrichCounts] = field(default_factory=dict)  # per enricher name (transcribe, ocr)

@@ -11,10 +11,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from core.errors import WeightsChanged
-from core.modalities import MODALITIES, modality_of_path
+from core.modalities import MODALITIES, modality, modality_of_path
 from engine.api.defaults import DEFAULT_PRESET, default_store  # re-exported: engine.api.facade.default_store
 from engine.models import Encoder, load_encoder
 from engine.models.devices import resolve_device
+from engine.models.enrichers import EnrichOptions, check_enrichers, make_enrichers
 from engine.models.fingerprint import modality_fingerprint
 from engine.query import DEFAULT_FUSION, Calibrations, Filters, Result, Searcher, as_parts, load_for_preset
 from engine.query.hydration import CachedStore
@@ -35,7 +36,8 @@ def scan_modalities(found) -> list[str]:
     wanted: set[str] = {"text"} if found.records or any(listing.captions for listing in found.listings) else set()
     for task in found.files:
         named = modality_of_path(task.path)
-        wanted |= {named} if named else set(MODALITIES)  # content is sniffed later: an unknown suffix may be anything
+        kinds = [named] if named else MODALITIES  # content is sniffed later: an unknown suffix may be anything
+        wanted |= {t for kind in kinds for t in modality(kind).towers()}  # a video: its frames' and sound's towers
         if task.captions:
             wanted.add("text")
     return [m for m in dict.fromkeys(("text", *MODALITIES)) if m in wanted]
@@ -101,19 +103,48 @@ class Engine:
         """The name vectors are stored under: the preset's name."""
         return self.encoder.preset.name
 
-    def ingest(self, paths: Iterable[str | Path], options=None, scan=None,
-               on_progress: Callable | None = None):
-        """Ingest files, folders, manifests or COCO JSON; returns an ``IngestSummary`` (failures counted, not raised)."""
-        found = scan_sources(paths, scan or ScanOptions())
-        needed = [m for m in scan_modalities(found) if m in self.encoder.supported]
-        self.encoder.require(needed)  # every missing tower and head in one error, before any file is read
+    def enrichment(self, enrich: Iterable[str] | None = None) -> tuple[str, ...]:
+        """The enrichers to run: ``enrich`` when given (and then remembered in the store's ``xmodal.json``), else the
+        ones the store was last ingested with (none for a new store)."""
+        settings = read_settings(self.store.root)
+        if enrich is None:
+            saved = settings.get("enrich")
+            return check_enrichers(saved if isinstance(saved, list) else [])
+        chosen = check_enrichers(enrich)
+        if settings.get("enrich") != list(chosen) and not self.store.read_only:
+            write_settings(self.store.root, {**read_settings(self.store.root), "enrich": list(chosen)})
+        return chosen
+
+    def _pipeline(self, options, on_progress: Callable | None, enrich: Iterable[str] | None,
+                  enrich_options: EnrichOptions | None, modalities: Iterable[str]) -> Pipeline:
         options = options or IngestOptions()
         if self.reranker is not None and self.reranker.config.enabled and not options.tokens:
             # candidates need token features to be re-ranked; a re-ranker off everywhere stores none unless asked
             options = dataclasses.replace(options, tokens=True)
+        names = self.enrichment(enrich)
+        needed = list(dict.fromkeys([*modalities, *(["text"] if names else [])]))
+        self.encoder.require(needed)  # every missing tower and head in one error, before any file is read
         self.verify_weights(needed, record=True)
-        pipeline = Pipeline(self.encoder, CatalogSink(self.store, self.model, options.tokens), options, on_progress)
+        enrichers = make_enrichers(names, enrich_options or EnrichOptions(device=str(self.encoder.device)))
+        return Pipeline(self.encoder, CatalogSink(self.store, self.model, options.tokens), options, on_progress,
+                        enrichers)
+
+    def ingest(self, paths: Iterable[str | Path], options=None, scan=None,
+               on_progress: Callable | None = None, enrich: Iterable[str] | None = None,
+               enrich_options: EnrichOptions | None = None):
+        """Ingest files, folders, manifests or COCO JSON, then run the store's enrichers (``enrich``: which, e.g.
+        ``("transcribe", "ocr")``; None keeps the store's choice); returns an ``IngestSummary`` (failures counted)."""
+        found = scan_sources(paths, scan or ScanOptions())
+        needed = [m for m in scan_modalities(found) if m in self.encoder.supported]
+        pipeline = self._pipeline(options, on_progress, enrich, enrich_options, needed)
         summary = pipeline.run(found)
+        self.store.sync()
+        return summary
+
+    def enrich(self, enrich: Iterable[str] | None = None, options=None,
+               enrich_options: EnrichOptions | None = None):
+        """Run only the enrichers over the items already stored (``xmodal ingest --enrich-only``)."""
+        summary = self._pipeline(options, None, enrich, enrich_options, ()).enrich_only()
         self.store.sync()
         return summary
 

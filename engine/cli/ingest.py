@@ -73,15 +73,34 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--decode-timeout", type=_positive, default=limits.timeout_s,
                         help="seconds a worker may go without progress (decoding an image, or one audio window) before "
                         "it is replaced and the file fails (not enforced with --workers 0)")
+    parser.add_argument("--transcribe", action=argparse.BooleanOptionalAction, default=None,
+                        help="speech transcripts of audio and video (Whisper tiny.en offline); the store remembers "
+                             "the choice")
+    parser.add_argument("--ocr", action=argparse.BooleanOptionalAction, default=None,
+                        help="text read from images and video frames (PP-OCR); the store remembers the choice")
+    parser.add_argument("--enrich-only", action="store_true",
+                        help="run only the chosen enrichers over items already stored (PATHs are not scanned)")
+    parser.add_argument("--enrich-threads", type=int_range(1, 64), default=1,
+                        help="CPU threads for the speech and OCR models")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
 
 
+def _enrich_choice(saved: tuple[str, ...], args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The store's enrichers with ``--transcribe/--no-transcribe`` and ``--ocr/--no-ocr`` applied (None: unchanged)."""
+    flags = {"transcribe": args.transcribe, "ocr": args.ocr}
+    if all(v is None for v in flags.values()):
+        return None
+    chosen = [n for n in saved if flags.get(n) is not False]
+    return tuple(dict.fromkeys([*chosen, *(n for n, v in flags.items() if v)]))
+
+
 def run(args: argparse.Namespace) -> int:
     """Ingest and print the summary."""
     from engine.api.facade import Engine
+    from engine.models.enrichers import EnrichOptions
     from ingest.decode import DecodeSettings
     from ingest.pipeline import IngestOptions
     from ingest.progress import IngestProgress
@@ -100,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
         note = photo_note(engine.encoder.preset, args.paths)
         if note:
             print(note, file=sys.stderr)
-        with IngestProgress(enabled=not (args.no_progress or args.json)) as progress:
-            summary = engine.ingest(args.paths, options, scan, progress.update)
+        enrich = _enrich_choice(engine.enrichment(), args)
+        threads = EnrichOptions(device=str(engine.encoder.device), threads=args.enrich_threads)
+        if args.enrich_only:
+            summary = engine.enrich(enrich, options, threads)
+        else:
+            with IngestProgress(enabled=not (args.no_progress or args.json)) as progress:
+                summary = engine.ingest(args.paths, options, scan, progress.update, enrich, threads)
     if args.json:
         print(json.dumps({**asdict(summary), "failures": [{"uri": u, "reason": r} for u, r in summary.failures],
                           "notes": [{"uri": u, "note": n} for u, n in summary.notes]}, indent=2))
@@ -117,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
         if summary.skipped:
             print(f"skipped {sum(summary.skipped.values())} files: "
                   + ", ".join(f"{n} {reason}" for reason, n in summary.skipped.items()))
+        for name, counts in summary.enriched.items():
+            print(f"{name}: {counts.items} items read, {counts.with_text} with text, {counts.segments} segments, "
+                  f"{len(counts.failures)} failed ({counts.seconds:.1f} s)")
+            for uri, reason in counts.failures:
+                print(f"  {name} failed: {uri}: {reason}")
         for uri, reason in summary.failures:
             print(f"  failed: {uri}: {reason}")
         for uri, note in summary.notes:
