@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from ingest.decode import DecodeSettings
 from ingest.errors import IngestError
 from ingest.work import Decoded, FileTask, Handler, Preprocessors, process, run_handler
+
+if TYPE_CHECKING:  # torch: not for a runner's name
+    from ingest.encoding import Encoding
 
 DEFAULT_RUNNER = "local"
 
@@ -50,6 +53,18 @@ class RunnerSpec:
     preprocessors: Preprocessors
     settings: DecodeSettings = DecodeSettings()
     handler: Handler = process
+    encoding: Encoding | None = None  # a runner that also encodes (ray) encodes with it and yields ``Encoded``
+    batch_size: int = 32  # rows per encoder batch, for a runner that encodes
+    address: str | None = None  # a cluster's address (ray); None: a local instance sized to this machine
+
+
+@dataclass
+class Encoded(Decoded):
+    """A decoded file that the runner also encoded (given ``RunnerSpec.encoding``): one vector per representation,
+    in order, and token features when the encoding asks for them; the pipeline commits it without encoding again."""
+
+    vectors: Any = None  # float32 (len(reps), dim), L2-normalised
+    tokens: list[Any] | None = None
 
 
 RunnerFactory = Callable[[RunnerSpec], Runner]
@@ -91,6 +106,7 @@ def local_runner(spec: RunnerSpec) -> Runner:
 RUNNERS: dict[str, str | RunnerFactory] = {
     "local": local_runner,
     "inline": InlineRunner,
+    "ray": "ingest.ray_runner:ray_runner",
 }
 
 
