@@ -43,6 +43,19 @@ class Encoder:
         self._loader = loader
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # an encoder travels to Ray encoder actors (ingest.ray_runner)
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    def to(self, device: str | torch.device) -> Encoder:
+        """Move the loaded towers and heads (and later ones) to ``device``; returns this encoder."""
+        self.device = torch.device(device)
+        self.towers = {m: t.to(self.device) for m, t in self.towers.items()}
+        self.heads = {m: h.to(self.device) for m, h in self.heads.items()}
+        return self
+
     @property
     def dim(self) -> int:
         """Width of the shared space."""
@@ -96,13 +109,17 @@ class Encoder:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def embed(self, modality: str, batch: dict[str, torch.Tensor], precision: str = "fp32") -> np.ndarray:
-        """Run tower and head on a preprocessed batch; returns float32 (n, dim) unit vectors."""
+    def embed(self, modality: str, batch: dict[str, torch.Tensor], precision: str = "fp32",
+              query: bool = False) -> np.ndarray:
+        """Run tower and head on a preprocessed batch; returns float32 (n, dim) unit vectors. ``query``: a search
+        query, which a tower may encode with a faster engine (``Tower.embed_query``, on this thread's torch threads)."""
         autocast = self._autocast(precision)
         tower, head = self._tower(modality), self.heads[modality]
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         with torch.inference_mode(), autocast:
-            vectors = head(tower.embed(batch))
+            features = tower.embed_query(batch, torch.get_num_threads()) if query and precision == "fp32" \
+                else tower.embed(batch)
+            vectors = head(features)
         return F.normalize(vectors.float(), dim=-1).cpu().numpy()
 
     def embed_with_tokens(self, modality: str, batch: dict[str, torch.Tensor],
@@ -119,14 +136,14 @@ class Encoder:
         return F.normalize(vectors.float(), dim=-1).cpu().numpy(), pack(tokens, mask)
 
     def encode(
-        self, modality: str, inputs: Sequence[Any], batch_size: int = 32, precision: str = "fp32"
+        self, modality: str, inputs: Sequence[Any], batch_size: int = 32, precision: str = "fp32", query: bool = False
     ) -> np.ndarray:
-        """Encode raw inputs in batches into float32 (n, dim) unit vectors."""
+        """Encode raw inputs in batches into float32 (n, dim) unit vectors (``query``: search queries, see ``embed``)."""
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise InvalidInput(f"encode takes a sequence of {modality} inputs, got {type(inputs).__name__}")
         self._tower(modality)
         parts = [
-            self.embed(modality, self.preprocess(modality, inputs[i : i + batch_size]), precision)
+            self.embed(modality, self.preprocess(modality, inputs[i : i + batch_size]), precision, query)
             for i in range(0, len(inputs), batch_size)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)

@@ -190,7 +190,7 @@ class EngineWorker:
                     missing.append(text)
         if not missing:
             return out
-        encoded = self.engine.encoder.encode("text", missing)  # type: ignore[union-attr]
+        encoded = self.engine.encoder.encode("text", missing, query=True)  # type: ignore[union-attr]
         with self._lock:
             self.counters["batches"] += 1
             self.counters["batched_texts"] += len(missing)

@@ -49,6 +49,10 @@ class Tower(nn.Module):
         """Features (n, out_dim) for a preprocessed batch already on the tower's device."""
         return self.run(batch, with_tokens=False).features
 
+    def embed_query(self, batch: dict[str, torch.Tensor], threads: int) -> torch.Tensor:
+        """``embed`` for a search query on ``threads`` threads: a kind may run a faster engine here (hf_text: ONNX)."""
+        return self.embed(batch)
+
     def embed_with_tokens(self, batch: dict[str, torch.Tensor]) -> TowerOutput:
         """Features equal to ``embed``'s, with token features (n, T, d) and their mask (n, T), in one pass."""
         return self.run(batch, with_tokens=True)

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from core.errors import InvalidPreset
+from engine.models.onnx_text import OnnxQueries, disabled
 from engine.models.presets import TowerSpec
 from engine.models.sources import ModelSource
 from engine.models.preprocess import HFTokens
@@ -29,12 +30,19 @@ class HFTextTower(Tower):
         self.tokenizer = tokenizer
         self.preprocessor = HFTokens(tokenizer, max_length)
         self.out_dim = int(model.config.hidden_size)
+        self.onnx = OnnxQueries()
 
     def run(self, batch: dict[str, torch.Tensor], with_tokens: bool) -> TowerOutput:
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return TowerOutput(pooled, hidden, batch["attention_mask"].bool()) if with_tokens else TowerOutput(pooled)
+
+    def embed_query(self, batch: dict[str, torch.Tensor], threads: int) -> torch.Tensor:
+        """``embed`` through ONNX Runtime on ``threads`` threads (CPU, eval), else torch (engine.models.onnx_text)."""
+        cpu = batch["input_ids"].device.type == "cpu" and not self.training and not torch.is_autocast_enabled("cpu")
+        runner = self.onnx.runner(self, threads) if cpu and not disabled() else None
+        return runner.features(batch) if runner is not None else self.embed(batch)
 
 
 def hf_text_tower(
