@@ -111,3 +111,14 @@ __all__ = [
     "train_size",
     "tune",
 ]
+
+from index.parquet import ParquetShardWriter, iter_shard, parquet_files, shard_info  # noqa: E402
+from index.shard_server import ServerOptions, ShardServer  # noqa: E402
+from index.shards import (  # noqa: E402
+    LocalShards, ShardManifest, build_catalog_shards, build_shards, check_current, merge_topk, read_manifest,
+    shard_folder, thread_mapper,
+)
+
+__all__ += ["LocalShards", "ParquetShardWriter", "ServerOptions", "ShardManifest", "ShardServer", "build_catalog_shards",
+            "build_shards", "check_current", "iter_shard", "merge_topk", "parquet_files", "read_manifest",
+            "shard_folder", "shard_info", "thread_mapper"]

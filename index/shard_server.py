@@ -51,6 +51,16 @@ class ShardServer:
         self.index.set_params(SearchParams.from_dict(params))
 
     def info(self) -> dict[str, Any]:
-        """What this server holds: shard, vectors, index type, knobs, process id."""
+        """What this server holds: shard, vectors, index type, knobs, process id, Ray node."""
         return {"shard": self.shard, "ntotal": self.index.ntotal, "factory": self.manifest.factory,
-                "params": self.index.params.to_dict(), "pid": os.getpid(), "on_gpu": self.index.on_gpu}
+                "params": self.index.params.to_dict(), "pid": os.getpid(), "on_gpu": self.index.on_gpu,
+                "node": _ray_node()}
+
+
+def _ray_node() -> str | None:
+    """The Ray node this process runs on (None outside Ray)."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

@@ -18,3 +18,8 @@ __all__ = [
 ]
 __all__ += ["bounded", "calibration_path", "corrections", "fit_pair", "pair_key", "query_threads"]
 __all__ += ["RERANK_DEPTH", "SearchPlan", "SearchRequest", "Searched", "decide", "execute"]
+from engine.query.shard_servers import connect_shard_servers, start_shard_servers, stop_shard_servers, wait_ready  # noqa: E402
+from engine.query.sharded import Coordinator, FanOut, ShardedSearch, ShardedSearched, ShardedStore, catalog_rescore  # noqa: E402
+
+__all__ += ["Coordinator", "FanOut", "ShardedSearch", "ShardedSearched", "ShardedStore", "catalog_rescore",
+            "connect_shard_servers", "start_shard_servers", "stop_shard_servers", "wait_ready"]

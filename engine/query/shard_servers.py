@@ -38,7 +38,9 @@ def start_shard_servers(folder: str | Path, replicas: int = 1, options: ServerOp
     for entry in manifest.shards:
         row = []
         for r in range(replicas):
-            opts: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus, "max_restarts": 0}
+            # SPREAD: replicas of a shard land on different nodes where there are several (a node lost keeps them)
+            opts: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus, "max_restarts": 0,
+                                    "scheduling_strategy": "SPREAD"}
             if prefix:
                 opts["name"] = actor_name(prefix, entry.shard, r)
                 if detached:

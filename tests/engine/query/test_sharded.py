@@ -4,7 +4,6 @@ the one search policy (fusion, filters, hydration) over sharded first stages giv
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -28,29 +27,14 @@ TIGHT = ServerOptions(num_cpus=0.01)  # many small actors on a 2-CPU Ray instanc
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A local Ray instance bound to 127.0.0.1 only, stopped after the module."""
+    """A local Ray cluster of two worker nodes (1 CPU each) on 127.0.0.1 only, every process stopped after the
+    module; shard servers spread over both nodes."""
     import ray
 
-    try:  # R1's helper (ingest/ray_local.py) when present
-        from ingest.ray_local import local_ray  # type: ignore[attr-defined]
-    except ImportError:
-        local_ray = None
-    if local_ray is not None:
-        with local_ray(num_cpus=2):
-            yield ray
-        return
-    import ray._private.ray_constants as constants
+    from ingest.ray_local import local_cluster
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # node address = 127.0.0.1, every port on loopback
-    saved, constants.ENABLE_RAY_CLUSTER = constants.ENABLE_RAY_CLUSTER, False
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, configure_logging=False)
-    try:
+    with local_cluster(nodes=2, cpus_per_node=1):
         yield ray
-    finally:
-        ray.shutdown()
-        constants.ENABLE_RAY_CLUSTER = saved
-        os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +59,8 @@ def servers(ray_local, corpus):
             "slow": start_shard_servers(root / "exact", options=ServerOptions(num_cpus=0.01, delay_s=1.0),
                                         ready_timeout_s=None)}
     try:
-        wait_ready([row for handles in sets.values() for row in handles])
+        infos = wait_ready([row for handles in sets.values() for row in handles])
+        assert len({i["node"] for i in infos}) == 2  # spread over both worker nodes
         yield sets
     finally:
         for handles in sets.values():
