@@ -126,7 +126,9 @@ class RapidOcr:
         from rapidocr_onnxruntime import RapidOCR
 
         threads = max(1, min(int(settings.threads), os.cpu_count() or 1))  # RapidOCR ignores counts past the CPUs
+        # det_max_candidates bounds the boxes recognised, so a cluttered image costs at most max_lines crops
         self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1, text_score=settings.min_score,
+                             det_max_candidates=settings.max_lines,
                              det_use_cuda=use_cuda, cls_use_cuda=use_cuda, rec_use_cuda=use_cuda)
 
     def lines(self, image: Image.Image) -> list[tuple[str, float]]:

@@ -61,6 +61,9 @@ def test_enricher_fields_and_version_pin_the_models(enricher):
     for sha in MODEL_SHA256.values():
         assert sha[:12] in enricher.version
     assert OcrSettings().fingerprint() in enricher.version
+    ocr = enricher.engine._ocr  # RapidOCR 1.4.4's sessions: the thread count asked for is the one they run with
+    for session in (ocr.text_det.infer, ocr.text_cls.infer, ocr.text_rec.session):
+        assert session.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_video_frames_give_timed_segments_merged_over_consecutive_frames():
@@ -106,3 +109,25 @@ def test_options_that_cannot_be_met_are_errors():
         make_enricher(EnrichOptions(model="tesseract"))
     with pytest.raises(DeviceUnavailable):
         make_enricher(EnrichOptions(device="tpu"))
+
+
+@pytest.mark.slow  # loads xmodal-mini and ingests: about 10 s of CPU
+def test_ingest_with_ocr_finds_the_word_through_its_ocr_representation(tmp_path, capsys, mini_encoder):
+    """The user's path: ``xmodal ingest --ocr`` on a folder of two pictures with words, then ``xmodal search``."""
+    import json
+
+    from engine.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    word_image(WORD).save(folder / "a.png")
+    word_image("BICYCLE").save(folder / "b.png")
+    store = str(tmp_path / "store")
+    assert main(["ingest", str(folder), "--store", store, "--preset", "xmodal-mini", "--workers", "0", "--ocr",
+                 "--no-progress"]) == 0
+    assert "ocr: 2 items read, 2 with text" in capsys.readouterr().out
+    for query, name in (("lighthouse", "a.png"), ("bicycle", "b.png")):
+        assert main(["search", query, "--store", store, "--targets", "image", "-k", "1", "--json"]) == 0
+        top = json.loads(capsys.readouterr().out)[0]
+        assert top["uri"].endswith(name)
+        assert top["match"]["kind"] == "ocr" and compact(top["match"]["text"]) == query
