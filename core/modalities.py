@@ -26,12 +26,18 @@ class InvalidModality(XmodalError, ValueError):
 
 @dataclass(frozen=True)
 class Modality:
-    """A kind of media: its name, the file extensions that hold it, and whether its items are binary files."""
+    """A kind of media: its name, the file extensions that hold it, whether its items are binary files, and the
+    modalities its representations are embedded as when not its own (a video: image frames, audio windows)."""
 
     name: str
     extensions: frozenset[str] = field(default_factory=frozenset)
     # A binary file (an image, a recording) is sniffed by its content and served as is; text is read as words.
     binary: bool = True
+    embedded_as: tuple[str, ...] = ()  # empty: its own tower embeds it
+
+    def towers(self) -> tuple[str, ...]:
+        """The modalities whose towers embed an item of this kind."""
+        return self.embedded_as or (self.name,)
 
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -83,6 +89,9 @@ def register(entry: Modality) -> Modality:
         owner = modality_of_path(f"x{ext}")
         if owner is not None:
             raise InvalidModality(f"{entry.name}: extension {ext} belongs to {owner} already")
+    unknown = [m for m in entry.embedded_as if m not in _REGISTRY]
+    if unknown:
+        raise InvalidModality(f"{entry.name}: embedded as {', '.join(unknown)}, which is not registered")
     _REGISTRY[entry.name] = entry
     return entry
 
@@ -121,3 +130,4 @@ def extensions(*names: str) -> frozenset[str]:
 register(Modality("image", frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})))
 register(Modality("text", frozenset({".txt", ".md"}), binary=False))
 register(Modality("audio", frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})))
+register(Modality("video", frozenset({".mp4", ".m4v", ".mkv", ".webm", ".mov"}), embedded_as=("image", "audio")))

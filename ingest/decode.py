@@ -7,7 +7,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -21,10 +21,25 @@ from ingest.passages import PassageSettings
 IMAGE_EXTENSIONS = extensions("image")  # the registry's tables (core.modalities), one for every layer
 AUDIO_EXTENSIONS = extensions("audio")
 TEXT_EXTENSIONS = extensions("text")
-MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | TEXT_EXTENSIONS
+VIDEO_EXTENSIONS = extensions("video")
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | TEXT_EXTENSIONS | VIDEO_EXTENSIONS
 
 
 _GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How a video is sampled (ingest/video.py): one frame per ``frame_interval_s`` at most, near-identical
+    consecutive frames skipped, at most ``max_frames`` per video (a longer video is sampled more sparsely)."""
+
+    frame_interval_s: float = 1.0
+    max_frames: int = 600  # per video; the interval grows to duration / max_frames, so memory stays bounded
+    same_frame_mad: float = 3.0  # 32x32 grayscale mean absolute difference (0-255) under which a frame repeats
+    frame_max_side: int = 512  # frames for the image tower are scaled down to this many pixels on their long side
+    max_video_s: float = 4 * 3600.0
+    max_bad_packets: int = 16  # undecodable packets tolerated before the file is refused as corrupt
+    truncated_slack_s: float = 2.0  # a stream ending this much before its announced duration is reported truncated
 
 
 @dataclass(frozen=True)
@@ -41,12 +56,15 @@ class DecodeSettings:
     max_image_bytes: int = _GIB // 4
     max_audio_bytes: int = 2 * _GIB
     max_text_bytes: int = 64 << 20
+    max_video_bytes: int = 64 * _GIB
     timeout_s: float = 60.0  # per image or audio window, in worker processes (past it, the worker is replaced)
     passages: PassageSettings = PassageSettings()  # how text files are cut into passages
+    video: VideoSettings = VideoSettings()  # how video frames are sampled
 
     def max_bytes(self, modality: str) -> int:
         """The most bytes a file of ``modality`` may hold."""
-        return {"image": self.max_image_bytes, "audio": self.max_audio_bytes}.get(modality, self.max_text_bytes)
+        return {"image": self.max_image_bytes, "audio": self.max_audio_bytes,
+                "video": self.max_video_bytes}.get(modality, self.max_text_bytes)
 
 
 # (prefix, offset, modality, MIME type); RIFF and FORM containers are told apart by the bytes at offset 8.
@@ -67,15 +85,30 @@ _SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
     (b"ID3", 0, "audio", "audio/mpeg"),
 )
 _CONTAINERS = {b"WEBP": b"RIFF", b"WAVE": b"RIFF", b"AIFF": b"FORM", b"AIFC": b"FORM"}
+# ISO base media brands that are not video: audio-only MPEG-4 and HEIF/AVIF still images.
+_NOT_VIDEO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def _sniff_video(head: bytes) -> tuple[str, str] | None:
+    """MP4/MOV (an ``ftyp`` box first) or Matroska/WebM (the EBML magic); served as video/webm, which browsers
+    play for Matroska too."""
+    if head[4:8] == b"ftyp" and head[8:12] not in _NOT_VIDEO_BRANDS:
+        return "video", "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video", "video/webm"
+    return None
 
 
 def sniff_media(head: bytes) -> tuple[str, str] | None:
-    """(modality, MIME type) that a file's first bytes announce, or None for anything but known images and audio."""
+    """(modality, MIME type) that a file's first bytes announce, or None for anything but known images, audio and
+    video."""
     for magic, offset, modality, mime in _SIGNATURES:
         if offset and not head.startswith(_CONTAINERS[magic]):
             continue
         if head[offset : offset + len(magic)] == magic:
             return modality, mime
+    if video := _sniff_video(head):
+        return video
     if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG audio frame sync
         return "audio", "audio/mpeg"
     return None
@@ -99,7 +132,7 @@ def modality_of(path: str | Path, head: bytes) -> str | None:
         return "text"
     if ext in IMAGE_EXTENSIONS or ext in AUDIO_EXTENSIONS:
         return "image" if ext in IMAGE_EXTENSIONS else "audio"
-    return None
+    return "video" if ext in VIDEO_EXTENSIONS else None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -204,10 +237,17 @@ def decode_audio(data: bytes | BinaryIO, path: str | Path, settings: DecodeSetti
 def iter_audio_windows(source: bytes | BinaryIO, path: str | Path,
                        settings: DecodeSettings = DecodeSettings()) -> Iterator[tuple[float, AudioClip]]:
     """``audio_windows`` of a file read block by block: one window of mono samples in memory at a time."""
+    yield from window_blocks(iter_audio_blocks(source, path, settings), settings)
+
+
+def window_blocks(blocks: Iterable[AudioClip], settings: DecodeSettings = DecodeSettings()
+                  ) -> Iterator[tuple[float, AudioClip]]:
+    """Mono blocks of one rate (a file's, a soundtrack's) cut into ``audio_window_s`` windows as they stream in;
+    a short tail is kept only if long enough (or if it is all there is)."""
     pending: list[np.ndarray] = []
     start = held = 0
     rate = 0
-    for block in iter_audio_blocks(source, path, settings):
+    for block in blocks:
         rate, size = block.sample_rate, int(settings.audio_window_s * block.sample_rate)
         pending.append(block.samples)
         held += len(block.samples)

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from core.errors import XmodalError
+from core.modalities import modality as registered
 from ingest.decode import DecodeSettings, decode_image, decode_text, iter_audio_windows, modality_of
 from ingest.errors import DecodeError
 from ingest.files import hash_capped, human_bytes, open_regular, read_capped
 from ingest.passages import PassageSettings, is_short, split_passages
+from ingest.video import video_media
 
 if TYPE_CHECKING:  # torch loads in the workers and the pipeline, not for a scan or a runner's name
     import torch
@@ -109,6 +111,9 @@ def _media_reps(modality: str, data: bytes | BinaryIO, task: FileTask, pre: Prep
     elif modality == "audio":
         reps = [RepPayload("audio-segment", "audio", offset=off, batch=pre["audio"]([part]))
                 for off, part in _beating(iter_audio_windows(data, task.uri, settings))] if "audio" in pre else []
+    elif modality == "video":  # frames and soundtrack windows; the decoder beats per packet, kept or not
+        reps = [RepPayload(kind, m, offset=off, batch=pre[m]([media]))
+                for kind, m, off, media in video_media(data, task.uri, settings, tuple(pre), _state.get("beat"))]
     else:
         reps, note = text_reps(decode_text(data, task.path), settings.passages)  # type: ignore[arg-type]
     reps += [RepPayload("caption", "text", text=c) for c in task.captions if c.strip()]
@@ -145,7 +150,7 @@ def _process_open(task: FileTask, fd: int, size: int, pre: Preprocessors, settin
         return Decoded(task, modality=modality, error=f"file is {human_bytes(size)}, over the limit of "
                                                       f"{human_bytes(limit)} for {modality} files")
     try:
-        if modality == "audio":
+        if modality in ("audio", "video"):  # hashed and decoded in blocks, never read whole
             data: bytes | BinaryIO = os.fdopen(fd, "rb", closefd=False)
             sha = hash_capped(fd, limit, task.path)
         else:
@@ -155,8 +160,9 @@ def _process_open(task: FileTask, fd: int, size: int, pre: Preprocessors, settin
         return Decoded(task, modality=modality, error=exc.reason)
     if task.known_sha256 == sha:
         return Decoded(task, sha256=sha, unchanged=True)
-    if modality != "text" and modality not in pre:
-        return Decoded(task, sha256=sha, modality=modality, error=f"the model has no {modality} tower")
+    towers = registered(modality).towers()  # a video's frames and soundtrack need the image or audio tower
+    if modality != "text" and not any(m in pre for m in towers):
+        return Decoded(task, sha256=sha, modality=modality, error=f"the model has no {' or '.join(towers)} tower")
     if isinstance(data, io.BufferedReader):
         data.seek(0)
     try:

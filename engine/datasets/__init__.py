@@ -9,6 +9,7 @@ from engine.datasets.scene_render import render_audio, render_image
 from engine.datasets.synthetic import (
     Scene, SceneConfig, Shape, generate_scenes, hard_negative_scenes, make_scene, scene_key,
 )
+from engine.datasets.videos import Shot, Sound, write_video
 
 __all__ = [
     "DIGIT_WORDS", "MODALITIES", "PROTOCOLS", "Dataset", "FsddSplit", "Pair", "Record", "RetrievalTask", "Sample",
@@ -16,4 +17,5 @@ __all__ = [
     "generate_scenes", "hard_negative_scenes", "hash_split", "load_coco", "load_digits_trimodal", "load_esc",
     "load_flickr", "load_fsdd", "load_manifest", "load_sklearn_digits", "make_scene", "merge", "render_audio",
     "render_image", "scene_key", "shared_data_dir",
+    "Shot", "Sound", "write_video",
 ]

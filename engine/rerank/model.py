@@ -19,7 +19,7 @@ from torch import nn
 from core.errors import InvalidPreset, RerankerUnavailable
 from engine.models.serialize import load_config, load_state, save_module
 from engine.rerank.kinds import RerankerKind, reranker_kind
-from core.modalities import MODALITIES
+from core.modalities import MODALITIES, modality as registered
 from engine.models.tokens import MAX_TOKENS
 
 # The modality embedding's row order of re-rankers saved before their config recorded it (``modalities``).
@@ -45,8 +45,10 @@ class RerankerConfig:
     evaluation: Mapping[str, Any] = field(default_factory=dict)
     # how far (calibrated first-stage units, each way) the correction may move a candidate: see apply.bounded
     max_correction: float = MAX_CORRECTION
-    # the modality embedding's rows by name (default: the registry's), so a grown or reordered registry still loads it
-    modalities: tuple[str, ...] = field(default_factory=lambda: tuple(MODALITIES))
+    # the modality embedding's rows by name (default: the registry's, less kinds embedded as others: a video's
+    # candidates are its frames and sound windows), so a grown or reordered registry still loads it
+    modalities: tuple[str, ...] = field(default_factory=lambda: tuple(m for m in MODALITIES
+                                                                      if not registered(m).embedded_as))
 
 
 @dataclass

@@ -72,8 +72,8 @@ def test_a_catalog_made_before_the_registry_opens_and_loses_only_the_modality_ch
             item = catalog.upsert_item("file:///d/e.opus", "audio", sha256="e" * 64, size=1, mtime=1.0)
             rep = catalog.add_representation(item, "audio", "audio", offset_seconds=0.0)
             catalog.write_vectors("m", [rep], np.array([[0.0, 0.0, 0.0, 1.0]], dtype=np.float32))
-        with pytest.raises(InvalidStatus, match=r"modality must be one of \('image', 'text', 'audio'\)"):
-            catalog.upsert_item("file:///d/f.mp4", "video")  # the registry, not SQL, refuses an unknown modality
+        with pytest.raises(InvalidStatus, match=r"modality must be one of \('image', 'text', 'audio', 'video'\)"):
+            catalog.upsert_item("file:///d/f.pcd", "lidar")  # the registry, not SQL, refuses an unknown modality
     # migration 6 removed exactly the two modality CHECKs; every other table, index and column is as it was
     assert _schema_sql(old) == _without_modality_checks(before) == _schema_sql(tmp_path / "new.sqlite")
     with Catalog(old) as catalog:
@@ -85,10 +85,12 @@ def test_a_modality_registered_later_is_stored_in_a_catalog_made_before_it(tmp_p
 
     old = tmp_path / "catalog.sqlite"
     shutil.copy(OLD_CATALOG, old)
-    with registered(Modality("video", frozenset({".mp4"}))), Catalog(old) as catalog:
+    with registered(Modality("lidar", frozenset({".pcd"}))), Catalog(old) as catalog:
         with catalog.atomic():
-            item = catalog.upsert_item("file:///d/f.mp4", "video", sha256="f" * 64, size=1, mtime=1.0)
-            rep = catalog.add_representation(item, "frame", "video", offset_seconds=12.5)
-        assert catalog.item(item).modality == "video" and catalog.db.execute(
-            "SELECT modality, offset_seconds FROM representations WHERE id = ?", [rep]).fetchone() == ("video", 12.5)
+            item = catalog.upsert_item("file:///d/f.pcd", "lidar", sha256="f" * 64, size=1, mtime=1.0)
+            rep = catalog.add_representation(item, "sweep", "lidar", offset_seconds=12.5)
+            video = catalog.upsert_item("file:///d/f.mp4", "video", sha256="e" * 64, size=1, mtime=1.0)
+        assert catalog.item(item).modality == "lidar" and catalog.db.execute(
+            "SELECT modality, offset_seconds FROM representations WHERE id = ?", [rep]).fetchone() == ("lidar", 12.5)
+        assert catalog.item(video).modality == "video"  # the built-in video too, in a catalog made before it
         assert catalog.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

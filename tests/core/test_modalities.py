@@ -9,27 +9,28 @@ from core.modalities import (
     MODALITIES, InvalidModality, Modality, extensions, modality, modality_of_path, register, registered,
 )
 
-VIDEO = Modality("video", frozenset({".mp4", ".webm"}))
+LIDAR = Modality("lidar", frozenset({".pcd", ".las"}))  # video is built in
 
 
 def test_builtin_order_and_tables():
-    assert MODALITIES == ("image", "text", "audio") and list(MODALITIES) == ["image", "text", "audio"]
-    assert repr(MODALITIES) == "('image', 'text', 'audio')" and MODALITIES[1] == "text" and len(MODALITIES) == 3
+    assert MODALITIES == ("image", "text", "audio", "video") and list(MODALITIES) == ["image", "text", "audio", "video"]
+    assert repr(MODALITIES) == "('image', 'text', 'audio', 'video')" and MODALITIES[1] == "text" and len(MODALITIES) == 4
     assert modality("text").binary is False and modality("image").binary and modality("audio").binary
     assert extensions("text") == {".txt", ".md"}
-    assert extensions() == extensions("image") | extensions("text") | extensions("audio")
+    assert extensions() == extensions("image") | extensions("text") | extensions("audio") | extensions("video")
+    assert modality("video").towers() == ("image", "audio") and modality("image").towers() == ("image",)
 
 
 @pytest.mark.parametrize("path, expected", [
     ("a.jpg", "image"), ("/x/B.JPEG", "image"), ("c.tiff", "image"), ("d.wav", "audio"), ("e.Opus", "audio"),
-    ("f.aiff", "audio"), ("g.md", "text"), ("h.txt", "text"), ("i.mp4", None), ("noext", None), (".jpg", None),
+    ("f.aiff", "audio"), ("g.md", "text"), ("h.txt", "text"), ("i.mp4", "video"), ("j.WEBM", "video"), ("k.pcd", None), ("noext", None), (".jpg", None),
 ])
 def test_modality_of_path(path, expected):
     assert modality_of_path(path) == expected
 
 
 def test_unknown_name_is_an_xmodal_error():
-    with pytest.raises(UnsupportedModality, match=r"unknown modality 'smell' \(known: image, text, audio\)"):
+    with pytest.raises(UnsupportedModality, match=r"unknown modality 'smell' \(known: image, text, audio, video\)"):
         modality("smell")
     assert issubclass(UnsupportedModality, XmodalError) and issubclass(InvalidModality, XmodalError)
 
@@ -38,14 +39,15 @@ def test_unknown_name_is_an_xmodal_error():
     (Modality("Video"), "lowercase identifier"),
     (Modality("vid'eo"), "lowercase identifier"),  # names go into the catalog's SQL text
     (Modality("image"), "registered already"),
-    (Modality("video", frozenset({"mp4"})), "start with a dot"),
-    (Modality("video", frozenset({".MP4"})), "lowercase"),
-    (Modality("video", frozenset({".mp4", ".ogg"})), "belongs to audio"),
+    (Modality("lidar", frozenset({"pcd"})), "start with a dot"),
+    (Modality("lidar", frozenset({".PCD"})), "lowercase"),
+    (Modality("lidar", frozenset({".pcd", ".ogg"})), "belongs to audio"),
+    (Modality("lidar", frozenset({".pcd"}), embedded_as=("depth",)), "embedded as depth, which is not registered"),
 ])
 def test_register_refuses(entry, message):
     with pytest.raises(InvalidModality, match=message):
         register(entry)
-    assert MODALITIES == ("image", "text", "audio")
+    assert MODALITIES == ("image", "text", "audio", "video")
 
 
 def test_registered_is_live_everywhere_and_restored():
@@ -53,14 +55,14 @@ def test_registered_is_live_everywhere_and_restored():
     from engine.models.towers import base
     from index import schema
 
-    with registered(VIDEO):
-        assert MODALITIES == ("image", "text", "audio", "video") and "video" in MODALITIES
-        assert "video" in kinds.MODALITIES and "video" in base.MODALITIES and "video" in schema.MODALITIES
-        assert modality_of_path("clip.MP4") == "video" and modality("video") is VIDEO
-        assert extensions() >= {".mp4", ".webm"}
-    assert MODALITIES == ("image", "text", "audio") and modality_of_path("clip.mp4") is None
+    with registered(LIDAR):
+        assert MODALITIES == ("image", "text", "audio", "video", "lidar") and "lidar" in MODALITIES
+        assert "lidar" in kinds.MODALITIES and "lidar" in base.MODALITIES and "lidar" in schema.MODALITIES
+        assert modality_of_path("scan.PCD") == "lidar" and modality("lidar") is LIDAR
+        assert extensions() >= {".pcd", ".las"}
+    assert MODALITIES == ("image", "text", "audio", "video") and modality_of_path("scan.pcd") is None
     with pytest.raises(UnsupportedModality):
-        modality("video")
+        modality("lidar")
 
 
 def test_every_layer_reads_the_one_table():

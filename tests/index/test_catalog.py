@@ -94,7 +94,7 @@ def test_items_by_uri_and_sha256_status_changes(catalog: Catalog) -> None:
     with pytest.raises(ItemNotFound):
         catalog.add_representation(999, "image", "image")
     with pytest.raises(InvalidStatus):
-        catalog.upsert_item("z", "video")
+        catalog.upsert_item("z", "lidar")
 
 
 def test_write_vectors_validates_and_round_trips(catalog: Catalog) -> None:

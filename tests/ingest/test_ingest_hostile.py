@@ -225,8 +225,8 @@ def test_unsupported_files_are_counted_by_reason(tmp_path):
     root.mkdir()
     (root / "a.jpg").write_bytes(jpeg_bytes(0))
     (root / "doc.pdf").write_bytes(b"%PDF")
-    (root / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    (root / "other.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (root / "clip.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST")
+    (root / "other.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST")
     (root / "README").write_text("hello")
     (root / "skip.jpg").write_bytes(jpeg_bytes(1))
     from ingest.sources import ScanOptions
@@ -234,5 +234,5 @@ def test_unsupported_files_are_counted_by_reason(tmp_path):
     with Engine.open(tmp_path / "store", "tiny-random") as engine:
         summary = engine.ingest([root], IngestOptions(workers=0), ScanOptions(exclude=("skip.*",)))
     assert summary.added == 1
-    assert summary.skipped == {"matched by --exclude": 1, "no file extension": 1, "unsupported type (.mp4)": 2,
+    assert summary.skipped == {"matched by --exclude": 1, "no file extension": 1, "unsupported type (.avi)": 2,
                                "unsupported type (.pdf)": 1}

@@ -123,7 +123,7 @@ def test_plan_search_targets_are_result_kinds_over_every_index():
     assert filters.modalities == ("audio",)
     assert plan_search(available, ["image"], None, Filters(("text",))) is None
     assert plan_search(["image"], None, ["audio"], Filters()) == ([], Filters())
-    with pytest.raises(InvalidInput, match="video"):
-        plan_search(available, ["video"], None, Filters())
+    with pytest.raises(InvalidInput, match="lidar"):
+        plan_search(available, ["lidar"], None, Filters())
     with pytest.raises(InvalidInput, match="indexes"):
         plan_search(available, None, ["pixels"], Filters())

@@ -15,7 +15,7 @@ from core.modalities import Modality, registered
 from engine.rerank.model import LEGACY_MODALITIES, Reranker, RerankerConfig, TokenBatch
 
 SHIPPED = Path(__file__).resolve().parents[3] / "data" / "xmodal-mini" / "reranker"
-VIDEO = Modality("video", frozenset({".mp4"}))
+LIDAR = Modality("lidar", frozenset({".pcd"}))  # video is built in (embedded as image, audio)
 
 
 def _batch(rng: np.random.Generator, n: int, length: int, width: int, dim: int, modality: str):
@@ -42,7 +42,7 @@ def test_the_shipped_reranker_loads_with_its_old_scores():
     model = Reranker.load(SHIPPED)
     assert model.config.modalities == LEGACY_MODALITIES == ("image", "text", "audio")
     np.testing.assert_allclose(_scores(model, {"text": 384, "image": 128}, 256), before, atol=1e-5)
-    with registered(VIDEO):
+    with registered(LIDAR):
         np.testing.assert_allclose(_scores(Reranker.load(SHIPPED), {"text": 384, "image": 128}, 256), before, atol=1e-5)
 
 
@@ -66,8 +66,8 @@ def test_an_old_cross_reranker_loads_in_the_old_row_order_when_the_registry_grow
     assert config["modalities"] == ["image", "text", "audio"]
     del config["modalities"]  # as files saved before the names were recorded
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with registered(VIDEO):
-        assert _cross().config.modalities == ("image", "text", "audio", "video")  # new ones get a row for it
+    with registered(LIDAR):
+        assert _cross().config.modalities == ("image", "text", "audio", "lidar")  # new ones get a row for it
         loaded = Reranker.load(tmp_path)
         assert loaded.config.modalities == ("image", "text", "audio")
         assert _scores(loaded, {"text": 8, "image": 6}, 16) == pytest.approx(expected, abs=1e-6)
@@ -88,12 +88,12 @@ def test_rows_are_found_by_name_not_position(tmp_path):
 
 
 def test_a_reranker_saved_with_a_modality_the_registry_lacks_still_loads(tmp_path):
-    with registered(VIDEO):
+    with registered(LIDAR):
         model = _cross()
         expected = _scores(model, {"text": 8, "image": 6}, 16)
         model.save(tmp_path)
     loaded = Reranker.load(tmp_path)
-    assert loaded.config.modalities == ("image", "text", "audio", "video")
+    assert loaded.config.modalities == ("image", "text", "audio", "lidar")
     assert _scores(loaded, {"text": 8, "image": 6}, 16) == pytest.approx(expected, abs=1e-6)
 
 

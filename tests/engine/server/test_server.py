@@ -123,7 +123,7 @@ def test_sniffed_but_broken_image_is_400(served):
 @pytest.mark.parametrize("body, status", [
     (b"{not json", 400),
     (b'{"text": "dogs", "k": 0}', 422),
-    (b'{"text": "dogs", "targets": ["video"]}', 422),
+    (b'{"text": "dogs", "targets": ["lidar"]}', 422),
     (b'{"text": "dogs", "fusion": "max"}', 422),
     (b'{"text": "dogs", "unknown": 1}', 422),
     (b'{"k": 3}', 400),
