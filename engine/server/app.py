@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, Path as PathParam, Request
+from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -35,6 +35,7 @@ from engine.server.worker import EngineWorker
 
 log = logging.getLogger(__name__)
 ItemId = Annotated[int, PathParam(ge=1, le=(1 << 63) - 1, description="catalog id")]  # SQLite's INTEGER range
+Seconds = Annotated[float | None, Query(ge=0, le=1e6, description="a video's moment, for its frame thumbnail")]
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
             "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -145,16 +146,17 @@ def create_app(source: EngineSpec | str | Path | Callable[[], Engine] | None = N
         return item_json(found, reps)
 
     @app.get("/media/{item_id}", summary="The indexed file of an item, by catalog id only",
-             response_class=Response, responses={200: {"content": {"image/*": {}, "audio/*": {}}}})
-    async def media(item_id: ItemId, thumb: bool = False) -> Response:
-        """The item's file (range requests supported), or a JPEG thumbnail of an image with ``?thumb=1``."""
+             response_class=Response, responses={200: {"content": {"image/*": {}, "audio/*": {}, "video/*": {}}}})
+    async def media(item_id: ItemId, thumb: bool = False, t: Seconds = None) -> Response:
+        """The item's file (range requests answered 206, so a player seeks), or a JPEG thumbnail with ``?thumb=1``:
+        of an image, or of the frame a video shows at ``t`` seconds (``?thumb=1&t=83.5``)."""
         found = await worker.run(lambda e: e.store.catalog.item(item_id))
         path, mime = await asyncio.to_thread(media_path, found)
         headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"}
         if thumb:
-            if found.modality != "image":
-                raise ApiError(404, f"item {item_id} is not an image")
-            data = await asyncio.to_thread(thumbs.get, found, path)
+            if found.modality not in ("image", "video"):
+                raise ApiError(404, f"item {item_id} is not an image or a video")
+            data = await asyncio.to_thread(thumbs.get, found, path, t)
             return Response(data, media_type="image/jpeg", headers=headers)
         return FileResponse(path, media_type=mime, headers=headers, content_disposition_type="inline")
 

@@ -19,6 +19,7 @@ from index.records import Item
 from ingest.decode import sniff_media as sniff  # one signature table, shared with ingest
 from ingest.errors import DecodeError
 from ingest.files import open_regular, uri_path
+from ingest.video import frame_at
 
 SNIFF_BYTES = 16
 
@@ -26,6 +27,8 @@ SNIFF_BYTES = 16
 def sniff_upload(data: bytes) -> str:
     """The query modality of uploaded bytes; ``ApiError`` 415 for anything but a known image or audio format."""
     found = sniff(data[:SNIFF_BYTES])
+    if found is not None and found[0] == "video":
+        raise ApiError(415, "a video cannot be a query yet: search with a frame (an image) or its sound (audio)")
     if found is None:
         raise ApiError(415, "unsupported upload: the bytes are not a JPEG, PNG, GIF, WebP, TIFF or BMP image, nor "
                             "a WAV, FLAC, Ogg or MP3 audio file")
@@ -33,7 +36,8 @@ def sniff_upload(data: bytes) -> str:
 
 
 def media_path(item: Item) -> tuple[Path, str]:
-    """The file of an image or audio catalog item and its sniffed MIME type; ``ApiError`` 404 when there is none."""
+    """The file of an image, audio or video catalog item and its sniffed MIME type; ``ApiError`` 404 when there is
+    none."""
     if item.status != "ok" or not registered(item.modality).binary or "#" in item.uri:
         raise ApiError(404, f"item {item.id} has no media file")
     path = Path(uri_path(item.uri))  # a name that is not UTF-8 is stored as a file:// uri
@@ -53,21 +57,24 @@ def media_path(item: Item) -> tuple[Path, str]:
 
 
 class Thumbnails:
-    """JPEG thumbnails of catalog images, made on demand and kept in memory (LRU, keyed by id and content)."""
+    """JPEG thumbnails of catalog images and of video frames at a second, made on demand and kept in memory (LRU,
+    keyed by id, content and second)."""
 
     def __init__(self, size: int = 256, max_items: int = 1024) -> None:
         self.size, self.max_items = size, max_items
-        self._cache: OrderedDict[tuple[int, str | None, float | None], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, str | None, float | None, float | None], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, item: Item, path: Path) -> bytes:
-        """The thumbnail of an image item (made from ``path`` on first use)."""
-        key = (item.id, item.sha256, item.mtime)
+    def get(self, item: Item, path: Path, seconds: float | None = None) -> bytes:
+        """The thumbnail of an image item, or of a video item's frame at ``seconds`` (made from ``path`` on first
+        use)."""
+        at = None if item.modality != "video" else round(seconds or 0.0, 2)
+        key = (item.id, item.sha256, item.mtime, at)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = self._make(path)
+        data = self._make(path) if at is None else self._frame(path, at)
         with self._lock:
             self._cache[key] = data
             while len(self._cache) > self.max_items:
@@ -84,6 +91,16 @@ class Thumbnails:
             raise ApiError(404, f"{path.name} could not be read as an image") from None
         buf = io.BytesIO()
         small.save(buf, "JPEG", quality=80)
+        return buf.getvalue()
+
+    def _frame(self, path: Path, seconds: float) -> bytes:
+        """A JPEG of the frame a video shows at ``seconds`` (decoding bounded: ingest.video.frame_at)."""
+        try:
+            frame = frame_at(str(path), str(path), seconds, max_side=self.size)
+        except DecodeError as exc:
+            raise ApiError(404, f"{path.name}: {exc.reason}") from None
+        buf = io.BytesIO()
+        frame.save(buf, "JPEG", quality=80)
         return buf.getvalue()
 
 

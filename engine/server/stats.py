@@ -15,10 +15,11 @@ from index.records import Item, Representation
 ITEM_REPRESENTATIONS = 50  # a long text has up to a thousand passages: /items/{id} lists the first ones
 
 
-def _links(item_id: int, modality: str, uri: str) -> dict[str, str | None]:
+def _links(item_id: int, modality: str, uri: str, at: float | None = None) -> dict[str, str | None]:
     has_file = registered(modality).binary and "#" not in uri  # a text record has no file to serve
+    moment = f"&t={at:.2f}" if modality == "video" and at is not None else ""  # a video's thumb: the matched frame
     return {"media_url": f"/media/{item_id}" if has_file else None,
-            "thumb_url": f"/media/{item_id}?thumb=1" if has_file and modality == "image" else None}
+            "thumb_url": f"/media/{item_id}?thumb=1{moment}" if has_file and modality in ("image", "video") else None}
 
 
 def _name(uri: str) -> str:
@@ -32,7 +33,8 @@ def result_json(result: Result) -> dict[str, Any]:
             "score": result.score, "first_stage": result.first_stage, "rerank_score": result.rerank_score,
             "probability": result.probability, "weak": result.weak,
             "match": asdict(result.match),
-            "metadata": dict(result.metadata), **_links(result.item_id, result.modality, result.uri)}
+            "metadata": dict(result.metadata),
+            **_links(result.item_id, result.modality, result.uri, result.match.offset_seconds)}
 
 
 def _representation_json(rep: Representation) -> dict[str, Any]:

@@ -77,6 +77,21 @@ async function search() {
   }
 }
 
+function clock(seconds) {  // a moment as a player shows it: 83.4 -> "1:23", 3723 -> "1:02:03"
+  const whole = Math.floor(seconds);
+  const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), s = whole % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
+}
+
+function videoPlayer(result, at) {
+  // plays from the matched second (a media fragment; the server answers range requests, so the player seeks),
+  // with the matched frame as its poster
+  return el("video", { controls: "", preload: "metadata", poster: result.thumb_url || "",
+                       src: `${result.media_url}#t=${at.toFixed(2)}`, "data-start": at.toFixed(2),
+                       "aria-label": `play ${result.name} from ${clock(at)}` });
+}
+
 function card(result, rank) {
   const match = result.match;
   const ordered = result.rerank_score != null ? "re-ranked score" : "fused score";
@@ -89,7 +104,10 @@ function card(result, rank) {
                              text: ` · p ${result.probability.toFixed(2)}${result.weak ? " (weak)" : ""}` }));
   }
   const children = [];
-  if (result.thumb_url) {
+  const at = match.offset_seconds || 0;
+  if (result.modality === "video" && result.media_url) {
+    children.push(videoPlayer(result, at));
+  } else if (result.thumb_url) {
     children.push(el("a", { href: result.media_url, target: "_blank", rel: "noopener" },
       [el("img", { src: result.thumb_url, alt: result.name, loading: "lazy" })]));
   }
@@ -100,7 +118,8 @@ function card(result, rank) {
   }
   children.push(el("div", { class: "name", text: `${rank}. ${result.name}` }));
   if (match.text) children.push(el("div", { class: "snippet", text: match.text }));
-  const where = match.offset_seconds != null ? ` @ ${match.offset_seconds.toFixed(1)} s` : "";
+  let where = match.offset_seconds != null ? ` @ ${match.offset_seconds.toFixed(1)} s` : "";
+  if (result.modality === "video" && match.offset_seconds != null) where = ` at ${clock(at)}`;  // the moment
   children.push(el("div", { class: "meta" }, [
     el("span", { class: "badge", text: `${result.modality} · ${match.kind}${where}` }),
     el("span", { class: "scores" }, scores),

@@ -121,3 +121,61 @@ def test_bad_k_clears_old_results_and_scores_are_labelled(live_server, page):
     wait_until(page, "document.querySelector('#status').classList.contains('error')")
     assert "from 1 to 200" in page.locator("#status").inner_text()
     assert page.locator("#results li.card").count() == 0
+
+
+@pytest.fixture(scope="module")
+def video_server(tmp_path_factory):
+    """A store holding one generated WebM (tests/videos.py: a picture shown from 3 s to 6 s) and a photo."""
+    import uvicorn
+
+    from engine.datasets.videos import write_video
+    from tests.videos import SHOTS, SOUNDS, picture
+
+    root = tmp_path_factory.mktemp("browser-video")
+    (root / "media").mkdir()
+    write_video(root / "media" / "scenes.webm", SHOTS, SOUNDS)
+    picture(1).save(root / "query.png")
+    with Engine.open(root / "store", "tiny-random") as engine:
+        assert engine.ingest([root / "media"], IngestOptions(workers=0)).failed == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(root / "store"), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.started
+    yield f"http://127.0.0.1:{port}", root
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_a_video_result_plays_from_the_matched_moment(video_server, page):
+    base, root = video_server
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/")
+    for kind in ("image", "audio", "text"):
+        page.locator(f"input[name=target][value={kind}]").uncheck()
+    page.locator("#file").set_input_files(str(root / "query.png"))  # the picture the video shows from 3 s
+    wait_until(page, "document.querySelector('#status').textContent.includes('results in')")
+    card = page.locator("#results li.card").first
+    assert "video · frame at 0:03" in card.locator(".badge").inner_text()  # the result names the moment
+    video = card.locator("video")
+    assert video.get_attribute("src").endswith("#t=3.00") and "t=3.00" in video.get_attribute("poster")
+    wait_until(page, "(() => { const v = document.querySelector('#results video');"
+                     " return v.readyState >= 1 && v.duration > 8; })()")  # metadata read through range requests
+    wait_until(page, "(() => { const img = new Image(); img.src = document.querySelector('#results video').poster;"
+                     " window.__poster = img; return true; })()")
+    wait_until(page, "window.__poster.complete && window.__poster.naturalWidth > 0")  # the matched frame loads
+    start = page.evaluate("document.querySelector('#results video').currentTime")
+    assert abs(start - 3.0) < 0.5  # before play: the player sits at the matched second (the #t= fragment)
+    page.evaluate("(() => { const v = document.querySelector('#results video'); v.muted = true; v.play(); })()")
+    began = time.monotonic()
+    wait_until(page, "document.querySelector('#results video').currentTime > 3.3")
+    at = page.evaluate("document.querySelector('#results video').currentTime")
+    assert 3.3 < at < 6.0 and time.monotonic() - began < at  # played on from 3 s: less time passed than 0 -> at
+    page.evaluate("document.querySelector('#results video').pause()")
+    assert errors == []
