@@ -11,6 +11,7 @@ import numpy as np
 
 from index.connect import REPAIR_CATALOG
 from index.errors import CatalogCorrupt, CatalogLostWrites, IndexCorrupt
+from index.keyword import keyword_problems, rebuild_keywords
 from index.persist import backend_of, index_paths, leftover_temp_files, load_index, sidecars
 from index.repair import CATALOG_NAME, catalog_integrity, repair_catalog, repair_indexes_folder, repair_settings
 from index.settings import read_settings
@@ -234,6 +235,12 @@ def check_store(root: str | Path, *, repair: bool = False) -> CheckReport:
             report.problems.extend(_token_problems(store, vs.model, vs.modality, repair))
             report.vector_sets.append({"model": vs.model, "modality": vs.modality, "dim": vs.dim, "vectors": vs.count,
                                        **seen})
+        keyword = keyword_problems(store.catalog)  # FTS5's own integrity check of the keyword tables
+        if repair and keyword:
+            with store.catalog.atomic():
+                rebuild_keywords(store.catalog)
+        report.problems.extend(Problem("", "", "keyword-index", f"{d}; --repair rebuilds it from the catalog",
+                                       repaired=repair) for d in keyword)
         orphans = store.orphan_indexes()
         if repair:
             _drop_index_files(orphans)

@@ -9,6 +9,7 @@ from typing import Callable
 
 from core.modalities import MODALITIES
 from index.errors import SchemaTooNew
+from index.keyword import MIGRATION as KEYWORD_MIGRATION
 
 # The modality CHECKs below are generated from the registry when this module is imported; with the built-in
 # registry the text is byte for byte the SQL that shipped (tests/core pins it), so old catalogs are unchanged.
@@ -148,8 +149,12 @@ _V7 = [
     )""",
 ]
 
+# Keyword search: FTS5 tables over representations' text, items' file names and metadata values, and trigram tables
+# for substrings, kept in step by triggers and filled from the rows already there (index.keyword holds the SQL).
+_V8: list[Step] = KEYWORD_MIGRATION
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
+MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

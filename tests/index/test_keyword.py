@@ -25,16 +25,10 @@ from index.schema import MIGRATIONS, migrate
 BEFORE = [m for m in MIGRATIONS if m is not MIGRATION]  # the schema before keyword search
 
 
-def _open(path) -> Catalog:
-    catalog = Catalog(path)
-    if not has_keywords(catalog):  # this checkout's schema may not list the keyword migration yet
-        migrate(catalog.db.conn, [*BEFORE, MIGRATION])
-    return catalog
-
-
 @pytest.fixture
 def catalog(tmp_path):
-    with _open(tmp_path / "catalog.db") as cat:
+    with Catalog(tmp_path / "catalog.db") as cat:
+        assert has_keywords(cat)
         yield cat
 
 
@@ -129,3 +123,17 @@ def test_integrity_check_finds_drift_and_rebuild_repairs_it(catalog):
         rebuild_keywords(catalog)
     assert keyword_problems(catalog) == []
     assert match_text(catalog, '"ghost"', 10) == []
+
+
+def test_check_reports_and_repairs_the_keyword_tables(tmp_path):
+    from index import check_store
+
+    with Catalog(tmp_path / "catalog.db") as cat:
+        _item(cat, "/p/a.jpg", texts=["harbour lights"])
+        cat.db.conn.execute("INSERT INTO kw_text(rowid, text) VALUES (9999, 'ghost words')")
+        cat.db.conn.commit()
+    report = check_store(tmp_path)
+    assert not report.ok and [p.kind for p in report.problems] == ["keyword-index"]
+    repaired = check_store(tmp_path, repair=True)
+    assert repaired.ok and [p.repaired for p in repaired.problems] == [True]
+    assert check_store(tmp_path).ok and check_store(tmp_path).problems == []

@@ -20,8 +20,6 @@ from engine.query.keyword import (
     substring_expression,
 )
 from engine.query.policy import SearchRequest
-from index.keyword import MIGRATION, has_keywords
-from index.schema import MIGRATIONS, migrate
 from ingest.pipeline import IngestOptions
 from tests.corpus import jpeg_bytes
 
@@ -46,8 +44,6 @@ def store(tmp_path_factory):
     engine = Engine.open(root / "store", "tiny-random")
     summary = engine.ingest([media / "photos", media / "notes", media / "tagged.csv"], IngestOptions(workers=0))
     assert summary.failed == 0
-    if not has_keywords(engine.store.catalog):  # this checkout's schema may not list the keyword migration yet
-        migrate(engine.store.catalog.db.conn, [*(m for m in MIGRATIONS if m is not MIGRATION), MIGRATION])
     yield engine, media
     engine.close()
 
@@ -148,8 +144,6 @@ def test_deleted_items_never_match(tmp_path):
     (media / "b.txt").write_text("the wombat digs\n")
     with Engine.open(tmp_path / "store", "tiny-random") as engine:
         engine.ingest([media], IngestOptions(workers=0))
-        if not has_keywords(engine.store.catalog):
-            migrate(engine.store.catalog.db.conn, [*(m for m in MIGRATIONS if m is not MIGRATION), MIGRATION])
         assert len(_search(engine, "wombat", KEYWORD)) == 2
         gone = engine.store.catalog.item_by_uri(str(media / "a.txt"))
         engine.store.catalog.mark_deleted(gone.id)
@@ -168,7 +162,6 @@ def test_server_takes_the_mode_and_the_cli_repeats_it():
         SearchIn(text="x", mode="fuzzy")
 
 
-@pytest.mark.skipif(not any(m is MIGRATION for m in MIGRATIONS), reason="the schema does not list keyword search yet")
 def test_cli_search_mode(store, capsys):
     from engine.cli import main
 
