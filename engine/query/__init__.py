@@ -9,6 +9,7 @@ from engine.query.policy import RERANK_DEPTH, SearchPlan, SearchRequest, Searche
 from engine.query.calibrate import calibration_path, fit_pair, pair_key
 from engine.query.rerank import bounded, corrections
 from engine.query.threads import query_threads
+from engine.query.keyword import DEFAULT_MODE, MODES, KeywordScale
 
 __all__ = [
     "Calibrations", "PairFit", "load_for_preset", "plan_search",
@@ -18,8 +19,11 @@ __all__ = [
 ]
 __all__ += ["bounded", "calibration_path", "corrections", "fit_pair", "pair_key", "query_threads"]
 __all__ += ["RERANK_DEPTH", "SearchPlan", "SearchRequest", "Searched", "decide", "execute"]
-from engine.query.shard_servers import connect_shard_servers, start_shard_servers, stop_shard_servers, wait_ready  # noqa: E402
+__all__ += ["DEFAULT_MODE", "MODES", "KeywordScale"]
+from engine.query.shard_servers import (  # noqa: E402
+    connect_shard_servers, ray_mapper, ray_session, start_shard_servers, stop_shard_servers, wait_ready,
+)
 from engine.query.sharded import Coordinator, FanOut, ShardedSearch, ShardedSearched, ShardedStore, catalog_rescore  # noqa: E402
 
 __all__ += ["Coordinator", "FanOut", "ShardedSearch", "ShardedSearched", "ShardedStore", "catalog_rescore",
-            "connect_shard_servers", "start_shard_servers", "stop_shard_servers", "wait_ready"]
+            "connect_shard_servers", "ray_mapper", "ray_session", "start_shard_servers", "stop_shard_servers", "wait_ready"]

@@ -15,7 +15,7 @@ from index.shard_server import ServerOptions, ShardServer
 from index.shards import read_manifest
 
 __all__ = ["Replicas", "ServerOptions", "ShardServer", "actor_name", "connect_shard_servers",
-           "start_shard_servers", "stop_shard_servers", "wait_ready"]
+           "ray_mapper", "ray_session", "start_shard_servers", "stop_shard_servers", "wait_ready"]
 
 Replicas = list[list[Any]]  # [shard][replica] -> Ray actor handle
 
@@ -76,3 +76,22 @@ def stop_shard_servers(handles: Sequence[Sequence[Any]]) -> None:
                 ray.kill(handle, no_restart=True)
             except Exception:  # already gone: nothing to stop
                 pass
+
+
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """A context manager with Ray ready in this process (``ingest.ray_local.attached``): the connection already made,
+    the cluster at ``address``, or a fresh loopback-only local instance; what it started is stopped on leaving."""
+    from ingest.ray_local import attached
+
+    return attached(address, num_cpus)
+
+
+def ray_mapper(num_cpus: float = 1.0) -> Any:
+    """A shard-build mapper (``index.shards.build_shards``) that adds each index shard in a Ray task on the cluster."""
+    import ray
+
+    def run(fn: Any, tasks: Sequence[Any]) -> list[Any]:
+        remote = ray.remote(num_cpus=num_cpus, max_retries=1)(fn)
+        return ray.get([remote.remote(task) for task in tasks])
+
+    return run

@@ -23,6 +23,7 @@ from index import ItemNotFound
 from index.shards import merge_topk
 
 log = logging.getLogger(__name__)
+_INLINE_BYTES = 64 * 1024
 
 Rescore = Callable[[np.ndarray], "np.ndarray | None"]  # candidate ids -> their exact vectors (None: not at hand)
 
@@ -80,7 +81,8 @@ class Coordinator:
         deadline = start + self.timeout_s
         fetch = k * self.fetch_factor if self.rescore is not None else k
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        qref = ray.put(queries)
+        # one copy in the object store for big batches; a few queries travel inline with each call (cheaper)
+        qref = ray.put(queries) if queries.nbytes > _INLINE_BYTES else queries
         tries = {s: self._order(s) for s in range(len(self.replicas))}
         pending: dict[Any, tuple[int, int]] = {}
 
