@@ -14,6 +14,6 @@ __all__ = [
 # Loaded on first use (module ``__getattr__``): the pipeline imports numpy and the decoders.
 from core.lazy import lazy_face  # noqa: E402
 
-_LAZY = {"IngestOptions": "ingest.pipeline"}
+_LAZY = {"IngestOptions": "ingest.pipeline", "local_cluster": "ingest.ray_local", "local_ray": "ingest.ray_local"}
 __all__ += sorted(_LAZY)
 __getattr__, __dir__ = lazy_face(__name__, _LAZY)

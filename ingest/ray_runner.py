@@ -26,6 +26,7 @@ from ingest.runner import Encoded, RunnerSpec
 from ingest.work import Decoded, FileTask, init_worker, run_handler
 
 POLL_S = 0.05  # how long the driver waits on one thing before checking the others
+WARM_HOLD_S = 0.5
 DECODE_RETRIES = 1  # a worker killed under a file gets one more try; a file that kills it twice fails
 ACTOR_RESTARTS = 2
 
@@ -35,6 +36,16 @@ def _decode(shared: tuple, task: FileTask) -> Decoded:
     handler, pre, settings = shared
     init_worker(pre, settings)
     return run_handler(handler, task, pre, settings)
+
+
+def _warm(shared: tuple) -> int:
+    """Start a worker and load what decoding needs (``shared``: the preprocessors' modules, torch, the decoders),
+    so that time limits count decoding alone."""
+    import os
+
+    init_worker(shared[1], shared[2])
+    time.sleep(WARM_HOLD_S)  # held briefly, so the next warm-up task lands on another CPU
+    return os.getpid()
 
 
 def _reason(exc: BaseException) -> str:
@@ -197,10 +208,13 @@ class RayRunner:
 
         self._shared = ray.put((self.spec.handler, self.spec.preprocessors, self.spec.settings))
         self._decode = ray.remote(_decode).options(num_cpus=1, max_retries=DECODE_RETRIES)
-        if self.spec.encoding is None:
-            return
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+        # a worker's first start (imports) is paid here, not inside the first files' time limit
+        warm = ray.remote(_warm).options(num_cpus=1)
+        self.decode_pids = ray.get([warm.remote(self._shared) for _ in range(max(1, cpus))])
+        if self.spec.encoding is None:
+            return
         n = self.spec.workers if self.spec.workers > 0 else max(1, gpus)
         if not gpus and cpus < n + 1:
             raise IngestError(f"the Ray cluster has {cpus} CPU(s): {n} encoder actor(s) and the decode tasks need "
@@ -212,6 +226,7 @@ class RayRunner:
         self._encoding = ray.put(self.spec.encoding)  # held while the actors live: a restart is built from it
         self.actors = [actor.remote(self._encoding, 1) for _ in range(n)]
         self._load = [0] * n
+        self.encoder_pids()  # built and ready before the first file is sent
 
     # -- decoding only -------------------------------------------------------------------------------
     def _decoded(self, todo: deque[FileTask], limit: int) -> Iterator[Decoded]:
@@ -342,9 +357,9 @@ class RayRunner:
             import ray
 
             if ray.is_initialized():
-                for ref in list(self._inflight):
+                for ref in list(self._inflight):  # queued ones dropped, running ones interrupted: workers stay
                     with contextlib.suppress(Exception):
-                        ray.cancel(ref, force=True)
+                        ray.cancel(ref)
                 for actor in self.actors:
                     with contextlib.suppress(Exception):
                         ray.kill(actor, no_restart=True)

@@ -33,6 +33,7 @@ def _positive(text: str) -> float:
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``ingest`` subcommand."""
     from ingest.decode import DecodeSettings
+    from ingest.runner import DEFAULT_RUNNER, runner_names
 
     parser = sub.add_parser(
         NAME, help=HELP,
@@ -51,7 +52,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int_range(1, MAX_BATCH_SIZE), default=BATCH_SIZE,
                         help=f"items per encoder batch (1 to {MAX_BATCH_SIZE})")
     parser.add_argument("--workers", type=int_range(0, MAX_WORKERS), default=WORKERS,
-                        help=f"decoding processes (0: in-process; at most {MAX_WORKERS})")
+                        help=f"decoding processes (0: in-process; at most {MAX_WORKERS}); with --runner ray, encoder "
+                        "actors (0: one per GPU, else one)")
+    parser.add_argument("--runner", choices=runner_names(),
+                        help=f"where files are decoded (default {DEFAULT_RUNNER}, or ray with --address): local worker "
+                        "processes, inline (this process) or ray (decoding as Ray tasks, encoding in Ray actors; a local "
+                        "Ray instance unless --address)")
+    parser.add_argument("--address", metavar="ADDR", help="the Ray cluster to run on (host:port, with --runner ray)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="encoder precision")
     parser.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
@@ -104,14 +111,21 @@ def run(args: argparse.Namespace) -> int:
     from ingest.decode import DecodeSettings
     from ingest.pipeline import IngestOptions
     from ingest.progress import IngestProgress
+    from ingest.runner import DEFAULT_RUNNER
     from ingest.sources import ScanOptions
 
     image_mb, audio_mb, text_mb = (int(mb * (1 << 20)) for mb in args.max_file_mb)
     decode = DecodeSettings(max_image_pixels=args.max_image_pixels, max_image_bytes=image_mb, max_audio_bytes=audio_mb,
                             max_text_bytes=text_mb, max_audio_s=args.max_audio_seconds,
                             max_audio_samples=int(args.max_audio_samples), timeout_s=args.decode_timeout)
+    if args.address and args.runner not in (None, "ray"):
+        from core.errors import InvalidInput
+
+        raise InvalidInput(f"--address is the Ray cluster's: it needs --runner ray, not --runner {args.runner}")
     options = IngestOptions(batch_size=args.batch_size, workers=args.workers, precision=args.precision,
-                            retry_failed=args.retry_failed, tokens=args.tokens, decode=decode)
+                            retry_failed=args.retry_failed, tokens=args.tokens, decode=decode,
+                            runner=args.runner or ("ray" if args.address else DEFAULT_RUNNER),
+                            address=args.address)
     scan = ScanOptions(tuple(args.include), tuple(args.exclude), args.follow_symlinks)
     with Engine.open(args.store, args.preset, args.device, args.random_weights) as engine:
         from engine.models.domain import photo_note

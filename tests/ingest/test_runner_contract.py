@@ -99,13 +99,15 @@ def _texts(root: Path, n: int, log: Path | None = None) -> list[FileTask]:
     return tasks
 
 
-@pytest.fixture(params=runner_names())
+@pytest.fixture(params=[pytest.param(n, marks=pytest.mark.slow) if n == "ray" else n for n in runner_names()])
 def name(request) -> str:
+    if request.param == "ray":  # one local loopback cluster for the package (tests/ingest/conftest.py)
+        request.getfixturevalue("ray_cluster")
     return request.param
 
 
 def test_the_builtin_runners_are_registered():
-    assert {"local", "inline"} <= set(runner_names())
+    assert {"local", "inline", "ray"} <= set(runner_names())
     assert IngestOptions().runner == "local"
 
 
@@ -164,10 +166,10 @@ def test_close_leaves_no_child_process(name, tmp_path, preprocessors):
 
 
 def test_an_unknown_runner_is_refused_by_name_before_any_file_is_read(tiny_encoder):
-    with pytest.raises(IngestError, match=r"unknown ingest runner 'ray'; known: .*inline.*local"):
-        runner_factory("ray")
+    with pytest.raises(IngestError, match=r"unknown ingest runner 'spark'; known: .*inline.*local.*ray"):
+        runner_factory("spark")
     with pytest.raises(IngestError, match="unknown ingest runner"):
-        Pipeline(tiny_encoder, sink=None, options=IngestOptions(runner="ray"))  # type: ignore[arg-type]
+        Pipeline(tiny_encoder, sink=None, options=IngestOptions(runner="spark"))  # type: ignore[arg-type]
 
 
 def test_local_with_no_workers_decodes_in_process(preprocessors):
@@ -193,4 +195,4 @@ def test_the_runner_registry_loads_without_torch():
     code = "import sys, ingest.runner; print(ingest.runner.runner_names(), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout
-    assert out.strip() == "('inline', 'local') False"  # a CLI can list the runners without loading a model
+    assert out.strip() == "('inline', 'local', 'ray') False"  # a CLI can list the runners without loading a model
