@@ -7,8 +7,10 @@ costs little CPU) that post text queries back to back for ``--seconds``. ``--dis
 a text never sent before (generated word combinations: the server's vector cache never hits). ``--baseline
 TREE`` also serves the same corpus from another checkout of xmodal (e.g. a ``git worktree`` of an older
 commit) and alternates the load between the two servers in ``--rounds`` rounds, so that both see the same
-(shared, busy) machine. Prints and writes: requests, errors, throughput, latency percentiles, CPU per
-request, the servers' RSS before and after the load, and the machine's load average.
+(shared, busy) machine; ``--baseline-env NAME=VALUE`` sets a variable for that server only (``--baseline .
+--baseline-env XMODAL_ONNX=0``: this code with text queries on torch against ONNX Runtime). Prints and writes:
+requests, errors, throughput, latency percentiles, CPU per request, the servers' RSS before and after the load,
+and the machine's load average.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._errors import InvalidBenchArgs
 from bench._procs import cpu_seconds, rss_mib
 from bench.report import machine_info
 
@@ -108,8 +111,8 @@ def build_store(store: Path, preset: str, random_weights: bool) -> dict:
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _tree_env(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree), "XMODAL_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+def _tree_env(tree: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree), "XMODAL_OFFLINE": "1", "HF_HUB_OFFLINE": "1", **(extra or {})}
 
 
 def build_store_in(tree: Path, store: Path, preset: str, random_weights: bool) -> dict:
@@ -137,11 +140,12 @@ def _get_json(port: int, path: str) -> dict:
 
 
 def start_server(store: Path, preset: str, random_weights: bool, port: int, workers: int = 1,
-                 tree: Path = ROOT) -> subprocess.Popen:
-    """``serve_forever`` of ``tree``'s code in a child process; returns once ``/health`` answers (from every worker)."""
+                 tree: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``serve_forever`` of ``tree``'s code in a child process (``env``: extra variables); returns once ``/health``
+    answers (from every worker)."""
     cmd = [sys.executable, "-m", "bench.serve", "--as-server", "--store", str(store.resolve()), "--preset", preset,
            "--port", str(port), "--workers", str(workers)] + (["--random-weights"] if random_weights else [])
-    proc = subprocess.Popen(cmd, cwd=tree, env=_tree_env(tree))
+    proc = subprocess.Popen(cmd, cwd=tree, env=_tree_env(tree, env))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -304,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also serve from this checkout of xmodal (e.g. a git worktree of an older commit), "
                         "alternating with this one")
     parser.add_argument("--rounds", type=int, default=2, help="with --baseline: rounds of alternation (default 2)")
+    parser.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --baseline: an environment variable for the baseline server only (repeatable), "
+                        "e.g. --baseline . --baseline-env XMODAL_ONNX=0 measures one switch on the same code")
     parser.add_argument("--as-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -311,23 +318,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.as_server:
         serve_forever(args.store, args.preset, args.random_weights, args.port, args.workers)
         return 0
+    baseline_env = dict(item.split("=", 1) for item in args.baseline_env if "=" in item)
+    if len(baseline_env) != len(args.baseline_env) or (baseline_env and not args.baseline):
+        raise InvalidBenchArgs("--baseline-env takes NAME=VALUE, and only with --baseline")
     preset, why = choose_preset(args.preset)
     print(f"preset: {preset} ({why}){' with random weights' if args.random_weights else ''}")
     name = preset.replace("/", "_") + ("-random" if args.random_weights else "")
-    trees = [("after", ROOT, Path(args.store) / name)]
+    trees = [("after", ROOT, Path(args.store) / name, {})]
     if args.baseline:
-        trees.insert(0, ("before", args.baseline.resolve(), Path(args.store) / f"{name}-baseline"))
+        trees.insert(0, ("before", args.baseline.resolve(), Path(args.store) / f"{name}-baseline", baseline_env))
     load_before = os.getloadavg()
     served: list[Served] = []
     try:
-        for label, tree, store in trees:
+        for label, tree, store, env in trees:
             corpus = build_store(store, preset, args.random_weights) if tree == ROOT else \
                 build_store_in(tree, store, preset, args.random_weights)
             print(f"[{label}] store {store} ({tree}): {corpus['items']} items ({corpus['added']} added, "
                   f"{corpus['failed']} failed, {corpus['seconds']} s)")
             port = _free_port()
             served.append(Served(label, tree, start_server(store, preset, args.random_weights, port, args.workers,
-                                                           tree), port))
+                                                           tree, env), port))
         for s in served:
             s.report = {"stats": _get_json(s.port, "/stats"), "rss_before": rss_mib(s.proc.pid)}
         rounds = args.rounds if args.baseline else 1
@@ -345,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             s.proc.wait(30)
     report: dict = {"benchmark": "serve", "preset": preset, "preset_note": why, "random_weights": args.random_weights,
                     "clients": args.clients, "server_workers": args.workers, "seconds": args.seconds,
-                    "warmup_seconds": args.warmup, "distinct_queries": args.distinct, "rounds": rounds}
+                    "warmup_seconds": args.warmup, "distinct_queries": args.distinct, "rounds": rounds,
+                    "baseline_env": baseline_env}
     for s in served:
         before, after, stats = s.report["rss_before"], s.report["rss_after"], s.report["stats"]
         s.report = {"tree": str(s.tree), "commit": _commit(s.tree), "store_items": stats["items"],

@@ -125,17 +125,17 @@ def _worst_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).min())
 
 
-def build(tower: torch.nn.Module, threads: int, cache: Path | None = None) -> OnnxText:
+def build(tower: torch.nn.Module, threads: int) -> OnnxText:
     """A checked session for ``tower`` on ``threads`` intra-op threads: the cached graph, else a fresh export (to
-    ``cache`` or ``cache_path``; to a temporary folder when that is not writable). Raises ``OnnxTextUnavailable``."""
+    ``cache_path``; to a temporary folder when that is not writable). Raises ``OnnxTextUnavailable``."""
     probe = tower.preprocess(list(PROBE))
     with torch.inference_mode():
         want = tower(probe)
-    path = cache or cache_path(weights_hash(tower))
+    path = cache_path(weights_hash(tower))
     fresh = False
     with tempfile.TemporaryDirectory(prefix="xmodal-onnx-") as scratch:
-        for attempt in range(2):  # a cached graph that fails the probe is exported again, once
-            if attempt or not path.is_file():
+        while True:  # a cached graph that fails the probe is exported again, once
+            if fresh or not path.is_file():
                 try:
                     export(tower, probe, path)
                 except OSError as exc:  # a read-only weights folder: export for this process only
@@ -145,21 +145,19 @@ def build(tower: torch.nn.Module, threads: int, cache: Path | None = None) -> On
                 fresh = True
             try:
                 runner = OnnxText(_session(path, threads))
-                worst = _worst_cosine(runner.features(probe), want)
+                worst, error = _worst_cosine(runner.features(probe), want), ""
             except OnnxTextUnavailable:
                 raise
             except Exception as exc:  # noqa: BLE001  (a damaged or foreign file: export again, then give up)
-                worst, error = -1.0, exc
-            else:
-                error = None
+                worst, error = -1.0, f": {type(exc).__name__}: {exc}"
             if worst >= MIN_COSINE:
                 log.info("text queries through ONNX Runtime (%s, %d thread(s), probe cosine %.7f%s)", path.name,
                          threads, worst, ", exported now" if fresh else "")
                 return runner
             if fresh:
-                break
-    raise OnnxTextUnavailable(f"the ONNX graph disagrees with torch (worst probe cosine {worst:.6f})"
-                              + (f": {error}" if error else ""))
+                raise OnnxTextUnavailable(f"the ONNX graph disagrees with torch (worst probe cosine {worst:.6f})"
+                                          + error)
+            fresh = True
 
 
 class OnnxQueries:
