@@ -12,7 +12,8 @@ import numpy as np
 from engine.query.limits import check_search_bounds
 from engine.query.calibrate import Calibrations, sigmoid
 from engine.query.fusion import DEFAULT_FUSION, Calibration, HitScore, estimate_calibration, fusion_named
-from engine.query.keyword import VECTOR, KEYWORD, check_mode, is_keyword_list, keyword_lists, keyword_score
+from engine.query.keyword import (DEFAULT_SCALE, KEYWORD, VECTOR, KeywordScale, check_mode, is_keyword_list,
+                                  keyword_lists, keyword_score)
 from index import Hit, Store
 from index.keyword import has_keywords
 
@@ -125,6 +126,7 @@ class Searcher:
         self._calibrated_at = -1
         self._modalities: tuple[int, list[str]] = (-1, [])
         self.pinned_generation: int | None = None  # set by a caller reading inside one snapshot
+        self.keyword_scale: KeywordScale = DEFAULT_SCALE  # how keyword hits score in the fusion (bench.hybrid)
 
     def _generation(self) -> int:
         return self.pinned_generation if self.pinned_generation is not None else self.store.catalog.generation
@@ -231,7 +233,7 @@ class Searcher:
                 rank = len(seen)
                 seen.add(item)
                 if keyword:
-                    scored = keyword_score(rank)
+                    scored = keyword_score(rank, self.keyword_scale)
                 else:
                     fit = fits.fit_for(query_modality, target, hit.kind) if fits is not None else None
                     scored = HitScore(rank, score, cal, float(fit.logit(score)) if fit is not None else None)
