@@ -284,7 +284,8 @@ class RayRunner:
             if clock.hung(decoding):
                 self._give_up(chunks, clock)
             for chunk in chunks:
-                if chunk.result is None and all(i in chunk.failed or clock.finished(r) for i, r in enumerate(chunk.refs)):
+                decoded = all(i in chunk.failed or clock.finished(r) for i, r in enumerate(chunk.refs))
+                if chunk.result is None and decoded:
                     self._send(chunk)
             head = chunks[0]
             watch = [r for r in decoding if not clock.finished(r)] + ([head.result] if head.result is not None else [])
