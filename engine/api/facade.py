@@ -18,6 +18,7 @@ from engine.models.devices import resolve_device
 from engine.models.enrichers import EnrichOptions, check_enrichers, make_enrichers
 from engine.models.fingerprint import modality_fingerprint
 from engine.query import DEFAULT_FUSION, Calibrations, Filters, Result, Searcher, as_parts, load_for_preset
+from engine.query import DEFAULT_MODE
 from engine.query.hydration import CachedStore
 from engine.query.limits import check_search_bounds
 from engine.query.policy import SearchPlan, SearchRequest, Searched, decide, execute
@@ -150,12 +151,13 @@ class Engine:
 
     def search(self, query, targets=None, k: int = 10, filters=None, depth: int = 100, fusion: str | None = None,
                rerank: bool | None = None, rerank_depth: int | None = None, *, indexes=None,
-               show_all: bool = True) -> list[Result]:
+               show_all: bool = True, mode: str | None = None) -> list[Result]:
         """Top ``k`` items for a query (text, image, audio, or weighted ``QueryPart``s) of the ``targets`` kinds.
 
         ``targets``: the modalities of result items (default: all); every index is searched, so a photo can
         match through its captions. ``indexes``: the raw vector sets to search (default: all), for benchmarks
         of one direction. ``show_all=False`` drops results under the preset's calibrated floor (``weak``).
+        ``mode``: "hybrid" (default: vector and keyword hits fused), "vector" or "keyword".
 
         ``rerank``: None follows the preset's default (on for directions where held-out data showed a gain);
         True re-ranks the top ``rerank_depth`` fused candidates with the attention re-ranker
@@ -163,7 +165,8 @@ class Engine:
         """
         check_search_bounds(k, depth, rerank_depth)
         request = SearchRequest(tuple(as_parts(query)), tuple(targets or ()), k, filters or Filters(), depth,
-                                fusion or DEFAULT_FUSION, rerank, rerank_depth, tuple(indexes or ()), show_all)
+                                fusion or DEFAULT_FUSION, rerank, rerank_depth, tuple(indexes or ()), show_all,
+                                mode or DEFAULT_MODE)
         return self.run_search(request).results
 
     def plan(self, request: SearchRequest) -> SearchPlan:

@@ -101,6 +101,7 @@ def test_rare_word_in_a_note_is_found_by_keyword_and_hybrid(store):
             assert results[0].match.kind == "text"
     found = _search(engine, "quokka", KEYWORD)
     assert [r.uri for r in found] == [str(media / "notes" / "trip.txt")]  # keyword mode: only what matched
+    assert [r.uri for r in engine.search("quokka", mode=KEYWORD)] == [trip]  # the library's search takes the mode
     assert found[0].probability is not None and found[0].probability > 0.5
 
 
