@@ -22,6 +22,7 @@ from engine.query import DEFAULT_MODE
 from engine.query.hydration import CachedStore
 from engine.query.limits import check_search_bounds
 from engine.query.policy import SearchPlan, SearchRequest, Searched, decide, execute
+from engine.query.speech import SpeechQueries, speech_queries
 from engine.rerank import Reranker
 from index import Store, StoreEmpty, open_store
 from index.settings import read_settings, write_settings
@@ -53,6 +54,7 @@ class Engine:
         path = reranker or encoder.preset.reranker
         self.reranker = Reranker.load(path) if path else None
         self._searcher: Searcher | None = None
+        self.speech: SpeechQueries | None = None  # made on the first audio query of a transcribed store
 
     @classmethod
     def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
@@ -183,6 +185,7 @@ class Engine:
         """Run a search as the library does: bounds checked, ``StoreEmpty`` on an empty store, the query encoded on
         one torch thread; a default re-rank that cannot run (candidates without tokens) logs why and falls back."""
         check_search_bounds(request.k, request.depth, request.rerank_depth)
+        request = self.transcribed(request)
         searched = execute(self.plan(request), request, self.encoder, self.searcher, self.reranker)
         if searched.skipped:
             log.warning("re-ranking skipped, first-stage order: %s", searched.skipped)
@@ -191,8 +194,18 @@ class Engine:
     def search_encoded(self, request: SearchRequest, vector: np.ndarray | None = None) -> Searched:
         """Run one search of a server's batch (inside ``pinned``): ``vector`` is the query's first-stage vector when
         already encoded (None: encoded here, on the calling thread's torch threads); an empty store gives no results."""
+        request = self.transcribed(request) if vector is None else request
         plan = self._decide(request, self.store_modalities())
         return execute(plan, request, self.encoder, self.searcher, self.reranker, vector, threads=None)
+
+    def transcribed(self, request: SearchRequest) -> SearchRequest:
+        """``request`` with its audio parts' transcripts added as text parts when the store is transcribed
+        (``engine.query.speech``; the speech model loads on the first audio query)."""
+        if not any(p.modality == "audio" for p in request.parts) or "transcribe" not in self.enrichment():
+            return request
+        if self.speech is None:
+            self.speech = speech_queries(str(self.encoder.device))
+        return self.speech.expand(request)
 
     def _decide(self, request: SearchRequest, available: list[str]) -> SearchPlan:
         return decide(request, available, self.reranker, self.model, lambda: self.store.catalog.has_tokens(self.model))

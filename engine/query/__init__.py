@@ -20,6 +20,8 @@ __all__ = [
 __all__ += ["bounded", "calibration_path", "corrections", "fit_pair", "pair_key", "query_threads"]
 __all__ += ["RERANK_DEPTH", "SearchPlan", "SearchRequest", "Searched", "decide", "execute"]
 __all__ += ["DEFAULT_MODE", "MODES", "KeywordScale"]
+from engine.query.speech import TRANSCRIPT_WEIGHT, SpeechQueries, speech_queries  # noqa: E402
+__all__ += ["TRANSCRIPT_WEIGHT", "SpeechQueries", "speech_queries"]
 from engine.query.shard_servers import (  # noqa: E402
     connect_shard_servers, ray_mapper, ray_session, start_shard_servers, stop_shard_servers, wait_ready,
 )
