@@ -20,7 +20,7 @@ from core.errors import XmodalError
 # Each module in engine.cli named here defines ``register(subparsers) -> ArgumentParser`` that sets
 # ``func`` on its parser via ``set_defaults``; ``func(args) -> int`` runs the command. A module that also
 # defines ``NAME`` and ``HELP`` is listed by those alone when another command runs.
-COMMANDS = ["models", "train", "train_reranker", "ingest", "search", "check", "demo", "serve", "bench"]
+COMMANDS = ["models", "train", "train_reranker", "ingest", "search", "check", "demo", "serve", "bench", "shards"]
 
 EXIT_INTERRUPTED = 130
 

@@ -162,7 +162,7 @@ class ShardedStore:
         self._store = store
         self.catalog = store.catalog
         self.coordinators = dict(coordinators)
-        self.fanouts: list[FanOut] = []
+        self.fanouts: list[tuple[str, FanOut]] = []  # (modality, fan-out) of the current search
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -173,7 +173,7 @@ class ShardedStore:
         if coordinator is None:
             return self._store.search(model, modality, queries, k)
         out = coordinator.search(queries, k)
-        self.fanouts.append(out)
+        self.fanouts.append((modality, out))
         return out.scores, out.ids
 
 
@@ -183,7 +183,7 @@ class ShardedSearched:
 
     searched: Searched
     partial: bool
-    missing: tuple[int, ...]
+    missing: tuple[tuple[str, int], ...]  # (vector set modality, shard) of every shard that did not answer
     fanouts: tuple[FanOut, ...]
 
     @property
@@ -210,5 +210,5 @@ class ShardedSearch:
         self.store.fanouts = []
         searched = execute(self.plan(request), request, self.encoder, self.searcher, self.reranker, vector)
         fanouts = tuple(self.store.fanouts)
-        missing = tuple(sorted({s for f in fanouts for s in f.missing}))
-        return ShardedSearched(searched, bool(missing), missing, fanouts)
+        missing = tuple(sorted({(modality, s) for modality, f in fanouts for s in f.missing}))
+        return ShardedSearched(searched, bool(missing), missing, tuple(f for _, f in fanouts))

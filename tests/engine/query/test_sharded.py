@@ -4,6 +4,7 @@ the one search policy (fusion, filters, hydration) over sharded first stages giv
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -146,7 +147,24 @@ def test_the_one_policy_runs_over_sharded_first_stages(ray_local, tiny_store, ti
                 assert np.allclose([r.score for r in got.results], [r.score for r in single], atol=1e-5)
             ray_local.kill(servers[sets.index("text")][1][0], no_restart=True)  # one text shard down
             got = sharded.run(SearchRequest((QueryPart("text", "a lighthouse"),), k=5, rerank=False))
-            assert got.partial and got.missing == (1,) and got.results
+            assert got.partial and got.missing == (("text", 1),) and got.results
         finally:
             for handles in servers:
                 stop_shard_servers(handles)
+
+
+def test_cli_builds_searches_and_refuses_stale_shards(ray_local, tiny_store_copy, capsys):
+    from engine.cli import main
+
+    store = str(tiny_store_copy.store)
+    assert main(["shards", "build", "--store", store, "--shards", "1", "--backend", "exact"]) == 0
+    assert "1 Flat shards" in capsys.readouterr().out
+    tight = ["--server-cpus", "0.01"]
+    assert main(["shards", "search", "a lighthouse on a cliff at dusk", "--store", store, "-k", "3", "--json", *tight]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not out["partial"] and out["missing"] == [] and len(out["results"]) == 3
+    with open_store(store, create=False) as opened:  # the catalog moves on: the shards no longer reflect it
+        with opened.catalog.atomic():
+            opened.catalog.mark_deleted(out["results"][0]["item_id"])
+    assert main(["shards", "search", "a lighthouse", "--store", store, *tight]) != 0
+    assert "xmodal shards build" in capsys.readouterr().err
