@@ -16,6 +16,7 @@ share of those top hits that matched through an ``ocr`` representation.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from bench.report import machine_info, write_json
 from engine.api import Engine
 from engine.datasets import shared_data_dir
 from engine.models import EnrichOptions, load_encoder, make_enrichers
+from engine.query import MODES
 from ingest import IngestOptions
 
 FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf",
@@ -287,17 +289,23 @@ def store_path(folder: Path, work: Path, images: list[Rendered], preset: str, th
         start, cpu = time.perf_counter(), cpu_seconds()
         engine.enrich(["ocr"], enrich_options=EnrichOptions(device="cpu", threads=threads))
         enrich_s, enrich_cpu = time.perf_counter() - start, cpu_seconds() - cpu
-        hits = [engine.search(r.word, targets=["image"], k=1, rerank=False) for r in images]
-        r1 = [bool(h) and Path(h[0].uri.removeprefix("file://")).name == Path(r.path).name
-              for h, r in zip(hits, images)]
-        via_ocr = [bool(h) and h[0].match.kind == "ocr" for h in hits]
+        modes = MODES if "mode" in inspect.signature(engine.search).parameters else (None,)
+        searched = {}
+        for mode in modes:  # every search mode the engine offers (vector, keyword, hybrid), else its one way
+            extra = {} if mode is None else {"mode": mode}
+            hits = [engine.search(r.word, targets=["image"], k=1, rerank=False, **extra) for r in images]
+            r1 = [bool(h) and Path(h[0].uri.removeprefix("file://")).name == Path(r.path).name
+                  for h, r in zip(hits, images)]
+            via_ocr = [bool(h) and h[0].match.kind == "ocr" for h in hits]
+            searched[mode or "default"] = {"r1_search": round(float(np.mean(r1)), 4),
+                                           "top1_matched_via_ocr": round(float(np.mean(via_ocr)), 4)}
     finally:
         engine.close()
     return {"items": summary.added, "ingest_s_ocr_off": round(ingest_s, 2), "ingest_cpu_s_ocr_off": round(ingest_cpu, 2),
             "enrich_s_ocr": round(enrich_s, 2), "enrich_cpu_s_ocr": round(enrich_cpu, 2),
             "ocr_ms_per_image_in_ingest": round(1000 * enrich_s / max(1, len(images)), 1),
             "ocr_cpu_ms_per_image_in_ingest": round(1000 * enrich_cpu / max(1, len(images)), 1),
-            "r1_search": round(float(np.mean(r1)), 4), "top1_matched_via_ocr": round(float(np.mean(via_ocr)), 4)}
+            "search": searched}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -307,6 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="threads per engine (onnxruntime; OMP for tesseract)")
     parser.add_argument("--preset", default="xmodal-mini", help="text tower for R@1 and the store path")
     parser.add_argument("--psm", type=int, default=11, help="tesseract page segmentation mode (11: sparse text)")
+    parser.add_argument("--engines", default="rapidocr,tesseract", help="comma-separated engines to compare (empty: none)")
     parser.add_argument("--no-store", action="store_true", help="skip the ingest + enrich + search path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
@@ -323,7 +332,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         readers = {"rapidocr": lambda: rapidocr_reader(args.threads),
                    "tesseract": lambda: tesseract_reader(args.threads, args.psm)}
         engines: dict[str, Any] = {}
-        for name, make in readers.items():
+        for name in [n for n in args.engines.split(",") if n]:  # none: the store path alone
+            if name not in readers:
+                parser.error(f"unknown engine {name!r}; known: {', '.join(readers)}")
+            make = readers[name]
             try:
                 read, version = make()
             except FileNotFoundError as exc:
