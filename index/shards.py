@@ -28,7 +28,7 @@ from index.config import IndexConfig, SearchParams
 from index.errors import DimensionMismatch, IndexCorrupt, InvalidIndexConfig, StoreDamaged
 from index.exact import TopK
 from index.parquet import ParquetShardWriter, iter_shard, parquet_files, read_rows, shard_info
-from index.persist import _fsync_dir, _sha256, _tmp_name, _write_bytes_atomic
+from index.persist import TMP_MARK, _fsync_dir, _sha256, _tmp_name, _write_bytes_atomic
 from index.schema import now
 from index.tuning import TuneResult, drop_self, tune
 
@@ -315,6 +315,10 @@ def build_shards(files: Sequence[str | Path], folder: str | Path, n_shards: int,
         else:
             manifest = ShardManifest(**{**asdict(manifest), "shards": manifest.shards, "recall": 1.0})
         _write_bytes_atomic(folder / MANIFEST, manifest.to_json().encode())
+    listed = {e.file for e in entries}
+    for old in folder.glob("shard-*"):  # shards of an earlier build with more shards
+        if old.name not in listed and TMP_MARK not in old.name:
+            old.unlink()
     _fsync_dir(folder)
     log.info("built %d %s shards (%s) over %d vectors; params %s recall %s", n_shards, config.backend, factory, total,
              manifest.params, manifest.recall)

@@ -114,6 +114,7 @@ def test_ann_shards_trained_once_reach_recall(corpus, tmp_path):
     x, ids, files, q = corpus
     manifest = build_shards(files, tmp_path, 4, IndexConfig(factory="IVF32,Flat"), model="m", modality="image")
     assert manifest.trained_on > 0 and "nprobe" in manifest.params and manifest.recall >= 0.95
+    assert sorted(p.name for p in tmp_path.glob("shard-*")) == [f"shard-0000{i}.faiss" for i in range(4)]
     assert (tmp_path / "trained.faiss").is_file()
     _, I = exact_search(q, x, 10, ids)
     _, i = LocalShards.open(tmp_path).search(q, 10)
@@ -136,8 +137,10 @@ def test_damaged_shard_file_is_refused(corpus, tmp_path):
 def test_catalog_shards_record_the_catalog_state(tmp_path):
     with Catalog(tmp_path / "catalog.db") as catalog:
         fill_catalog(catalog, 400)
+        build_catalog_shards(catalog, tmp_path, "m", "image", 3, IndexConfig(backend="exact"))
         manifest = build_catalog_shards(catalog, tmp_path, "m", "image", 2, IndexConfig(backend="exact"))
         folder = shard_folder(tmp_path, "m", "image")
+        assert sorted(p.name for p in folder.glob("shard-*")) == ["shard-00000.exact", "shard-00001.exact"]
         assert manifest.catalog_id == catalog.catalog_id and manifest.generation == catalog.generation
         assert manifest.ntotal == 400 and len(parquet_files(folder / "parquet")) == 8
         assert check_current(read_manifest(folder), catalog) == ""
