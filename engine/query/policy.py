@@ -141,8 +141,9 @@ def decide(request: SearchRequest, available: Sequence[str], reranker: Reranker 
 
 
 def _keyword_args(request: SearchRequest) -> dict[str, str]:
-    """The searcher's keyword arguments: none for a vector search (a searcher without keywords still runs it)."""
-    if request.mode == VECTOR_MODE or request.keywords is None:
+    """The searcher's keyword arguments: none for a vector search (a searcher without keywords still runs it), nor
+    for a hybrid one that names its raw ``indexes`` (a benchmark of one vector direction)."""
+    if request.mode == VECTOR_MODE or request.keywords is None or (request.indexes and request.mode != KEYWORD):
         return {}
     return {"keywords": request.keywords, "mode": request.mode}
 

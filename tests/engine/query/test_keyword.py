@@ -170,3 +170,9 @@ def test_cli_search_mode(store, capsys):
     assert main(["search", "IMG_2041", "--mode", "keyword", "--store", str(engine.store.root), "--json"]) == 0
     printed = capsys.readouterr().out
     assert '"kind": "name"' in printed and "IMG_2041.jpg" in printed
+
+
+def test_raw_indexes_search_those_vectors_alone(store):
+    engine, _ = store
+    raw = _search(engine, "quokka", HYBRID, indexes=("image",), k=20)
+    assert raw and all(r.match.modality == "image" for r in raw)  # a benchmark of one direction: no keyword lists
