@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.errors import DeviceUnavailable, InvalidInput, InvalidModelSource, WeightsUnavailable
+from core.errors import DeviceUnavailable, InvalidInput, InvalidModelSource, WeightsUnavailable, XmodalError
 
 PACKAGE = "rapidocr-onnxruntime"
 PINNED_VERSION = "1.4.4"
@@ -33,6 +33,10 @@ MODEL_SHA256 = {
     "ch_ppocr_mobile_v2.0_cls_infer.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
 }
 _SPACES = re.compile(r"\s+")
+
+
+class OcrFailed(XmodalError):
+    """The OCR engine raised on one image (its own error types wrapped, so only that item's enrichment fails)."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,11 @@ class RapidOcr:
 
     def lines(self, image: Image.Image) -> list[tuple[str, float]]:
         """The recognised lines of one image with their confidence, cleaned, empty ones dropped, at most max_lines."""
-        result, _ = self._ocr(prepare(image, self.settings))
+        pixels = prepare(image, self.settings)
+        try:
+            result, _ = self._ocr(pixels)
+        except Exception as exc:  # OpenCV, shapely, onnxruntime errors: the image fails, not the enrichment pass
+            raise OcrFailed(f"ocr failed: {type(exc).__name__}: {exc}") from exc
         out = []
         for entry in result or ():
             text = clean_line(str(entry[1]), self.settings.max_line_chars)

@@ -14,7 +14,7 @@ pytest.importorskip("rapidocr_onnxruntime")
 from core.errors import DeviceUnavailable, InvalidInput, InvalidModelSource, WeightsChecksumMismatch  # noqa: E402
 from engine.models.enrichers import EnrichOptions  # noqa: E402
 from engine.models.ocr import (  # noqa: E402
-    MODEL_SHA256, OcrEnricher, OcrSettings, compact, make_enricher, prepare, verify_models,
+    MODEL_SHA256, OcrEnricher, OcrFailed, OcrSettings, compact, make_enricher, prepare, verify_models,
 )
 from ingest.enrich import Segment  # noqa: E402
 
@@ -82,6 +82,15 @@ def test_video_frames_give_timed_segments_merged_over_consecutive_frames():
               (4.0, frame("OPEN"))]
     found = OcrEnricher(Lines()).segments(frames)
     assert found == [Segment("OPEN", 0.0, 1.0), Segment("EXIT", 1.0, 2.0), Segment("OPEN", 4.0, 4.0)]
+
+
+def test_an_engine_error_fails_that_image_as_an_xmodal_error(enricher, monkeypatch):
+    def broken(pixels):
+        raise ZeroDivisionError("inside the engine")
+
+    monkeypatch.setattr(enricher.engine, "_ocr", broken)
+    with pytest.raises(OcrFailed, match="ZeroDivisionError"):
+        enricher.segments([(None, word_image())])
 
 
 def test_prepare_bounds_the_input():
