@@ -73,7 +73,7 @@ def test_version(capsys):
 
 @pytest.mark.parametrize("command, shown", [
     ("search", ["number of results (1 to 1000) (default: 10)", "(1 to 10000) (default: 100)"]),
-    ("ingest", ["(1 to 4096) (default: 32)", "at most 64) (default: 1)"]),
+    ("ingest", ["(1 to 4096) (default: 32)", "(0: in-process; at most 64)", "else one) (default: 1)"]),
     ("demo", ["(default: 3)"]),
     ("serve", ["TCP port (default 8000)"]),  # serve writes its defaults into its help itself
 ])
