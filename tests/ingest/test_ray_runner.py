@@ -188,11 +188,42 @@ def test_the_driver_killed_mid_ingest_then_resumed(ray_cluster, media, local_cat
         time.sleep(0.2)
     assert not _ray_processes("ray::EncoderActor")
 
-    with Engine.open(store, "tiny-random") as engine:
-        summary = engine.ingest([media], OPTIONS, enrich=())
+    with Engine.open(store, "tiny-random") as engine:  # resumed by the local runner: the catalog says what is left
+        summary = engine.ingest([media], IngestOptions(workers=0, batch_size=4), enrich=())
     assert summary.unchanged > 0 and summary.added + summary.reused + summary.unchanged + summary.failed >= GOOD
     counts = _counts(store)
     print("resumed:", counts, "added", summary.added, "unchanged", summary.unchanged)
     assert counts["duplicate_files"] == counts["duplicate_vectors"] == 0
     _same_catalog(_dump(store), local_catalog)  # nothing lost, nothing doubled
     assert check_store(store).ok
+
+
+def _hang_on_stuck(task, pre, settings):
+    """A decoder that never returns on files named stuck*."""
+    from ingest.work import process
+
+    if Path(task.path).name.startswith("stuck"):
+        time.sleep(3600)
+    return process(task, pre, settings)
+
+
+def test_a_hung_decode_fails_its_file_alone_within_the_time_limit(ray_cluster, tmp_path, tiny_encoder):
+    from ingest.decode import DecodeSettings
+    from ingest.runner import RunnerSpec, open_runner
+    from ingest.sources import scan_sources
+
+    for i in range(4):
+        (tmp_path / f"img_{i}.jpg").write_bytes(jpeg_bytes(i, size=(64, 64)))
+    (tmp_path / "stuck.jpg").write_bytes(jpeg_bytes(9, size=(64, 64)))
+    tasks = scan_sources([tmp_path]).files
+    spec = RunnerSpec(1, {"image": tiny_encoder.preprocessor("image")}, DecodeSettings(timeout_s=3), _hang_on_stuck)
+    with open_runner("ray", spec) as runner:
+        start = time.monotonic()
+        got = {Path(d.task.path).name: d.error for d in runner.map(tasks, prefetch=4)}
+        took = time.monotonic() - start
+    assert got == {**{f"img_{i}.jpg": None for i in range(4)}, "stuck.jpg": "decode timed out (no progress for 3 s)"}
+    assert took < 60, took
+    deadline = time.monotonic() + 20  # the stuck worker was killed
+    while _ray_processes("ray::_decode") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _ray_processes("ray::_decode")
