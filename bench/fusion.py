@@ -26,7 +26,7 @@ import numpy as np
 from engine.datasets import load_digits_trimodal, load_esc, shared_data_dir
 from bench.report import machine_info, write_json
 from engine.api import Engine
-from engine.query import FUSIONS
+from engine.query import FUSIONS, Calibrations
 from ingest import IngestOptions
 
 NOTES = {  # two hand-written notes per ESC-10 class, phrased as a person would jot them down
@@ -164,6 +164,19 @@ def result_kinds(engine: Engine, corpus: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _row(engine: Engine, corpus: dict[str, Any], fusion: str, name: str) -> dict[str, Any]:
+    """Score one fusion and print its line."""
+    row = score(engine, corpus, fusion)
+    cells = "  ".join(f"{kind} {v['p1']:.3f}/{v['p10']:.3f}" for kind, v in row["by_kind"].items() if ":" not in kind)
+    print(f"{name:<12} P@1/P@10  {cells}  strong share {row['strong_share_top10']}", flush=True)
+    return row
+
+
+def _nonsense(engine: Engine) -> dict[str, int]:
+    """Strong (not weak) results among the top 24 of each nonsense query."""
+    return {q: sum(not r.weak for r in engine.search(q, k=24, rerank=False)) for q in NONSENSE}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Build the mixed store once, score every fusion, print and write the comparison."""
     parser = argparse.ArgumentParser(prog="python -m bench.fusion", description=__doc__.splitlines()[0])
@@ -172,6 +185,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--takes", type=int, default=5, help="FSDD takes per digit and held-out speaker")
     parser.add_argument("--photos", type=int, default=100, help="captioned COCO val photos (half keep captions)")
     parser.add_argument("--fusions", default=",".join(FUSIONS), help="comma-separated fusions to compare")
+    parser.add_argument("--calibration", action="append", default=[], metavar="FILE",
+                        help="also score probability fusion and the floor with these calibration files (repeatable; "
+                             "e.g. an older fit, for a before/after on one store)")
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
     data = shared_data_dir()
@@ -183,18 +199,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         engine = Engine.open(work / "store", args.preset)
         summary = engine.ingest(corpus["paths"], IngestOptions(workers=0))
         print(f"store: {summary.added} items, {len(corpus['queries'])} queries", flush=True)
-        rows = {}
+        rows, nonsense_with = {}, {}
+        shipped = engine.calibrations
+        for path in args.calibration:  # other fits first, the preset's own last (they stay for what follows)
+            engine.searcher.calibrations = Calibrations.load(path)
+            name = f"probability@{Path(path).name}"
+            rows[name] = _row(engine, corpus, "probability", name)
+            nonsense_with[name] = _nonsense(engine)
+            print(f"nonsense queries with {Path(path).name}, strong results of 24: {nonsense_with[name]}")
+        engine.searcher.calibrations = shipped
         for fusion in args.fusions.split(","):
-            rows[fusion] = score(engine, corpus, fusion)
-            cells = "  ".join(f"{name} {v['p1']:.3f}/{v['p10']:.3f}" for name, v in rows[fusion]["by_kind"].items()
-                              if ":" not in name)
-            print(f"{fusion:<12} P@1/P@10  {cells}  strong share {rows[fusion]['strong_share_top10']}", flush=True)
-        nonsense = {q: sum(not r.weak for r in engine.search(q, k=24, rerank=False)) for q in NONSENSE}
+            rows[fusion] = _row(engine, corpus, fusion, fusion)
+        nonsense = _nonsense(engine)
         kinds = result_kinds(engine, corpus)
         print(f"nonsense queries, strong results of 24: {nonsense}\ncaptioned photos P@1: {kinds}")
         engine.close()
         payload = {"bench": "fusion", "preset": args.preset, "items": summary.added, "queries": len(corpus["queries"]),
                    "results": rows, "nonsense_strong_of_24": nonsense, "captioned_photo_p1": kinds,
+                   "nonsense_strong_of_24_with": nonsense_with,
                    "machine": machine_info()}
         write_json(args.json_out, payload)
         return payload

@@ -1,16 +1,19 @@
-"""``python -m bench.fusion_fit``: fit the per-pair score calibration of ``xmodal-mini`` (cosine -> P(match)).
+"""``python -m bench.fusion_fit``: fit the per-pair score calibration of ``xmodal-mini`` (cosine, hubness -> P(match)).
 
 Fitted on the *validation* parts of the shipped model's own training sources (ESC-10 fold 4, the 10 % hash slice
 of the digits3 training speakers and training digit images, the synthetic scenes' val split: data the weights
 never trained on, and none of the held-out test data that ``bench.fusion`` and ``bench.quality`` report on). All
 items go into one pool per modality, labels namespaced by source, so a pair of items from different sources
-(a dog bark against a synthetic scene) is a non-match: the negatives include the cross-domain noise fusion must
-not rank first. Generated unrelated inputs join as non-matches of everything (``noise_items``: strings of random
-letters, tones and noise, noise and flat images), since a user's store and queries hold such things and a model
-places them close to real items it never saw alike. They move the curves little: a test tone still scores
-P 0.87 for "zzzzqqq" (0.89 without them), a known limit of one feature. Per (query modality, target modality): matches = same label (an item against itself left out),
-non-matches = everything else (sampled); one balanced logistic curve each. Writes
-``<preset dir>/<preset>.calibration.json``.
+(a dog bark against a synthetic scene) is a non-match. Generated unrelated inputs join as non-matches of everything
+(``noise_items``: strings of random letters, tones and noise, noise and flat images), since a user's store and
+queries hold such things. Per (query modality, target modality): matches = same label (an item against itself left
+out); non-matches = each query's ``HARD_NEGATIVES`` best-scoring non-matches, the ones a search would show (fitted
+on all non-matches, the curve learnt the bulk of unrelated pairs far below any match and put P = 0.5 under the top
+of a nonsense query's list: 51 of 144 results of six nonsense queries stayed strong on bench.fusion's store);
+features: the cosine and the target's hubness (CSLS, Conneau et al. 2018: the mean of its ``HUB_K`` best cosines
+to a seeded sample of ``HUB_SAMPLE`` inputs of the query's modality, shipped beside the fits so search computes it
+the same way). One balanced logistic curve each. Writes ``<preset dir>/<preset>.calibration.json`` and the sample
+(``<preset>.calibration.hubs.npz``).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import numpy as np
 
 from engine.datasets import shared_data_dir
 from engine.models import get_preset, load_encoder
-from engine.query import Calibrations, calibration_path, fit_pair, pair_key
+from engine.query import HUB_K, Calibrations, calibration_path, fit_pair, pair_key, top_mean
 from engine.train import DataSpec, load_dataset, train_val
 
 MODALITIES = ("image", "text", "audio")
-MAX_NEGATIVES = 200_000
+HARD_NEGATIVES = 10  # per query: its best-scoring non-matches, the ones that would sit above a match
+HUB_SAMPLE = 512  # generic queries per modality kept for hubness (shipped beside the calibration)
 
 
 def fit_sources(data: Path, scenes: int) -> list[tuple[str, DataSpec]]:
@@ -83,11 +87,28 @@ def noise_items(n: int = 60, seed: int = 0) -> dict[str, list[Any]]:
     return {"text": texts, "audio": clips, "image": images}
 
 
+def hub_samples(vectors: dict[str, tuple[np.ndarray, list[str]]], size: int = HUB_SAMPLE,
+                seed: int = 1) -> dict[str, np.ndarray]:
+    """Row indices of each modality's generic query sample: a seeded ``size`` of its pool (all of a smaller one)."""
+    rng = np.random.default_rng(seed)
+    return {m: np.arange(len(v)) if len(v) <= size else np.sort(rng.choice(len(v), size, replace=False))
+            for m, (v, _) in vectors.items()}
+
+
+def hubness(targets: np.ndarray, queries: np.ndarray, picked: np.ndarray, same: bool, k: int = HUB_K) -> np.ndarray:
+    """Each target's mean of its ``k`` highest cosines to the sampled queries (itself left out when both are one
+    pool), as ``Calibrations.hubness`` computes it at search time."""
+    sims = targets @ queries[picked].T
+    if same:
+        sims[picked, np.arange(len(picked))] = -np.inf
+    return top_mean(sims, k)
+
+
 def pair_scores(queries: tuple[np.ndarray, list[str]], corpus: tuple[np.ndarray, list[str]], same: bool,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cosines of matching and (a sample of) non-matching pairs, and the non-matches' weights: pairs with a
-    generated unrelated input carry half the non-matches' weight (else 60 of them vanish among 200,000 others);
-    an item against itself is neither."""
+                hubs: np.ndarray, hard: int = HARD_NEGATIVES) -> dict[str, np.ndarray]:
+    """Cosines and target hubness of every matching pair and of each query's ``hard`` best-scoring non-matches
+    (what a search would show above a match), and the non-matches' weights: pairs with a generated unrelated input
+    carry half the non-matches' weight; an item against itself is neither."""
     sims = queries[0] @ corpus[0].T
     q = np.array(queries[1])[:, None]
     c = np.array(corpus[1])[None, :]
@@ -96,31 +117,40 @@ def pair_scores(queries: tuple[np.ndarray, list[str]], corpus: tuple[np.ndarray,
     if same:
         np.fill_diagonal(valid, False)
     noise = np.char.startswith(q.astype(str), "noise:") | np.char.startswith(c.astype(str), "noise:")
-    positives = sims[match & valid]
-    negatives, is_noise = sims[~match & valid], noise[~match & valid]
-    if len(negatives) > MAX_NEGATIVES:
-        keep = rng.choice(len(negatives), MAX_NEGATIVES, replace=False)
-        negatives, is_noise = negatives[keep], is_noise[keep]
+    rows, cols = np.nonzero(match & valid)
+    unrelated = np.where(~match & valid, sims, -np.inf)
+    top = np.argsort(-unrelated, axis=1, kind="stable")[:, :hard]
+    neg_rows = np.repeat(np.arange(len(sims)), top.shape[1])
+    neg_cols = top.ravel()
+    kept = np.isfinite(unrelated[neg_rows, neg_cols])
+    neg_rows, neg_cols = neg_rows[kept], neg_cols[kept]
+    is_noise = noise[neg_rows, neg_cols]
     weights = np.where(is_noise, 1.0 / max(is_noise.sum(), 1), 1.0 / max((~is_noise).sum(), 1))
-    return positives, negatives, weights
+    return {"positives": sims[rows, cols], "negatives": sims[neg_rows, neg_cols], "weights": weights,
+            "positive_hubness": hubs[cols], "negative_hubness": hubs[neg_cols]}
 
 
-def fit(vectors: dict[str, tuple[np.ndarray, list[str]]], seed: int = 0) -> dict[str, Any]:
-    """One balanced logistic fit per (query, target) modality pair that has matches."""
-    rng = np.random.default_rng(seed)
+def fit(vectors: dict[str, tuple[np.ndarray, list[str]]], picked: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One balanced logistic fit on (cosine, hubness) per (query, target) modality pair that has matches."""
     pairs = {}
     for q in vectors:
         for t in vectors:
-            positives, negatives, weights = pair_scores(vectors[q], vectors[t], q == t, rng)
+            hubs = hubness(vectors[t][0], vectors[q][0], picked[q], q == t)
+            found_pairs = pair_scores(vectors[q], vectors[t], q == t, hubs)
+            positives, negatives = found_pairs["positives"], found_pairs["negatives"]
             if len(positives) < 10:
                 print(f"{q}->{t}: only {len(positives)} matching pairs, not fitted")
                 continue
-            found = fit_pair(positives, negatives, negative_weights=weights)
+            found = fit_pair(positives, negatives, negative_weights=found_pairs["weights"],
+                             positive_hubness=found_pairs["positive_hubness"],
+                             negative_hubness=found_pairs["negative_hubness"])
             pairs[pair_key(q, t)] = found
-            cut = -found.intercept / found.slope if found.slope > 0 else float("nan")
-            print(f"{pair_key(q, t):<12} AUC {found.auc:.4f}  P=0.5 at cos {cut:.3f}  "
-                  f"matches cos {np.median(positives):.3f} (median), non-matches {np.percentile(negatives, 99):.3f} "
-                  f"(99th pct)  [{len(positives)} / {len(negatives)}]", flush=True)
+            typical = found.hub_typical or 0.0
+            cut = -(found.intercept + found.hub * typical) / found.slope if found.slope > 0 else float("nan")
+            print(f"{pair_key(q, t):<12} AUC {found.auc:.4f}  cos {found.slope:.1f}  hubness {found.hub:.1f}  P=0.5 at "
+                  f"cos {cut:.3f} (typical hubness {typical:.3f})  matches cos {np.median(positives):.3f} (median), "
+                  f"hard non-matches {np.median(negatives):.3f} (median)  [{len(positives)} / {len(negatives)}]",
+                  flush=True)
     return pairs
 
 
@@ -146,11 +176,15 @@ def main(argv: list[str] | None = None) -> Calibrations:
         if cache is not None:
             np.savez(cache, **{f"{m}_v": v for m, (v, _) in vectors.items()},
                      **{f"{m}_l": np.array(lab) for m, (_, lab) in vectors.items()})
-    pairs = fit(vectors)
-    source = ("balanced logistic fit of cosine per (query, target) modality pair on the validation splits of the "
-              "training sources (esc10 fold 4, digits3 val slice, synthetic scenes val) plus generated unrelated "
-              "inputs (random-letter texts, tones and noise, noise and flat images), python -m bench.fusion_fit")
-    calibrations = Calibrations(pairs, source=source)
+    picked = hub_samples(vectors)
+    pairs = fit(vectors, picked)
+    source = ("balanced logistic fit of cosine and the matched item's hubness per (query, target) modality pair, "
+              f"matches against each query's {HARD_NEGATIVES} best-scoring non-matches, on the validation splits of "
+              "the training sources (esc10 fold 4, digits3 val slice, synthetic scenes val) plus generated unrelated "
+              "inputs (random-letter texts, tones and noise, noise and flat images); hubness against a seeded "
+              f"sample of at most {HUB_SAMPLE} of those inputs per modality, python -m bench.fusion_fit")
+    samples = {m: vectors[m][0][idx] for m, idx in picked.items()}
+    calibrations = Calibrations(pairs, source=source, hub_samples=samples, hub_k=HUB_K)
     out = Path(args.out) if args.out else calibration_path(preset.path)
     calibrations.save(out)
     print(f"wrote {out}")

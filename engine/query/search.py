@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from engine.query.limits import check_search_bounds
-from engine.query.calibrate import Calibrations, sigmoid
+from engine.query.calibrate import Calibrations, hubness_by_id, sigmoid
 from engine.query.fusion import DEFAULT_FUSION, Calibration, HitScore, estimate_calibration, fusion_named
 from engine.query.keyword import (DEFAULT_SCALE, KEYWORD, VECTOR, KeywordScale, check_mode, is_keyword_list,
                                   keyword_lists, keyword_score)
@@ -225,6 +225,8 @@ class Searcher:
         for target, pairs in lists.items():
             keyword = is_keyword_list(target)  # scored by rank in calibrated units (engine.query.keyword)
             cal = self.calibration(query_modality, target) if method.uses_background and not keyword else None
+            hubs = {} if keyword else hubness_by_id(fits, self.store, self.model, query_modality,
+                                                    [h.representation_id for h, _ in pairs])
             seen: set[int] = set()
             for hit, score in pairs:
                 item = hit.item_id
@@ -236,7 +238,8 @@ class Searcher:
                     scored = keyword_score(rank, self.keyword_scale)
                 else:
                     fit = fits.fit_for(query_modality, target, hit.kind) if fits is not None else None
-                    scored = HitScore(rank, score, cal, float(fit.logit(score)) if fit is not None else None)
+                    hub = hubs.get(hit.representation_id)
+                    scored = HitScore(rank, score, cal, float(fit.logit(score, hub)) if fit is not None else None)
                 if scored.logit is not None:
                     logits[item] = max(logits.get(item, -np.inf), scored.logit)
                 fused[item] = method.combine(fused.get(item), method.hit(scored))

@@ -73,7 +73,7 @@ def test_the_shipped_preset_carries_its_calibration():
     for q in ("image", "text", "audio"):
         for t in ("image", "text", "audio"):
             fit = cal.fit_for(q, t)
-            assert fit is not None and fit.slope > 0 and fit.auc > 0.9
+            assert fit is not None and fit.slope > 0 and fit.auc > 0.8  # against each query's best non-matches
     assert load_for_preset(get_preset("tiny-random")) is None
 
 
