@@ -99,3 +99,26 @@ def sample_media():
         (np.zeros(100, dtype=np.float32), 48000),
     ]
     return {"image": images, "text": texts, "audio": audio}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A head (1 CPU) and one worker node (1 CPU) on 127.0.0.1, this process the driver: a 2-node cluster sized
+    for the 2-core machine; a ``ingest.ray_local.LocalCluster``, shared by every Ray test of the session (ingest
+    runners, sharded search): starting a cluster costs ~30 s here."""
+    pytest.importorskip("ray")
+    import ray
+
+    from ingest.ray_local import LocalCluster, loopback
+
+    if ray.is_initialized():  # another package's module left a connection: not ours to reuse
+        ray.shutdown()
+    with loopback():
+        cluster = LocalCluster(head_cpus=1, object_store_mb=100)
+        try:
+            cluster.start()
+            cluster.add_node(cpus=1)
+            cluster.connect()
+            yield cluster
+        finally:
+            cluster.shutdown()

@@ -27,15 +27,12 @@ TIGHT = ServerOptions(num_cpus=0.01)  # many small actors on a 2-CPU Ray instanc
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray cluster of two worker nodes (1 CPU each) on 127.0.0.1 only, every process stopped after the
-    module; shard servers spread over both nodes."""
+def ray_local(ray_cluster):
+    """The session's loopback-only local Ray cluster (tests/conftest.py: a head and a worker node, 1 CPU each);
+    shard servers spread over both nodes."""
     import ray
 
-    from ingest.ray_local import local_cluster
-
-    with local_cluster(nodes=2, cpus_per_node=1):
-        yield ray
+    yield ray
 
 
 @pytest.fixture(scope="module")
