@@ -88,7 +88,7 @@ def test_engine_search_encodes_the_query_on_one_thread(monkeypatch):
         def modalities(self):
             return ["text"]
 
-        def search(self, vector, modality, targets, k, filters, depth, fusion, show_all=True):
+        def search(self, vector, modality, targets, k, filters, depth, fusion, show_all=True, **keyword_search):
             return []
 
     monkeypatch.setattr(query, "encode_query", fake_encode)
