@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class Engine:
         """The name vectors are stored under: the preset's name."""
         return self.encoder.preset.name
 
-    def enrichment(self, enrich: Iterable[str] | None = None) -> tuple[str, ...]:
+    def enrichment(self, enrich: Iterable[str] | None = None, remember: bool = True) -> tuple[str, ...]:
         """The enrichers to run: ``enrich`` when given (and then remembered in the store's ``xmodal.json``), else the
         ones the store was last ingested with (none for a new store)."""
         settings = read_settings(self.store.root)
@@ -114,8 +114,21 @@ class Engine:
             saved = settings.get("enrich")
             return check_enrichers(saved if isinstance(saved, list) else [])
         chosen = check_enrichers(enrich)
-        if settings.get("enrich") != list(chosen) and not self.store.read_only:
+        if remember and settings.get("enrich") != list(chosen) and not self.store.read_only:
             write_settings(self.store.root, {**read_settings(self.store.root), "enrich": list(chosen)})
+        return chosen
+
+    def enrich_models(self, models: Mapping[str, str] | None = None, remember: bool = True) -> dict[str, str]:
+        """The model id or path per enricher name the store uses (``xmodal.json`` ``enrich_models``), with ``models``
+        merged in and remembered when given (a later ingest and speech queries then use the same model)."""
+        settings = read_settings(self.store.root)
+        saved = settings.get("enrich_models")
+        chosen = {str(k): str(v) for k, v in (saved.items() if isinstance(saved, dict) else ())}
+        if not remember:
+            return {**chosen, **{str(k): str(v) for k, v in (models or {}).items()}}
+        if models and {**chosen, **models} != chosen and not self.store.read_only:
+            chosen = {**chosen, **{str(k): str(v) for k, v in models.items()}}
+            write_settings(self.store.root, {**settings, "enrich_models": chosen})
         return chosen
 
     def _pipeline(self, options, on_progress: Callable | None, enrich: Iterable[str] | None,
@@ -124,11 +137,15 @@ class Engine:
         if self.reranker is not None and self.reranker.config.enabled and not options.tokens:
             # candidates need token features to be re-ranked; a re-ranker off everywhere stores none unless asked
             options = dataclasses.replace(options, tokens=True)
-        names = self.enrichment(enrich)
+        names = self.enrichment(enrich, remember=False)
         needed = list(dict.fromkeys([*modalities, *(["text"] if names else [])]))
         self.encoder.require(needed)  # every missing tower and head in one error, before any file is read
         self.verify_weights(needed, record=True)
-        enrichers = make_enrichers(names, enrich_options or EnrichOptions(device=str(self.encoder.device)))
+        options_ = enrich_options or EnrichOptions(device=str(self.encoder.device))
+        models = self.enrich_models(options_.models, remember=False)
+        enrichers = make_enrichers(names, dataclasses.replace(options_, models=models))
+        self.enrichment(enrich)  # remembered once every enricher (and its model) loaded: a bad choice is not kept
+        self.enrich_models(options_.models)
         return Pipeline(self.encoder, CatalogSink(self.store, self.model, options.tokens), options, on_progress,
                         enrichers)
 
@@ -204,7 +221,7 @@ class Engine:
         if not any(p.modality == "audio" for p in request.parts) or "transcribe" not in self.enrichment():
             return request
         if self.speech is None:
-            self.speech = speech_queries(str(self.encoder.device))
+            self.speech = speech_queries(str(self.encoder.device), model=self.enrich_models().get("transcribe"))
         return self.speech.expand(request)
 
     def _decide(self, request: SearchRequest, available: list[str]) -> SearchPlan:

@@ -83,6 +83,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--transcribe", action=argparse.BooleanOptionalAction, default=None,
                         help="speech transcripts of audio and video (Whisper tiny.en offline); the store remembers "
                              "the choice")
+    parser.add_argument("--transcribe-model", metavar="MODEL",
+                        help="another faster-whisper model for --transcribe: a model folder, or a size or hub id "
+                             "already on this machine (never downloaded); the store remembers it")
     parser.add_argument("--ocr", action=argparse.BooleanOptionalAction, default=None,
                         help="text read from images and video frames (PP-OCR); the store remembers the choice")
     parser.add_argument("--enrich-only", action="store_true",
@@ -134,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(note, file=sys.stderr)
         enrich = _enrich_choice(engine.enrichment(), args)
-        threads = EnrichOptions(device=str(engine.encoder.device), threads=args.enrich_threads)
+        threads = EnrichOptions(device=str(engine.encoder.device), threads=args.enrich_threads,
+                                models={"transcribe": args.transcribe_model} if args.transcribe_model else {})
         if args.enrich_only:
             summary = engine.enrich(enrich, options, threads)
         else:

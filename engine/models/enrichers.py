@@ -7,9 +7,10 @@ when that enricher is turned on: speech and OCR models are heavy). The ingest pa
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
 from core.errors import XmodalError
 from ingest.enrich import Enricher
@@ -21,11 +22,13 @@ class UnknownEnricher(XmodalError, ValueError):
 
 @dataclass(frozen=True)
 class EnrichOptions:
-    """How to build an enricher: its device, CPU threads, and a model id or path other than its default."""
+    """How to build enrichers: device, CPU threads, and per enricher name a model id or path other than its default
+    (``models``; ``model`` is what one factory receives: ``make_enrichers`` sets it from ``models``)."""
 
     device: str = "cpu"
     threads: int = 1
     model: str | None = None
+    models: Mapping[str, str] = field(default_factory=dict)
 
 
 EnricherFactory = Callable[[EnrichOptions], Enricher]
@@ -56,12 +59,12 @@ def check_enrichers(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def make_enrichers(names: Iterable[str], options: EnrichOptions = EnrichOptions()) -> list[Enricher]:
-    """The enrichers called ``names``, built (their models loaded) in order."""
+    """The enrichers called ``names``, built (their models loaded) in order, each with its own ``models`` entry."""
     built = []
     for name in check_enrichers(names):
         factory = ENRICHERS[name]
         if isinstance(factory, str):
             module, _, attribute = factory.partition(":")
             factory = getattr(importlib.import_module(module), attribute)
-        built.append(factory(options))
+        built.append(factory(dataclasses.replace(options, model=options.models.get(name, options.model))))
     return built

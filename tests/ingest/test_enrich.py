@@ -158,3 +158,20 @@ def test_migration_7_adds_enrichments_to_an_old_catalog(tmp_path):
         ids = catalog.replace_enrichment(1, "hear", "transcript", "v1", "aa", [(0.0, 1.5, "hello")])
         assert catalog.representations_of(1)[0].end_seconds == 1.5 and len(ids) == 1
         assert catalog.enrich_todo("hear", "v1", ["audio"]) == []
+
+
+def test_each_enricher_gets_its_own_model_and_the_store_remembers_it(tmp_path, monkeypatch):
+    from engine.api.facade import Engine
+    from engine.models.enrichers import EnrichOptions
+
+    seen: list[tuple[str, str | None]] = []
+    monkeypatch.setitem(ENRICHERS, "hear", lambda options: seen.append(("hear", options.model)) or _Hearing())
+    monkeypatch.setitem(ENRICHERS, "read", lambda options: seen.append(("read", options.model)) or _Reading())
+    media = _folder(tmp_path)
+    with Engine.open(tmp_path / "store", "tiny-random") as engine:
+        engine.ingest([media], IngestOptions(workers=0), enrich=["hear", "read"],
+                      enrich_options=EnrichOptions(models={"hear": "/models/big"}))
+        assert seen == [("hear", "/models/big"), ("read", None)]  # the other enricher never sees it
+        engine.ingest([media], IngestOptions(workers=0))
+        assert seen[2:] == [("hear", "/models/big"), ("read", None)]  # remembered by the store
+        assert engine.enrich_models() == {"hear": "/models/big"}
