@@ -1,5 +1,6 @@
 """End to end in headless Chromium (Debian's package, driven by playwright): type a query, see results, screenshot."""
 
+import contextlib
 import os
 import socket
 import threading
@@ -21,27 +22,36 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
+@contextlib.contextmanager
+def _served(store):
+    """A live uvicorn server for ``store`` on a free loopback port, stopped on leaving; yields its URL."""
     import uvicorn
 
-    root = tmp_path_factory.mktemp("browser")
-    good_files(root / "media", n_images=6, n_audio=2, n_texts=3)
-    with Engine.open(root / "store", "tiny-random") as engine:
-        assert engine.ingest([root / "media"], IngestOptions(workers=0)).failed == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root / "store"), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.started
-    yield f"http://127.0.0.1:{port}", root
-    server.should_exit = True
-    thread.join(30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    good_files(root / "media", n_images=6, n_audio=2, n_texts=3)
+    with Engine.open(root / "store", "tiny-random") as engine:
+        assert engine.ingest([root / "media"], IngestOptions(workers=0)).failed == 0
+    with _served(root / "store") as url:
+        yield url, root
 
 
 def wait_until(page, expression: str, timeout: float = 30.0) -> None:
@@ -126,7 +136,6 @@ def test_bad_k_clears_old_results_and_scores_are_labelled(live_server, page):
 @pytest.fixture(scope="module")
 def video_server(tmp_path_factory):
     """A store holding one generated WebM (tests/videos.py: a picture shown from 3 s to 6 s) and a photo."""
-    import uvicorn
 
     from engine.datasets.videos import write_video
     from tests.videos import SHOTS, SOUNDS, picture
@@ -137,19 +146,8 @@ def video_server(tmp_path_factory):
     picture(1).save(root / "query.png")
     with Engine.open(root / "store", "tiny-random") as engine:
         assert engine.ingest([root / "media"], IngestOptions(workers=0)).failed == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root / "store"), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", root
-    server.should_exit = True
-    thread.join(30)
+    with _served(root / "store") as url:
+        yield url, root
 
 
 def test_a_video_result_plays_from_the_matched_moment(video_server, page):
