@@ -366,4 +366,6 @@ def check_current(manifest: ShardManifest, catalog: Any) -> str:
     if len(changes.removed) or len(changes.upserted):
         return (f"shards reflect generation {manifest.generation}; {manifest.model}/{manifest.modality} changed since "
                 f"(-{len(changes.removed)} +{len(changes.upserted)}): rebuild them")
-    return ""
+    from index.bulk_shards import stale_reason  # a bulk set's vectors are in Parquet; it imports this module
+
+    return stale_reason(manifest, catalog)

@@ -46,6 +46,7 @@ class IngestOptions:
     tokens: bool = False
     runner: str = DEFAULT_RUNNER
     address: str | None = None  # the Ray cluster for runner "ray" (None: a local instance sized to this machine)
+    bulk: str | None = None  # bulk mode: this model's vectors go to Parquet files in this folder (ingest.bulk)
 
 
 class Pipeline:

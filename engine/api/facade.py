@@ -27,7 +27,7 @@ from engine.rerank import Reranker
 from index import Store, StoreEmpty, open_store
 from index.settings import read_settings, write_settings
 from ingest.pipeline import IngestOptions, Pipeline
-from ingest.sink import CatalogSink
+from ingest.reembed import ReembedSummary
 from ingest.sources import ScanOptions, scan_sources
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,17 @@ class Engine:
         self.reranker = Reranker.load(path) if path else None
         self._searcher: Searcher | None = None
         self.speech: SpeechQueries | None = None  # made on the first audio query of a transcribed store
+        self.changed: list[str] = []  # modalities whose stored vectors other weights made (searching refuses them)
 
     @classmethod
     def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
              random_weights: bool = False, reranker: str | Path | None = None, *, create: bool = True,
-             read_only: bool | None = None) -> "Engine":
+             read_only: bool | None = None, reembed: bool = False) -> "Engine":
         """Open a store (a missing one is made only with ``create``: ingest passes True, search/serve/check False);
         the preset defaults to the one the store was last used with; ``reranker`` overrides the preset's attention
-        re-ranker directory. A read-only store is searched without writing anything."""
+        re-ranker directory. A read-only store is searched without writing anything. Vectors made by other weights
+        than the preset's raise ``WeightsChanged``, unless ``reembed`` (then ``ingest(..., reembed=True)`` re-embeds
+        them; searching refuses until it has)."""
         root = Path(store) if store else default_store()
         dev = resolve_device(device)
         opened = open_store(root, device=str(dev), create=create, read_only=read_only)  # missing/damaged: fail first
@@ -73,33 +76,69 @@ class Engine:
             if settings.get("preset") != chosen and not opened.read_only:
                 write_settings(root, {**settings, "preset": chosen})
             engine = cls(opened, encoder, reranker)
-            engine.verify_weights()  # vectors made by other weights are refused, never mixed
+            engine.verify_weights(allow_changed=reembed)  # vectors made by other weights are refused, never mixed
         except BaseException:
             opened.close()
             raise
         log.info("engine: store %s, preset %s, device %s", root, encoder.preset.name, dev)
         return engine
 
-    def verify_weights(self, modalities: Iterable[str] = (), record: bool = False) -> None:
+    def verify_weights(self, modalities: Iterable[str] = (), record: bool = False,
+                       allow_changed: bool = False) -> list[str]:
         """Raise ``WeightsChanged`` when the store's vectors of a modality were made by other weights than the preset
-        names now (a retrained head, a re-pointed source); fingerprints are recorded in ``xmodal.json`` for the
-        modalities the store holds (an older store's are adopted on open) and, with ``record``, for ``modalities``."""
-        root, preset = self.store.root, self.encoder.preset
+        names now (a retrained head, a re-pointed source); with ``allow_changed``, return those modalities instead
+        (searching refuses until ``reembed``). What made a set is read from the catalog (``vector_sets.weights``,
+        stamped by every write); ``xmodal.json`` ``weights`` is its mirror, read only for a set stored before the
+        catalog kept it (then stamped, once). ``record`` mirrors ``modalities``' current fingerprints too."""
+        root, preset, catalog = self.store.root, self.encoder.preset, self.store.catalog
         settings = read_settings(root)
         stored = settings.get("weights") if isinstance(settings.get("weights"), dict) else {}
-        recorded = dict(stored.get(self.model) or {})
-        held = [s.modality for s in self.store.catalog.vector_sets() if s.model == self.model and s.count > 0]
+        mirror = dict(stored.get(self.model) or {})
+        sets = {s.modality: s for s in catalog.vector_sets() if s.model == self.model}
+        held = [m for m, s in sets.items() if s.count > 0 and m in preset.towers]
         current = {m: modality_fingerprint(preset, m) for m in dict.fromkeys([*modalities, *held]) if m in preset.towers}
-        changed = [m for m in held if recorded.get(m, current[m]) != current[m]]
-        if changed:
-            raise WeightsChanged(
-                f"the {', '.join(changed)} vectors in {root} were made by other weights than preset {self.model} names "
-                f"now (retrained or re-pointed); they are not mixed with new ones: search them with the weights that "
-                f"made them, or ingest into a new store (--store NEW_DIR)")
-        fresh = {m: fp for m, fp in current.items() if recorded.get(m) != fp and (m in held or record)}
-        if fresh and not self.store.read_only:
-            weights = {**stored, self.model: {**recorded, **fresh}}
+        made_by = {m: sets[m].weights or mirror.get(m) or current[m] for m in held}  # unknown: adopted as current
+        changed = [m for m in held if made_by[m] != current[m]]
+        self.changed = changed
+        if changed and not allow_changed:
+            raise WeightsChanged(self._changed_message(changed))
+        if self.store.read_only:
+            return changed
+        for m in held:
+            if sets[m].weights is None:  # a set stored before the catalog kept fingerprints: stamped once
+                catalog.set_vector_weights(self.model, m, made_by[m])
+        fresh = {m: fp for m, fp in current.items() if m not in changed and mirror.get(m) != fp and (m in held or record)}
+        fresh.update({m: made_by[m] for m in changed if mirror.get(m) != made_by[m]})
+        if fresh:
+            weights = {**stored, self.model: {**mirror, **fresh}}
             write_settings(root, {**read_settings(root), "weights": weights})
+        return changed
+
+    def _changed_message(self, changed: list[str]) -> str:
+        root = self.store.root
+        return (f"the {', '.join(changed)} vectors in {root} were made by other weights than preset {self.model} "
+                f"names now (retrained or re-pointed); they are not mixed with new ones: re-embed them in place with "
+                f"`xmodal ingest PATHS --reembed --store {root}` (Engine.ingest(..., reembed=True)), search them with "
+                f"the weights that made them, or ingest into a new store (--store NEW_DIR)")
+
+    def reembed(self, options=None) -> "ReembedSummary":
+        """Re-embed in place the vector sets whose weights changed (``ingest.reembed``: files read again, texts encoded
+        from the stored text, each set swapped in whole; resumable), then record the new fingerprints."""
+        from ingest.encoding import Encoding
+        from ingest.reembed import reembed
+
+        options = options or IngestOptions()
+        changed = self.verify_weights(allow_changed=True)
+        if not changed:
+            return ReembedSummary()
+        self.encoder.require(changed)
+        tokens = options.tokens or self.store.catalog.has_tokens(self.model)
+        weights = {m: modality_fingerprint(self.encoder.preset, m) for m in changed}
+        summary = reembed(self.store, self.model, weights, Encoding(self.encoder, options.precision, tokens),
+                          options.decode, options.batch_size)
+        self.verify_weights(changed, record=True)
+        self.store.sync()
+        return summary
 
     @property
     def model(self) -> str:
@@ -146,19 +185,33 @@ class Engine:
         enrichers = make_enrichers(names, dataclasses.replace(options_, models=models))
         self.enrichment(enrich)  # remembered once every enricher (and its model) loaded: a bad choice is not kept
         self.enrich_models(options_.models)
-        return Pipeline(self.encoder, CatalogSink(self.store, self.model, options.tokens), options, on_progress,
-                        enrichers)
+        from ingest.bulk import make_sink
+
+        sink = make_sink(self.store, self.model, options)
+        if not getattr(options, "bulk", None):  # every vector written is stamped with the weights that made it
+            sink.weights = {m: modality_fingerprint(self.encoder.preset, m) for m in self.encoder.supported}
+        return Pipeline(self.encoder, sink, options, on_progress, enrichers)
 
     def ingest(self, paths: Iterable[str | Path], options=None, scan=None,
                on_progress: Callable | None = None, enrich: Iterable[str] | None = None,
-               enrich_options: EnrichOptions | None = None):
+               enrich_options: EnrichOptions | None = None, reembed: bool = False):
         """Ingest files, folders, manifests or COCO JSON, then run the store's enrichers (``enrich``: which, e.g.
-        ``("transcribe", "ocr")``; None keeps the store's choice); returns an ``IngestSummary`` (failures counted)."""
+        ``("transcribe", "ocr")``; None keeps the store's choice); returns an ``IngestSummary`` (failures counted).
+        ``reembed``: first re-embed in place the stored vectors that other weights made (``Engine.reembed``); the
+        summary's ``reembedded`` counts them and items that could not be read again are among its failures."""
+        done = self.reembed(options) if reembed else None
         found = scan_sources(paths, scan or ScanOptions())
         needed = [m for m in scan_modalities(found) if m in self.encoder.supported]
         pipeline = self._pipeline(options, on_progress, enrich, enrich_options, needed)
         summary = pipeline.run(found)
         self.store.sync()
+        if done is not None:  # items the re-embed could not read again and this ingest did not add back
+            summary.reembedded = done.swapped
+            listed = {uri for uri, _ in summary.failures}
+            still = [(uri, why) for uri, why in done.failures if uri not in listed
+                     and getattr(self.store.catalog.item_by_uri(uri), "status", None) == "failed"]
+            summary.failures[:0] = still
+            summary.failed += len(still)
         return summary
 
     def enrich(self, enrich: Iterable[str] | None = None, options=None,
@@ -225,6 +278,8 @@ class Engine:
         return self.speech.expand(request)
 
     def _decide(self, request: SearchRequest, available: list[str]) -> SearchPlan:
+        if self.changed:
+            raise WeightsChanged(self._changed_message(self.changed))
         return decide(request, available, self.reranker, self.model, lambda: self.store.catalog.has_tokens(self.model))
 
     @contextmanager

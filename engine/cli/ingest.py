@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "processes, inline (this process) or ray (decoding as Ray tasks, encoding in Ray actors; a local "
                         "Ray instance unless --address)")
     parser.add_argument("--address", metavar="ADDR", help="the Ray cluster to run on (host:port, with --runner ray)")
+    parser.add_argument("--bulk", metavar="DIR", help="bulk mode: write this preset's vectors as Parquet files into "
+                        "DIR (the catalog names the file of each); search them with `xmodal shards`")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="encoder precision")
     parser.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
@@ -67,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="store the re-ranker's token features even where the preset's re-ranker is off by default "
                         "(so `xmodal search --rerank` can use it)")
     parser.add_argument("--retry-failed", action="store_true", help="try again files that failed before")
+    parser.add_argument("--reembed", action="store_true",
+                        help="after the preset's weights changed (retrained or re-pointed), first re-embed the store's "
+                        "vectors of the changed modalities in place (files read again, texts from the catalog; "
+                        "resumable, swapped in whole), then ingest PATHs")
     parser.add_argument("--max-image-pixels", type=int_range(1), default=DecodeSettings.max_image_pixels,
                         help="decompression-bomb guard: refuse larger images")
     limits = DecodeSettings()
@@ -128,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
     options = IngestOptions(batch_size=args.batch_size, workers=args.workers, precision=args.precision,
                             retry_failed=args.retry_failed, tokens=args.tokens, decode=decode,
                             runner=args.runner or ("ray" if args.address else DEFAULT_RUNNER),
-                            address=args.address)
+                            address=args.address, bulk=args.bulk)
     scan = ScanOptions(tuple(args.include), tuple(args.exclude), args.follow_symlinks)
-    with Engine.open(args.store, args.preset, args.device, args.random_weights) as engine:
+    with Engine.open(args.store, args.preset, args.device, args.random_weights, reembed=args.reembed) as engine:
         from engine.models.domain import photo_note
 
         note = photo_note(engine.encoder.preset, args.paths)
@@ -143,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
             summary = engine.enrich(enrich, options, threads)
         else:
             with IngestProgress(enabled=not (args.no_progress or args.json)) as progress:
-                summary = engine.ingest(args.paths, options, scan, progress.update, enrich, threads)
+                summary = engine.ingest(args.paths, options, scan, progress.update, enrich, threads,
+                                        reembed=args.reembed)
     if args.json:
         print(json.dumps({**asdict(summary), "failures": [{"uri": u, "reason": r} for u, r in summary.failures],
                           "notes": [{"uri": u, "note": n} for u, n in summary.notes]}, indent=2))
@@ -152,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
               f"{summary.unchanged} unchanged, {summary.skipped_failed} previously failed skipped, "
               f"{summary.deleted} deleted, {summary.failed} failed ({summary.representations} representations, "
               f"{summary.seconds:.1f} s)")
+        if summary.reembedded:
+            print(f"re-embedded {summary.reembedded} stored vectors with the preset's new weights")
         if summary.annotated or summary.captions_removed:
             print(f"captions and metadata from manifests: {summary.captions_added} captions added, "
                   f"{summary.captions_removed} removed, metadata updated on {summary.metadata_updated}; "

@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
                             meta), args.depth, args.fusion, args.rerank, args.rerank_depth, tuple(indexes), True,
                             args.mode)
     with Engine.open(args.store, args.preset, args.device, create=False) as engine:
+        from index.bulk import refuse_single_machine
+
+        refuse_single_machine(engine.store.catalog, engine.model, engine.store_modalities())
         searched = engine.run_search(request)  # the note below reads the plan this search ran
         note, results = rerank_note(searched.plan, engine.model), searched.results
     weak = sum(r.weak for r in results)

@@ -1,9 +1,9 @@
 """``xmodal shards``: index shards of a store's vector sets, served by Ray actors and searched through a coordinator.
 
-``build`` exports each vector set of the preset to Parquet and builds N index shards (trained once, added in
-parallel); ``serve`` starts named shard servers on a Ray cluster (they outlive the command); ``search`` runs the one
-search policy over the shards (servers started for the search, or the served ones with ``--prefix``) and says when
-results are partial; ``stop`` ends served ones. Ray, FAISS and torch are imported inside ``run``.
+``build`` exports each vector set of the preset to Parquet (a bulk store's sets are read from the Parquet files its
+ingest wrote) and builds N index shards (trained once, added in parallel); ``serve`` starts named shard servers on a
+Ray cluster (they outlive the command); ``search`` runs the one search policy over the shards (servers started for
+the search, or the served ones with ``--prefix``) and says when results are partial; ``stop`` ends served ones. Ray, FAISS and torch are imported inside ``run``.
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _sets(engine: Any, wanted: list[str]) -> list[str]:
     from core.errors import InvalidInput
+    from index.bulk import bulk_sets
 
-    held = engine.store_modalities()
+    held = list(dict.fromkeys([*engine.store_modalities(), *(m for _, m, n in bulk_sets(engine.store.catalog,
+                                                                                       engine.model) if n)]))
     unknown = [m for m in wanted if m not in held]
     if unknown:
         raise InvalidInput(f"the store holds no {engine.model} vectors of {', '.join(unknown)} (it holds {', '.join(held)})")
@@ -78,10 +80,17 @@ def _sets(engine: Any, wanted: list[str]) -> list[str]:
 
 
 def _build(engine: Any, sets: list[str], args: argparse.Namespace) -> int:
-    from index import IndexConfig, build_catalog_shards, thread_mapper
+    from index import IndexConfig, thread_mapper
+    from index.bulk import bulk_sets
 
     config = IndexConfig(backend=args.backend or engine.store.config.backend, factory=args.factory)
+    bulk = {m for _, m, n in bulk_sets(engine.store.catalog, engine.model) if n}
     for modality in sets:
+        # a bulk set's shards come from the Parquet files its ingest wrote; any other set is exported first
+        if modality in bulk:
+            from index.bulk_shards import build_bulk_shards as build_catalog_shards
+        else:
+            from index import build_catalog_shards
         if args.ray:
             from engine.query import ray_mapper, ray_session
 
@@ -142,7 +151,9 @@ def _search(engine: Any, sets: list[str], args: argparse.Namespace) -> int:
     from engine.query import (Coordinator, QueryPart, SearchRequest, ShardedSearch, ShardedStore, catalog_rescore,
                               connect_shard_servers, start_shard_servers, stop_shard_servers)
     from index import read_manifest
+    from index.bulk import BulkCatalog
 
+    catalog = BulkCatalog(engine.store.catalog, engine.model)
     started, coordinators = [], {}
     try:
         for modality, folder in _folders(engine, sets).items():
@@ -153,9 +164,10 @@ def _search(engine: Any, sets: list[str], args: argparse.Namespace) -> int:
                 handles = start_shard_servers(folder, args.replicas, _options(args))
                 started.append(handles)
             coordinators[(engine.model, modality)] = Coordinator(handles, args.timeout,
-                                                                 catalog_rescore(engine.store.catalog, engine.model))
-        search = ShardedSearch(ShardedStore(engine.store, coordinators), engine.encoder, engine.model,
-                               engine.reranker, engine.calibrations)
+                                                                 catalog_rescore(catalog, engine.model))
+        sharded = ShardedStore(engine.store, coordinators)
+        sharded.catalog = catalog  # with bulk vectors: their Parquet files answer vector reads
+        search = ShardedSearch(sharded, engine.encoder, engine.model, engine.reranker, engine.calibrations)
         got = search.run(SearchRequest((QueryPart("text", args.query),), k=args.k, rerank=False))
     finally:
         for handles in started:

@@ -1,0 +1,36 @@
+"""Bulk ingest: the catalog sink with this model's vectors written to Parquet files (``index.bulk.BulkCatalog``).
+
+Every commit of the pipeline (one transaction per batch) writes the batch's vectors as one Parquet file per vector
+modality under the bulk folder, renamed into place before the transaction that names it commits; items,
+representations, captions, failures, tokens and enrichments stay in the catalog as in a normal ingest. A file left by
+a killed run that no committed row names is removed when the next bulk ingest opens the folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from index import Store
+from index.bulk import ROWS_PER_FILE, BulkCatalog
+from ingest.sink import CatalogSink
+
+
+class BulkSink(CatalogSink):
+    """``CatalogSink`` over a ``BulkCatalog``: same semantics, vectors of ``model`` in Parquet under ``folder``."""
+
+    def __init__(self, store: Store, model: str, folder: str | Path, tokens: bool = False,
+                 rows_per_file: int = ROWS_PER_FILE) -> None:
+        self.bulk = BulkCatalog(store.catalog, model, folder, rows_per_file)
+        super().__init__(store, model, tokens)
+        self.catalog = self.bulk  # type: ignore[assignment]
+
+    def _items_with_vectors(self) -> set[int]:
+        return self.bulk.items_with_vectors(self.model, with_tokens=self.tokens)
+
+
+def make_sink(store: Store, model: str, options: Any) -> CatalogSink:
+    """The sink an ingest with ``options`` writes to: ``BulkSink`` when ``options.bulk`` names a folder."""
+    if getattr(options, "bulk", None):
+        return BulkSink(store, model, options.bulk, options.tokens)
+    return CatalogSink(store, model, options.tokens)
