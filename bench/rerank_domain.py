@@ -1,10 +1,12 @@
-"""``python -m bench.rerank_domain``: how far the re-ranker's correction may move a candidate, in and out of its domain.
+"""``python -m bench.rerank_domain``: the re-ranker in and out of its domain, per variant of where its score starts,
+how far its correction may move a candidate, and when it may move one at all.
 
 In domain: the synthetic scenes' test split (what the shipped re-ranker was trained on), text<->image.
 Out of domain: sklearn's held-out digit images against the digit captions mixed with the scenes' captions
 (image->text), and the digit captions against digit and scene images (text->image), the demo's situation.
-Per direction and per bound (``RerankerConfig.max_correction``, calibrated first-stage units; 0 = first stage,
-``inf`` = the unbounded re-ranker), recall@1/5 of the fused top-50 re-ordered by ``apply.bounded``.
+Every variant re-orders the same fused top-50 of the same queries (first stage, corrections and domain scores
+computed once per query); ``engine default`` is ``Engine.search`` as shipped, a check that the library does what
+the shipped variant computes. Per variant: recall@1/5 and how many queries' top 1 it made right or wrong.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,13 +24,15 @@ from bench.rerank import _store
 from bench.report import machine_info, write_json
 from engine.api import Engine
 from engine.models import Encoder, load_encoder
-from engine.query import Filters, QueryPart, bounded, corrections, encode_query_with_tokens
+from engine.query import DEFAULT_FUSION, Filters, QueryPart, bounded, corrections, encode_query_with_tokens
+from engine.query.rerank import ordering, starts
 from engine.rerank import TokenBatch
 from engine.train import encode_items
 from index import open_store
 
-BOUNDS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, math.inf)
+BOUNDS = (0.0, 0.25, 0.5, 1.0, 2.0, math.inf)
 POOL = 50
+SHIPPED = "fused start, domain p5 (query and candidates)"
 
 
 def mixed_tasks(scenes: Any, digits: Any, limit: int) -> list[tuple[str, str, str, RetrievalTask]]:
@@ -43,45 +47,95 @@ def mixed_tasks(scenes: Any, digits: Any, limit: int) -> list[tuple[str, str, st
                            ti.relevant))]
 
 
+def variants(q: dict[str, Any], bound: float, domain_levels: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
+    """Every variant's ordering scores for one query's pool (``q``: its first stage, corrections, domain scores)."""
+    start, units, first, corr = q["start"], q["units"], q["first"], q["corr"]
+    every = np.ones(len(corr), dtype=bool)
+    b = bound
+    out = {"first stage (fused order)": start,
+           "cosine start (before), bound 0.25": bounded(first, corr, 0.25),
+           "cosine start (before), unbounded": first + corr,
+           "fused start, no domain check": ordering(start, corr, units, every, b)}
+    for level, thresholds in domain_levels.items():
+        q_in = q["query_domain"] >= thresholds[q["query_modality"]]
+        c_in = q["candidate_domain"] >= thresholds[q["candidate_modality"]]
+        out[f"fused start, domain {level} (query only)"] = ordering(start, corr, units, every & q_in, b)
+        out[f"fused start, domain {level} (query and candidates)"] = ordering(start, corr, units, c_in & q_in, b)
+    margin = (start[0] - start[1]) / max(units[0], 1e-9) if len(start) > 1 else math.inf
+    out["fused start, top margin < 2 x bound"] = ordering(start, corr, units, every & (margin < 2 * b), b)
+    return out
+
+
+def _hits(order: list[int], ids: list[str], relevant: frozenset[str]) -> tuple[bool, bool]:
+    ranked = [ids[i] for i in order]
+    return ranked[0] in relevant, bool(set(ranked[:5]) & relevant)
+
+
 def sweep(encoder: Encoder, task: RetrievalTask, query_modality: str, corpus_modality: str,
           limit: int) -> dict[str, Any]:
-    """Recall@1/5 per bound for one direction (first stage and corrections computed once per query)."""
+    """Recall@1/5 per variant and bound for one direction, plus the shipped engine's own search."""
     queries = list(task.queries[:limit])
     corpus = list(task.corpus)
     encoded = encode_items(encoder, corpus_modality, [c.load() for c in corpus])
-    hits = {b: [] for b in BOUNDS}
+    pools: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tokens = [encoded.tokens[i, : int(encoded.lengths[i])].numpy() for i in range(len(corpus))]
         ids = _store(Path(tmp), encoder.preset.name, corpus, corpus_modality, encoded.vectors.numpy(), tokens)
         engine = Engine(open_store(Path(tmp)), encoder)
         try:
-            catalog, model, reranker = engine.store.catalog, engine.model, engine.reranker
+            catalog, model, reranker, searcher = engine.store.catalog, engine.model, engine.reranker, engine.searcher
+            domain = reranker.domain
             for q in queries:
-                vector, modality, q_tokens = encode_query_with_tokens(encoder, [QueryPart(query_modality, q.load())])
-                results = engine.searcher.search(vector, modality, [corpus_modality], POOL, Filters(), 100)
-                cal = engine.searcher.calibration(modality, corpus_modality)
+                loaded = q.load()
+                vector, modality, q_tokens = encode_query_with_tokens(encoder, [QueryPart(query_modality, loaded)])
+                results = searcher.search(vector, modality, [corpus_modality], POOL, Filters(), 100, DEFAULT_FUSION)
+                begin = starts(results, modality, searcher.calibration, searcher.calibrations, DEFAULT_FUSION)
                 reps = np.array([r.match.representation_id for r in results], dtype=np.int64)
                 stored = catalog.tokens_for(model, reps)
-                side = TokenBatch.from_arrays([stored[int(r)] for r in reps], catalog.vectors_for(model, reps),
-                                        corpus_modality, reranker.config.max_tokens)
-                first = (np.array([r.first_stage for r in results], np.float32) - cal.mean) / max(cal.std, 1e-6)
+                vectors = catalog.vectors_for(model, reps)
+                side = TokenBatch.from_arrays([stored[int(r)] for r in reps], vectors, corpus_modality,
+                                              reranker.config.max_tokens)
                 query = TokenBatch.from_arrays([q_tokens], vector, modality, reranker.config.max_tokens)
-                corr = corrections(reranker, query, side, first)
-                relevant = task.relevant[q.id]
-                for b in BOUNDS:
-                    s = bounded(first, corr, b) if b != math.inf else first + corr
-                    order = sorted(range(len(results)), key=lambda i: (-float(s[i]), -results[i].score, results[i].item_id))
-                    ranked = [ids[results[i].item_id] for i in order]
-                    hits[b].append((ranked[0] in relevant, bool(set(ranked[:5]) & relevant)))
+                shipped = engine.search(loaded, [corpus_modality], 5)  # the library's default path
+                pools.append({"start": begin.start, "units": begin.units, "first": begin.first,
+                              "corr": corrections(reranker, query, side, begin.first),
+                              "query_domain": float(domain.scores(modality, vector)[0]),
+                              "candidate_domain": domain.scores(corpus_modality, vectors),
+                              "query_modality": modality, "candidate_modality": corpus_modality,
+                              "items": [ids[r.item_id] for r in results], "relevant": task.relevant[q.id],
+                              "engine": [ids[r.item_id] for r in shipped]})
         finally:
             engine.close()
+    levels = {level: {m: float(v[level]) for m, v in domain.extra["held_out_percentiles"].items()}
+              for level in ("1.0", "5.0", "10.0")}
+    levels = {f"p{float(k):g}": v for k, v in levels.items()}
     return {"queries": len(queries), "corpus": len(corpus),
-            "by_bound": {str(b): {"R@1": round(float(np.mean([h[0] for h in hits[b]])), 4),
-                                  "R@5": round(float(np.mean([h[1] for h in hits[b]])), 4)} for b in BOUNDS}}
+            "query_in_domain_p5": round(float(np.mean([p["query_domain"] >= levels["p5"][query_modality]
+                                                       for p in pools])), 4),
+            "by_bound": {str(b): _score(pools, lambda p: variants(p, b, levels)) for b in BOUNDS},
+            "engine default": _engine_score(pools)}
+
+
+def _score(pools: list[dict[str, Any]], make: Callable[[dict[str, Any]], dict[str, np.ndarray]]) -> dict[str, Any]:
+    """R@1, R@5 and top-1 wins/losses against the first stage, per variant."""
+    hits: dict[str, list[tuple[bool, bool]]] = {}
+    for p in pools:
+        for name, s in make(p).items():
+            order = sorted(range(len(s)), key=lambda i: (-float(s[i]), i))
+            hits.setdefault(name, []).append(_hits(order, p["items"], p["relevant"]))
+    base = [h[0] for h in hits["first stage (fused order)"]]
+    return {name: {"R@1": round(float(np.mean([x[0] for x in h])), 4), "R@5": round(float(np.mean([x[1] for x in h])), 4),
+                   "top1_won": int(sum(x[0] and not b for x, b in zip(h, base))),
+                   "top1_lost": int(sum(b and not x[0] for x, b in zip(h, base)))} for name, h in hits.items()}
+
+
+def _engine_score(pools: list[dict[str, Any]]) -> dict[str, float]:
+    return {"R@1": round(float(np.mean([p["engine"][0] in p["relevant"] for p in pools])), 4),
+            "R@5": round(float(np.mean([bool(set(p["engine"][:5]) & p["relevant"]) for p in pools])), 4)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Sweep the bound over in-domain and out-of-domain directions; print a table, write JSON."""
+    """Score every variant over in-domain and out-of-domain directions; print a table, write JSON."""
     import torch
 
     parser = argparse.ArgumentParser(prog="python -m bench.rerank_domain", description=__doc__.splitlines()[0])
@@ -96,13 +150,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     digits = load_sklearn_digits(seed=0, size=64)
     tasks = [("scenes", "text", "image", scenes.retrieval("text", "image")),
              ("scenes", "image", "text", scenes.retrieval("image", "text"))] + mixed_tasks(scenes, digits, args.queries)
-    out: dict[str, Any] = {"bench": "rerank_domain", "preset": args.preset, "pool": POOL, "directions": {}}
+    out: dict[str, Any] = {"bench": "rerank_domain", "preset": args.preset, "pool": POOL, "shipped": SHIPPED,
+                           "directions": {}}
     for name, q, c, task in tasks:
         key = f"{name}:{q}->{c}"
         out["directions"][key] = d = sweep(encoder, task, q, c, args.queries)
-        print(f"{key} ({d['queries']} queries, {d['corpus']} corpus)", flush=True)
-        for b, r in d["by_bound"].items():
-            print(f"  bound {b:>5}  R@1 {r['R@1']:.4f}  R@5 {r['R@5']:.4f}", flush=True)
+        print(f"{key} ({d['queries']} queries, {d['corpus']} corpus; queries in the domain: "
+              f"{d['query_in_domain_p5']:.3f}; engine default R@1 {d['engine default']['R@1']:.4f})", flush=True)
+        for b, by_variant in d["by_bound"].items():
+            for v, r in by_variant.items():
+                if b == "0.25" or v == SHIPPED:
+                    print(f"  bound {b:>5}  {v:<52} R@1 {r['R@1']:.4f}  R@5 {r['R@5']:.4f}  "
+                          f"top-1 +{r['top1_won']} -{r['top1_lost']}", flush=True)
     out["machine"] = machine_info()
     write_json(args.json_out, out)
     return out

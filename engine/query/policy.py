@@ -192,4 +192,4 @@ def _reranked(plan: SearchPlan, request: SearchRequest, encoder: Encoder, search
     query_side = TokenBatch.from_arrays([tokens], vector, modality, reranker.config.max_tokens)
     with query_threads():
         return rerank_results(reranker, searcher.store.catalog, searcher.model, results, query_side,
-                              searcher.calibration, request.k)
+                              searcher.calibration, request.k, fits=searcher.calibrations, fusion=fusion)

@@ -18,6 +18,7 @@ from torch import nn
 
 from core.errors import InvalidPreset, RerankerUnavailable
 from engine.models.serialize import load_config, load_state, save_module
+from engine.rerank.domain import Domain
 from engine.rerank.kinds import RerankerKind, reranker_kind
 from core.modalities import MODALITIES, modality as registered
 from engine.models.tokens import MAX_TOKENS
@@ -49,6 +50,8 @@ class RerankerConfig:
     # candidates are its frames and sound windows), so a grown or reordered registry still loads it
     modalities: tuple[str, ...] = field(default_factory=lambda: tuple(m for m in MODALITIES
                                                                       if not registered(m).embedded_as))
+    # where its training data lies (engine.rerank.domain: sample file, k, thresholds); empty: no domain check
+    domain: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Reranker(nn.Module):
         super().__init__()
         self.config = config
         self.scale = nn.Parameter(torch.tensor(1.0))
+        self.domain: Domain | None = None  # set by ``load`` when the config names one, or by its builder
         self.kind: RerankerKind = reranker_kind(config.kind)
         self.kind.build(self)
 
@@ -99,10 +103,20 @@ class Reranker(nn.Module):
         """Whether held-out evaluation turned re-ranking on by default for this direction."""
         return f"{query_modality}->{target}" in self.config.enabled
 
+    def in_domain(self, modality: str, vectors: np.ndarray) -> np.ndarray:
+        """Whether each shared-space vector lies in the re-ranker's training domain (all True without a domain)."""
+        if self.domain is None:
+            return np.ones(len(np.atleast_2d(vectors)), dtype=bool)
+        return self.domain.inside(modality, vectors)
+
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors``."""
         config = asdict(self.config)
         config["token_dims"], config["enabled"] = dict(self.config.token_dims), list(self.config.enabled)
+        if self.domain is not None:
+            config["domain"] = self.domain.settings()
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            self.domain.save(directory)
         return save_module(self, {"type": "Reranker", **config}, directory)
 
     @classmethod
@@ -115,4 +129,6 @@ class Reranker(nn.Module):
         raw["modalities"] = tuple(raw.get("modalities", LEGACY_MODALITIES))
         model = cls(RerankerConfig(**raw))
         model.load_state_dict(load_state(directory))
+        if model.config.domain:
+            model.domain = Domain.load(directory, model.config.domain)
         return model.eval()
