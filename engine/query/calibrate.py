@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +30,8 @@ FORMAT = 1
 HUB_K = 10  # hubness: mean of a representation's this many highest cosines to the generic query sample
 HUBS_SUFFIX = ".hubs.npz"  # beside the calibration file: one float16 array of generic query vectors per modality
 MAX_HUB_SAMPLE = 4096  # rows per modality a hubs file may hold (bounded read)
+MAX_FOUND = 4096  # fit_for answers remembered per Calibrations (kinds come from the catalog: bounded anyway)
+MAX_KEPT_HUBNESS = 100_000  # hubness values kept per (model, query modality) for one pinned catalog state
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class PairFit:
     def logit(self, scores: np.ndarray | float, hubness: np.ndarray | float | None = None) -> np.ndarray:
         """Log-odds of a match for cosine scores (and the matched representations' hubness when the curve reads it;
         an unknown hubness counts as the fitted pairs' median)."""
+        if type(scores) is float and (hubness is None or type(hubness) is float):  # one hit: the same double
+            out = self.slope * scores + self.intercept  # arithmetic without numpy's per-call cost (search's hot loop)
+            return out + self.hub * ((self.hub_typical or 0.0) if hubness is None else hubness) if self.hub else out
         out = self.slope * np.asarray(scores, dtype=np.float64) + self.intercept
         if self.hub:
             typical = self.hub_typical or 0.0
@@ -77,6 +84,7 @@ class Calibrations:
     extra: Mapping[str, Any] = field(default_factory=dict)
     hub_samples: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
     hub_k: int = HUB_K
+    _found: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # fit_for's answers
 
     @property
     def uses_hubness(self) -> bool:
@@ -90,12 +98,21 @@ class Calibrations:
         if sample is None or len(vectors) == 0:
             return None
         # one BLAS thread: spread over every core, this small product took 35-50 ms on a busy 2-core machine, 1 ms alone
-        with _blas().limit(limits=1, user_api="blas"):
+        with _one_blas_thread():
             sims = np.asarray(vectors, dtype=np.float32) @ sample.T
         return top_mean(sims, self.hub_k)
 
     def fit_for(self, query_modality: str, target: str, kind: str | None = None) -> PairFit | None:
         """The kind-specific fit of a pair, else the pair's, else None (an uncalibrated pair)."""
+        key = (query_modality, target, kind)
+        if key in self._found:  # asked once per hit of every search: remembered
+            return self._found[key]
+        found = self._fit_for(query_modality, target, kind)
+        if len(self._found) < MAX_FOUND:
+            self._found[key] = found
+        return found
+
+    def _fit_for(self, query_modality: str, target: str, kind: str | None) -> PairFit | None:
         if kind and (found := self.pairs.get(pair_key(query_modality, target, kind))) is not None:
             return found
         return self.pairs.get(pair_key(query_modality, target))
@@ -146,6 +163,25 @@ def hubness_by_id(calibrations: Calibrations | None, store: Any, model: str, que
     if calibrations is None or not calibrations.uses_hubness or not representation_ids:
         return {}
     ids = list(dict.fromkeys(int(i) for i in representation_ids))
+    # A representation's hubness depends only on its vector: kept for the catalog state a server's batch pins
+    # (engine.query.hydration), computed for the ids not seen yet in that state.
+    kept_for = getattr(store.catalog, "kept", None)
+    kept = kept_for(("hubness", model, query_modality, id(calibrations))) if kept_for is not None else None
+    if kept is None:
+        return _hubness_of(calibrations, store, model, query_modality, ids)
+    missing = [i for i in ids if i not in kept]
+    if missing:
+        found = _hubness_of(calibrations, store, model, query_modality, missing)
+        if not found:
+            return {}
+        if len(kept) + len(found) > MAX_KEPT_HUBNESS:
+            kept.clear()
+        kept.update(found)
+    return {i: kept[i] for i in ids}
+
+
+def _hubness_of(calibrations: Calibrations, store: Any, model: str, query_modality: str,
+                ids: list[int]) -> dict[int, float]:
     try:
         vectors = store.catalog.vectors_for(model, np.asarray(ids, dtype=np.int64))
     except XmodalError:
@@ -155,11 +191,28 @@ def hubness_by_id(calibrations: Calibrations | None, store: Any, model: str, que
 
 
 @functools.cache
-def _blas() -> Any:
+def _blas() -> list[Any]:
     """The process's BLAS thread pools (threadpoolctl, a scikit-learn dependency), found once."""
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside (as threadpoolctl's ``limit``, without re-reading every pool's state on each call);
+    pools already at one thread are left alone."""
+    changed = []
+    for pool in _blas():
+        threads = pool.get_num_threads()
+        if threads is not None and threads != 1:
+            pool.set_num_threads(1)
+            changed.append((pool, threads))
+    try:
+        yield
+    finally:
+        for pool, threads in changed:
+            pool.set_num_threads(threads)
 
 
 def hubs_path(calibration: str | Path) -> Path:

@@ -24,6 +24,7 @@ class CachedHydration:
         self._state: tuple[int, str | None] | None = None
         self._pinned = False
         self._hits: dict[int, Any] = {}
+        self._kept: dict[Any, dict] = {}  # other per-state values by name (``kept``)
         self.hits = self.misses = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -33,8 +34,12 @@ class CachedHydration:
         """The state the reads see until ``unpin`` (inside one snapshot): kept hits are dropped when it changed."""
         state = (generation, self._catalog.lineage(generation) if hasattr(self._catalog, "lineage") else None)
         if state != self._state:
-            self._state, self._hits = state, {}
+            self._state, self._hits, self._kept = state, {}, {}
         self._pinned = True
+
+    def kept(self, name: Any) -> dict | None:
+        """A dict of values named ``name`` that stays valid while the pinned state does (None when none is pinned)."""
+        return self._kept.setdefault(name, {}) if self._pinned else None
 
     def unpin(self) -> None:
         """Outside a snapshot the state is unknown: ``hydrate`` reads the catalog (the hits are kept for a later
