@@ -13,6 +13,7 @@ import numpy as np
 import sqlite_utils
 
 from index.catalog_read import CatalogReads
+from index.catalog_weights import CatalogWeights
 from index.enrichments import CatalogEnrichments
 from index.errors import (
     DimensionMismatch,
@@ -32,7 +33,7 @@ def _check_modality(modality: str) -> None:
         raise InvalidStatus(f"modality must be one of {MODALITIES}, got {modality!r}")
 
 
-class Catalog(CatalogEnrichments, CatalogReads):
+class Catalog(CatalogEnrichments, CatalogWeights, CatalogReads):
     """Items, representations and per-model vectors; every committed change bumps ``generation``."""
 
     def __init__(self, path: str | Path, *, create: bool = True, read_only: bool | None = None) -> None:
@@ -227,16 +228,23 @@ class Catalog(CatalogEnrichments, CatalogReads):
         self.db.execute(f"DELETE FROM tokens WHERE {where}", params)
         return self.db.execute(f"DELETE FROM vectors WHERE {where}", params).rowcount
 
-    def _register_set(self, model: str, modality: str, dim: int) -> None:
-        row = self.db.execute("SELECT dim FROM vector_sets WHERE model = ? AND modality = ?", (model, modality)).fetchone()
+    def _register_set(self, model: str, modality: str, dim: int, weights: str | None = None) -> None:
+        row = self.db.execute("SELECT dim, weights FROM vector_sets WHERE model = ? AND modality = ?",
+                              (model, modality)).fetchone()
         if row is None:
-            self.db.execute("INSERT INTO vector_sets (model, modality, dim, created_at) VALUES (?, ?, ?, ?)",
-                            (model, modality, dim, now()))
-        elif row[0] != dim:
+            self.db.execute("INSERT INTO vector_sets (model, modality, dim, created_at, weights) VALUES (?, ?, ?, ?, ?)",
+                            (model, modality, dim, now(), weights))
+            return
+        if row[0] != dim:
             raise DimensionMismatch(f"model {model!r} {modality} vectors have dimension {row[0]}, got {dim}")
+        self._check_set_weights(model, modality, row[1], weights)
 
-    def write_vectors(self, model: str, representation_ids: np.ndarray | list[int], vectors: np.ndarray) -> int:
-        """Store (or replace) one vector per representation for ``model``, validated, in one transaction."""
+    def write_vectors(self, model: str, representation_ids: np.ndarray | list[int], vectors: np.ndarray,
+                      weights: dict[str, str] | None = None) -> int:
+        """Store (or replace) one vector per representation for ``model``, validated, in one transaction.
+
+        ``weights``: the fingerprint per modality of what made them, recorded on the vector set; vectors of other
+        weights than a set's non-empty recorded ones raise ``WeightsChanged`` (never mixed in one index)."""
         vectors = check_vectors(vectors)
         ids = check_ids(representation_ids, len(vectors))
         if len(np.unique(ids)) != len(ids):
@@ -248,7 +256,7 @@ class Catalog(CatalogEnrichments, CatalogReads):
             if missing:
                 raise ItemNotFound(f"no representation with id {missing[0]} ({len(missing)} missing)")
             for mod in set(modality.values()):
-                self._register_set(model, mod, vectors.shape[1])
+                self._register_set(model, mod, vectors.shape[1], (weights or {}).get(mod))
             dim = vectors.shape[1]
             self.db.conn.executemany(
                 """INSERT INTO vectors (representation_id, model, modality, dim, vector, generation)

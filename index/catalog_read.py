@@ -103,10 +103,10 @@ class CatalogReads:
         return items
 
     def vector_sets(self) -> list[VectorSet]:
-        """Every (model, modality) that has ever had vectors, with its dimension and current count."""
+        """Every (model, modality) that has ever had vectors, with its dimension, current count and weights."""
         rows = self.db.execute(
             """SELECT s.model, s.modality, s.dim,
-                      (SELECT COUNT(*) FROM vectors v WHERE v.model = s.model AND v.modality = s.modality)
+                      (SELECT COUNT(*) FROM vectors v WHERE v.model = s.model AND v.modality = s.modality), s.weights
                FROM vector_sets s ORDER BY s.model, s.modality"""
         ).fetchall()
         return [VectorSet(*r) for r in rows]

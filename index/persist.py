@@ -40,6 +40,7 @@ class IndexMeta:
     written_at: str = ""
     format_version: int = FORMAT_VERSION
     backend: str = DEFAULT_BACKEND  # the backend that wrote the index file (absent in sidecars before backends)
+    weights: str = ""  # fingerprint of the weights its vectors were made by (the catalog's; "" unknown or older)
 
 
 def index_paths(root: Path, model: str, modality: str, backend: str = DEFAULT_BACKEND) -> tuple[Path, Path]:
@@ -93,7 +94,7 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def save_index(index: VectorBackend, root: Path, model: str, modality: str, catalog_id: str, generation: int,
-               built_n: int, *, lineage: str) -> IndexMeta:
+               built_n: int, *, lineage: str, weights: str = "") -> IndexMeta:
     """Write the index then its sidecar, each via temp file + fsync + rename; returns the sidecar written.
 
     An index file another backend wrote for this vector set is removed after the sidecar stops naming it."""
@@ -106,7 +107,8 @@ def save_index(index: VectorBackend, root: Path, model: str, modality: str, cata
         meta = IndexMeta(model=model, modality=modality, dim=index.dim, catalog_id=catalog_id, generation=generation,
                          lineage=lineage, factory=index.factory,
                          ntotal=index.ntotal, params=index.params.to_dict(), recall=index.recall, built_n=built_n,
-                         file_size=tmp.stat().st_size, sha256=_sha256(tmp), written_at=now(), backend=index.name)
+                         file_size=tmp.stat().st_size, sha256=_sha256(tmp), written_at=now(), backend=index.name,
+                         weights=weights)
         os.replace(tmp, data_path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -72,6 +72,7 @@ class VectorSet:
     modality: str
     dim: int
     count: int
+    weights: str | None = None  # fingerprint of the weights that made the vectors (None: unknown)
 
 
 @dataclass(frozen=True)

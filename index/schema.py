@@ -153,8 +153,27 @@ _V7 = [
 # for substrings, kept in step by triggers and filled from the rows already there (index.keyword holds the SQL).
 _V8: list[Step] = KEYWORD_MIGRATION
 
+# What produced each vector set: a fingerprint of the weights (tower and head) its vectors were made by, NULL for
+# sets stored before this migration (adopted once from xmodal.json's mirror). A re-embed after retraining stages the
+# new vectors in staged_vectors (not searchable, no generation bump) and swaps them in with one transaction.
+_V9 = [
+    "ALTER TABLE vector_sets ADD COLUMN weights TEXT",
+    """CREATE TABLE staged_vectors (
+        representation_id INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        weights TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        tokens_n INTEGER,
+        tokens_dim INTEGER,
+        tokens BLOB,
+        PRIMARY KEY (representation_id, model)
+    )""",
+]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
+MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -28,6 +28,7 @@ class _Open:
     index: VectorBackend
     generation: int
     built_n: int
+    weights: str = ""  # what made the vectors it holds (the catalog's vector_sets.weights when built)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ class Store:
         key = (model, modality)
         current = self.catalog.generation
         opened = self._open.get(key)
+        weights = self.catalog.vector_set_weights(model, modality) or ""
+        if opened is not None and opened.weights != weights:  # re-embedded in place since it was opened
+            return self.rebuild(model, modality, reason="its vectors were re-embedded with other weights")
         if opened is not None and opened.generation == current:
             return self._record(key, "current", opened)
         action = "loaded" if opened is None else "caught-up"
@@ -155,8 +159,10 @@ class Store:
                 reason = f"index generation {meta.generation} is ahead of the catalog's {current} (catalog restored?)"
             elif meta.backend != self.config.backend:
                 reason = f"index was built by the {meta.backend} backend, the store is set to {self.config.backend}"
+            elif meta.weights != (weights := self.catalog.vector_set_weights(model, modality) or ""):
+                reason = f"index was built from vectors of weights {meta.weights or 'unknown'}, the catalog's are {weights}"
             else:
-                return _Open(index, meta.generation, meta.built_n), ""
+                return _Open(index, meta.generation, meta.built_n, weights), ""
         log.warning("%s/%s index unusable: %s", model, modality, reason)
         return None, reason
 
@@ -189,7 +195,7 @@ class Store:
         if opened.index.ntotal != n_now:  # cheap guard against silent wrong results
             return f"index holds {opened.index.ntotal} vectors, catalog {n_now} at generation {changes.generation}"
         if changes.generation > opened.generation and (len(changes.removed) or len(changes.upserted)):
-            self._save(opened.index, model, modality, changes.generation, opened.built_n)
+            self._save(opened.index, model, modality, changes.generation, opened.built_n, opened.weights)
             log.info("caught up %s/%s to generation %d (-%d +%d)", model, modality, changes.generation,
                      len(changes.removed), len(changes.upserted))
         opened.generation = changes.generation
@@ -200,22 +206,23 @@ class Store:
         log.info("building %s/%s index from the catalog: %s", model, modality, reason)
         cat = self.catalog
         with cat.snapshot():  # one consistent state for the whole streamed build
-            generation = cat.generation
+            generation, weights = cat.generation, cat.vector_set_weights(model, modality) or ""
             source = VectorSource(ids=cat.vector_ids(model, modality), dim=cat.vector_dim(model, modality),
                                   chunks=lambda: cat.iter_vectors(model, modality),
                                   fetch=lambda some: cat.vectors_for(model, some))
             index = build_from_source(source, self.config, device=self.device)
-            self._save(index, model, modality, generation, len(source.ids))
-        opened = self._open[(model, modality)] = _Open(index, generation, len(source.ids))
+            self._save(index, model, modality, generation, len(source.ids), weights)
+        opened = self._open[(model, modality)] = _Open(index, generation, len(source.ids), weights)
         return self._record((model, modality), "rebuilt", opened, reason)
 
-    def _save(self, index: VectorBackend, model: str, modality: str, generation: int, built_n: int) -> None:
+    def _save(self, index: VectorBackend, model: str, modality: str, generation: int, built_n: int,
+              weights: str = "") -> None:
         """Persist an index stamped with the catalog's identity and the token of ``generation`` (not when read-only)."""
         if not self.persist:
             log.info("read-only store: %s/%s index kept in memory only", model, modality)
             return
         save_index(index, self.root, model, modality, self.catalog.catalog_id, generation, built_n,
-                   lineage=self.catalog.lineage(generation) or "")
+                   lineage=self.catalog.lineage(generation) or "", weights=weights)
 
     def forget(self, model: str, modality: str) -> None:
         """Drop a cached open index so the next access reads the file again."""

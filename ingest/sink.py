@@ -30,7 +30,15 @@ class CatalogSink:
 
     def __init__(self, store: Store, model: str, tokens: bool = False) -> None:
         self.store, self.catalog, self.model, self.tokens = store, store.catalog, model, tokens
+        self.weights: dict[str, str] = {}  # fingerprint per modality of the weights encoding now (set by the engine)
         self._with_vectors = self._items_with_vectors()
+
+    def _write_vectors(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Write vectors, stamping their sets with ``weights`` when known (the catalog refuses other weights')."""
+        if self.weights:
+            self.catalog.write_vectors(self.model, ids, vectors, weights=self.weights)
+        else:
+            self.catalog.write_vectors(self.model, ids, vectors)
 
     def _items_with_vectors(self) -> set[int]:
         """Items encoded for this model (and, when tokens are wanted, with every representation's tokens)."""
@@ -70,7 +78,7 @@ class CatalogSink:
             existing = {key: self.catalog.add_representation(item_id, key[0], key[1], offset_seconds=key[2], text=key[3])
                         for key in wanted}
         rep_ids = np.array([existing[k] for k in wanted], dtype=np.int64)
-        self.catalog.write_vectors(self.model, rep_ids, vectors)
+        self._write_vectors(rep_ids, vectors)
         if tokens is not None:
             self.catalog.write_tokens(self.model, rep_ids, tokens)
         self._with_vectors.add(item_id)
@@ -128,7 +136,7 @@ class CatalogSink:
                                                   sha256, [(r.offset_seconds, r.end_seconds, r.text or "")
                                                            for r in mine], row.error)
             if new:
-                self.catalog.write_vectors(self.model, new, self.catalog.vectors_for(self.model, ids))
+                self._write_vectors(new, self.catalog.vectors_for(self.model, ids))
                 stored = self.catalog.tokens_for(self.model, ids)
                 if len(stored) == len(ids):
                     self.catalog.write_tokens(self.model, new, [stored[int(i)] for i in ids])
@@ -149,7 +157,7 @@ class CatalogSink:
                                                       e.todo.sha256, [(s.start, s.end, s.text) for s in e.segments],
                                                       e.error)
                 if ids:
-                    self.catalog.write_vectors(self.model, ids, e.vectors)  # type: ignore[arg-type]
+                    self._write_vectors(ids, e.vectors)  # type: ignore[arg-type]
                     if e.tokens is not None:
                         self.catalog.write_tokens(self.model, ids, e.tokens)
 
@@ -208,7 +216,7 @@ class CatalogSink:
         self.catalog.remove_representation_ids(stale)
         if new_ids:
             ids = np.array(new_ids, dtype=np.int64)
-            self.catalog.write_vectors(self.model, ids, note.vectors[rows])
+            self._write_vectors(ids, note.vectors[rows])
             if note.tokens is not None:
                 self.catalog.write_tokens(self.model, ids, [note.tokens[i] for i in rows])
         return len(new_ids), len(stale)

@@ -32,3 +32,4 @@ class IngestSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (uri, caveat) of files ingested only in part
     enriched: dict[str, EnrichCounts] = field(default_factory=dict)  # per enricher name (transcribe, ocr)
+    reembedded: int = 0  # stored vectors re-embedded in place with new weights (--reembed)
