@@ -6,7 +6,9 @@ Local: one decode worker process, encoding in this process on one torch thread. 
 (head with no CPUs; worker nodes of ``--cpus`` CPUs in all), one encoder actor on one thread, decoding as Ray tasks on
 the other CPUs. Each run ingests into a fresh store and is timed whole (the runner's start included). Each Ray
 cluster ingests twice: cold (its first job: every worker imports torch, the actor loads the model) and warm (a
-second ingest on the same cluster: decode workers reused, a new encoder actor). On a 2-core machine the Ray figures
+second ingest on the same cluster: decode workers reused, a new encoder actor), and then a third time in bulk mode
+(``--bulk``: vectors written as Parquet files the catalog names, ``ingest.bulk``), as the local runner does once
+after its normal run. On a 2-core machine the Ray figures
 measure Ray's overhead, not a speed-up: the ratios against local are the figures to read. Stores are compared item
 by item: the largest difference between a vector and the local store's.
 """
@@ -28,7 +30,7 @@ from bench.ingest import make_corpus
 from bench.report import machine_info, write_json
 from engine.api import Engine
 from engine.models import load_encoder
-from index import open_store
+from index import iter_shard, open_store
 from ingest import IngestOptions, local_cluster
 
 
@@ -40,6 +42,19 @@ def vectors_by_uri(store: Path) -> dict[str, np.ndarray]:
         found: dict[str, list[np.ndarray]] = {}
         for uri, blob in rows:
             found.setdefault(uri, []).append(np.frombuffer(blob, np.float32))
+    return {uri: np.stack(v) for uri, v in found.items()}
+
+
+def bulk_vectors_by_uri(store: Path) -> dict[str, np.ndarray]:
+    """Every item's vectors (representation order), keyed by uri, read from the Parquet files of a bulk store."""
+    with sqlite3.connect(store / "catalog.db") as db:
+        rows = db.execute("SELECT i.uri, v.representation_id, v.file FROM items i JOIN representations r ON "
+                          "r.item_id = i.id JOIN bulk_vectors v ON v.representation_id = r.id "
+                          "ORDER BY i.uri, r.kind, r.offset_seconds").fetchall()
+    vectors = {int(i): v for path in {f for _, _, f in rows} for ids, vs in iter_shard(path) for i, v in zip(ids, vs)}
+    found: dict[str, list[np.ndarray]] = {}
+    for uri, rep, _ in rows:
+        found.setdefault(uri, []).append(vectors[int(rep)])
     return {uri: np.stack(v) for uri, v in found.items()}
 
 
@@ -75,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n", type=int, default=96, help="number of JPEG files")
     parser.add_argument("--batch-size", type=int, default=16, help="encoder batch size, every run")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the Ray worker nodes in all (1 node, or split)")
+    parser.add_argument("--nodes", default="1,2", help="Ray cluster sizes to run, comma-separated")
     parser.add_argument("--workdir", help="where to build the corpus and stores (default: a temp folder)")
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
@@ -91,17 +107,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"local (1 decode process + encoding here): {rows[0]['img_per_s']} img/s, first file after "
           f"{rows[0]['first_file_s']} s", flush=True)
     reference = vectors_by_uri(work / "store-local")
-    for nodes in (1, 2):
+    bulk = IngestOptions(batch_size=args.batch_size, workers=1, runner="local", bulk=str(work / "parquet-local"))
+    rows.append({"runner": "local", "nodes": 0, "run": "bulk",
+                 **ingest_once(encoder, work / "corpus", work / "store-local-bulk", bulk, args.n)})
+    rows[-1]["max_abs_diff_vs_local"] = largest_difference(bulk_vectors_by_uri(work / "store-local-bulk"), reference)
+    rows[-1]["ratio_vs_local"] = round(rows[-1]["img_per_s"] / rows[0]["img_per_s"], 3)
+    print(f"local --bulk: {rows[-1]['img_per_s']} img/s ({rows[-1]['ratio_vs_local']}x local), vectors vs local: "
+          f"max |diff| {rows[-1]['max_abs_diff_vs_local']:.2e}", flush=True)
+    for nodes in (int(n) for n in args.nodes.split(",") if n.strip()):
         started = time.perf_counter()
         with local_cluster(nodes=nodes, cpus_per_node=max(1, args.cpus // nodes)):
             cluster_s = time.perf_counter() - started
-            ray_options = IngestOptions(batch_size=args.batch_size, workers=1, runner="ray")
-            for run in ("cold", "warm"):
+            for run in ("cold", "warm", "warm-bulk"):
                 store = work / f"store-ray-{nodes}-{run}"
+                ray_options = IngestOptions(batch_size=args.batch_size, workers=1, runner="ray",
+                                            bulk=str(work / f"parquet-ray-{nodes}") if run == "warm-bulk" else None)
                 row = {"runner": "ray", "nodes": nodes, "cpus_per_node": max(1, args.cpus // nodes), "run": run,
                        **ingest_once(encoder, work / "corpus", store, ray_options, args.n),
                        "cluster_start_s": round(cluster_s, 1)}
-                row["max_abs_diff_vs_local"] = largest_difference(vectors_by_uri(store), reference)
+                read = bulk_vectors_by_uri if ray_options.bulk else vectors_by_uri
+                row["max_abs_diff_vs_local"] = largest_difference(read(store), reference)
                 row["ratio_vs_local"] = round(row["img_per_s"] / rows[0]["img_per_s"], 3)
                 rows.append(row)
                 print(f"ray, {nodes} worker node(s) x {row['cpus_per_node']} CPU, {run}: {row['img_per_s']} img/s "
