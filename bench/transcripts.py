@@ -57,18 +57,37 @@ PARAGRAPH = (
 
 
 class CachedTranscripts:
-    """The ``transcribe`` enricher's ``text`` for queries, remembered per clip so several weights cost one pass."""
+    """The ``transcribe`` enricher's ``text`` for queries, remembered per clip so several weights cost one pass; the
+    segments the speech gate dropped are remembered too (``dropped``)."""
 
     def __init__(self, enricher: Any) -> None:
         self.enricher = enricher
-        self.seen: dict[str, str] = {}
+        self.seen: dict[str, tuple[str, list[tuple[str, float]]]] = {}
+
+    def _heard(self, clip: AudioClip) -> tuple[str, list[tuple[str, float]]]:
+        key = hashlib.sha1(np.ascontiguousarray(clip.samples).tobytes() + str(clip.sample_rate).encode()).hexdigest()
+        if key not in self.seen:
+            heard = self.enricher.heard(to_16k(clip))
+            self.seen[key] = (" ".join(h.text for h in heard if h.kept),
+                              [(h.text, round(float(h.score), 3)) for h in heard if not h.kept])
+        return self.seen[key]
 
     def text(self, clip: AudioClip) -> str:
         """The clip's transcript (computed once per distinct clip)."""
-        key = hashlib.sha1(np.ascontiguousarray(clip.samples).tobytes() + str(clip.sample_rate).encode()).hexdigest()
-        if key not in self.seen:
-            self.seen[key] = self.enricher.text(clip)
-        return self.seen[key]
+        return self._heard(clip)[0]
+
+    def dropped(self, clip: AudioClip) -> list[tuple[str, float]]:
+        """(text, gate score) of the clip's segments the speech gate dropped."""
+        return self._heard(clip)[1]
+
+
+def to_16k(clip: AudioClip) -> np.ndarray:
+    """A mono clip's samples at 16 kHz (what the enricher's ``heard`` takes)."""
+    import soxr
+
+    if clip.sample_rate == 16_000:
+        return np.asarray(clip.samples, dtype=np.float32)
+    return np.asarray(soxr.resample(clip.samples, clip.sample_rate, 16_000), dtype=np.float32)
 
 
 def write_corpus(folder: Path, data: Path, per_digit: int, takes: int, esc_clips: int) -> dict[str, Any]:
@@ -244,6 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the speech model")
     parser.add_argument("--weights", default=",".join(f"{w:g}" for w in WEIGHTS),
                         help="query transcript weights compared for speech->image")
+    parser.add_argument("--no-speech-gate", action="store_true",
+                        help="transcribe without the speech gate (items and queries)")
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
     data = shared_data_dir()
@@ -260,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         before = {"digits": digit_figures(engine, corpus, weights), "esc10": esc_figures(engine, corpus),
                   "sentences": sentence_figures(engine, corpus)}
         print(f"without transcripts: {before}", flush=True)
-        options = EnrichOptions(threads=args.threads)
+        options = EnrichOptions(threads=args.threads, speech_gate=not args.no_speech_gate)
         cpu, wall = time.process_time(), time.perf_counter()
         enriched = engine.enrich(["transcribe"], enrich_options=options).enriched["transcribe"]
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -273,6 +294,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"with transcripts:    {after}", flush=True)
         esc_heard = {Path(p).name: t for p in files(corpus, "sounds") if (t := cache.text(_clip(p)))}
         fsdd_heard = {Path(p).name: cache.text(_clip(p)) for p in files(corpus, "speech")}
+        gate = {"on": not args.no_speech_gate, "version": enricher.version.rsplit(",", 1)[-1],
+                "clips_with_transcript": {n: sum(bool(cache.text(_clip(p))) for p in files(corpus, n))
+                                          for n in ("sounds", "speech", "sentences")},
+                "clips": {n: len(files(corpus, n)) for n in ("sounds", "speech", "sentences")},
+                "dropped": {Path(p).name: d for n in ("sounds", "speech", "sentences") for p in files(corpus, n)
+                            if (d := cache.dropped(_clip(p)))}}
         cost = {"ingest_pass": {"items": enriched.items, "with_text": enriched.with_text,
                                 "segments": enriched.segments, "failed": len(enriched.failures),
                                 "audio_s": round(transcribed_s, 1), "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
@@ -287,13 +314,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"ESC-10 clips with any transcript (VAD check): {len(esc_heard)} of {len(files(corpus, 'sounds'))}: "
               f"{esc_heard}")
         print(f"FSDD clips whose transcript has their digit word: {digit_heard} of {len(fsdd_heard)}")
+        print(f"speech gate ({gate['version']}): clips with a transcript {gate['clips_with_transcript']} of "
+              f"{gate['clips']}; dropped segments: {gate['dropped']}")
         print(f"cost ({args.threads} thread(s), busy shared machine): {cost}")
         engine.close()
         payload = {"bench": "transcripts", "preset": args.preset, "threads": args.threads, "items": summary.added,
                    "query_transcript_weight": TRANSCRIPT_WEIGHT,
                    "without_transcripts": before, "with_transcripts": after, "esc10_vad": vad,
                    "fsdd_digit_word_heard": {"right": digit_heard, "clips": len(fsdd_heard)},
-                   "fsdd_transcripts": fsdd_heard, "cost": cost, "machine": machine_info()}
+                   "fsdd_transcripts": fsdd_heard, "speech_gate": gate, "cost": cost, "machine": machine_info()}
         write_json(args.json_out, payload)
         return payload
     finally:

