@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from index.errors import ItemNotFound, StoreEmpty, WrongShape
+from index.errors import IndexStoreError, ItemNotFound, StoreEmpty, WrongShape
 from index.parquet import ParquetShardWriter, iter_shard
 from index.persist import TMP_MARK
 from index.records import VectorSet
@@ -55,6 +55,13 @@ TABLES = [
 ]
 
 ROWS_PER_FILE = 1_000_000
+MARKER = "xmodal-bulk.json"  # in a bulk folder: the catalog it belongs to (its orphan sweep must not touch others)
+
+
+class BulkFolderInUse(IndexStoreError):
+    """A bulk folder already holds another catalog's Parquet files."""
+
+    exit_code = 2
 
 
 class BulkSearchNeedsShards(StoreEmpty):
@@ -92,6 +99,14 @@ def bulk_sets(catalog: Any, model: str | None = None) -> list[tuple[str, str, in
     return [(str(m), str(d), int(n)) for m, d, n in rows]
 
 
+def bulk_folders(catalog: Any, model: str) -> list[str]:
+    """The bulk folders ``model``'s Parquet files were written under (the parents of their set folders)."""
+    if not _has_tables(catalog):
+        return []
+    rows = catalog.db.execute("SELECT DISTINCT path FROM bulk_files WHERE model = ?", (model,)).fetchall()
+    return sorted({str(Path(r[0]).parent.parent) for r in rows})
+
+
 def bulk_state(catalog: Any, model: str, modality: str) -> tuple[int, int]:
     """(live vectors, highest generation among them) of one bulk set: an index built from it is stale when either
     moved (a removal lowers the count, a write raises the generation)."""
@@ -127,6 +142,7 @@ class BulkCatalog:
         self._pending: dict[int, np.ndarray] = {}
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            self._claim()
             if not _has_tables(catalog):
                 with catalog.atomic():
                     for sql in TABLES:
@@ -137,6 +153,26 @@ class BulkCatalog:
         return getattr(self.catalog, name)
 
     # -- writing ----------------------------------------------------------------------------------------
+    def _claim(self) -> None:
+        """Mark the folder as this catalog's; ``BulkFolderInUse`` when another catalog marked it first."""
+        import json
+
+        from index.persist import _write_bytes_atomic
+
+        assert self.folder is not None
+        marker = self.folder / MARKER
+        mine = self.catalog.catalog_id
+        if marker.is_file():
+            try:
+                owner = json.loads(marker.read_text()).get("catalog_id")
+            except (OSError, ValueError, AttributeError):
+                owner = None
+            if owner != mine:
+                raise BulkFolderInUse(f"the bulk folder {self.folder} belongs to another store (catalog {owner}); "
+                                      "give each store its own --bulk folder")
+            return
+        _write_bytes_atomic(marker, json.dumps({"catalog_id": mine}).encode())
+
     def remove_orphans(self) -> int:
         """Delete Parquet files (and temp files) under the folder that no committed row names; returns how many."""
         assert self.folder is not None

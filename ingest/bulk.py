@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from index import Store
-from index.bulk import ROWS_PER_FILE, BulkCatalog
+from index.bulk import ROWS_PER_FILE, BulkCatalog, bulk_folders
 from ingest.sink import CatalogSink
 
 
@@ -30,7 +30,18 @@ class BulkSink(CatalogSink):
 
 
 def make_sink(store: Store, model: str, options: Any) -> CatalogSink:
-    """The sink an ingest with ``options`` writes to: ``BulkSink`` when ``options.bulk`` names a folder."""
+    """The sink an ingest with ``options`` writes to: ``BulkSink`` when ``options.bulk`` names a folder. A store's
+    vectors of one model are all in the catalog or all in Parquet: mixing them is refused (``InvalidInput``)."""
+    from core.errors import InvalidInput
+
+    folders = bulk_folders(store.catalog, model)
     if getattr(options, "bulk", None):
+        held = [s.modality for s in store.catalog.vector_sets() if s.model == model and s.count]
+        if held:
+            raise InvalidInput(f"this store holds {model} vectors ({', '.join(held)}) in its catalog; bulk mode "
+                               "(--bulk) needs a new store")
         return BulkSink(store, model, options.bulk, options.tokens)
+    if folders:
+        raise InvalidInput(f"this is a bulk store: its {model} vectors are in Parquet files under "
+                           f"{', '.join(folders)}; ingest into it with --bulk {folders[0]}")
     return CatalogSink(store, model, options.tokens)

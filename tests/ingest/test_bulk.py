@@ -115,6 +115,19 @@ def test_shards_from_parquet_give_the_exact_top10(stores, tmp_path):
     assert [[b_key[int(i)] for i in row] for row in got] == [[n_key[int(i)] for i in row] for row in want]
 
 
+def test_catalog_and_parquet_vectors_are_not_mixed(stores, tmp_path):
+    root, media, _ = stores
+    from core.errors import InvalidInput
+    from index.bulk import BulkFolderInUse
+
+    with Engine.open(root / "bulk", PRESET) as engine, pytest.raises(InvalidInput, match="--bulk"):
+        engine.ingest([media], IngestOptions(workers=0))
+    with Engine.open(root / "normal", PRESET) as engine, pytest.raises(InvalidInput, match="new store"):
+        engine.ingest([media], IngestOptions(workers=0, bulk=str(tmp_path / "pq")))
+    with Engine.open(tmp_path / "other", PRESET) as engine, pytest.raises(BulkFolderInUse):
+        engine.ingest([media], IngestOptions(workers=0, bulk=str(root / "pq")))
+
+
 def test_second_ingest_adds_new_files_only_and_marks_shards_stale(stores, tmp_path):
     """Changes the module's bulk store: the last test that reads it."""
     root, media, _ = stores
