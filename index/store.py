@@ -163,7 +163,8 @@ class Store:
                 reason = f"index was built from vectors of weights {meta.weights or 'unknown'}, the catalog's are {weights}"
             else:
                 return _Open(index, meta.generation, meta.built_n, weights), ""
-        log.warning("%s/%s index unusable: %s", model, modality, reason)
+        expected = reason.startswith("index was built from vectors of weights")  # re-embedded, or stamped once
+        (log.info if expected else log.warning)("%s/%s index unusable: %s", model, modality, reason)
         return None, reason
 
     def _record(self, key: tuple[str, str], action: str, opened: _Open, reason: str = "") -> SyncResult:

@@ -1,7 +1,8 @@
 """What produced a modality's vectors: a fingerprint of its tower and head weights, read without loading them.
 
-A store records each modality's fingerprint beside its vectors (``xmodal.json`` ``weights``), so a retrained head
-or a re-pointed source is noticed before new and old vectors meet in one index. Sources that name files (local
+A store's catalog records each vector set's fingerprint beside its vectors (``vector_sets.weights``, mirrored in
+``xmodal.json`` ``weights``) and index files carry it, so a retrained head or a re-pointed source is noticed before
+new and old vectors meet in one index (``xmodal ingest --reembed`` re-embeds them in place). Sources that name files (local
 folders, explicit checkpoints, head folders) are fingerprinted by content (large files by size and their first
 and last MiB); hub and package sources by their name, revision and pinned sha256.
 """
