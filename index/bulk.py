@@ -140,6 +140,7 @@ class BulkCatalog:
         self.folder = None if folder is None else Path(folder).resolve()
         self.rows_per_file = rows_per_file
         self._pending: dict[int, np.ndarray] = {}
+        self._weights: dict[str, str] = {}
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._claim()
@@ -196,12 +197,17 @@ class BulkCatalog:
                     self._flush()
         finally:
             if outer:
-                self._pending = {}
+                self._pending, self._weights = {}, {}
 
-    def write_vectors(self, model: str, representation_ids: np.ndarray | list[int], vectors: np.ndarray) -> int:
-        """Collect vectors of this model for the Parquet file written at commit (other models: the catalog's)."""
+    def write_vectors(self, model: str, representation_ids: np.ndarray | list[int], vectors: np.ndarray,
+                      weights: dict[str, str] | None = None) -> int:
+        """Collect vectors of this model for the Parquet file written at commit (other models: the catalog's);
+        ``weights`` (fingerprint per modality) is recorded on the vector set as the catalog does."""
         if model != self.model or self.folder is None:
+            if weights:
+                return self.catalog.write_vectors(model, representation_ids, vectors, weights=weights)
             return self.catalog.write_vectors(model, representation_ids, vectors)
+        self._weights.update(weights or {})
         vectors = check_vectors(vectors)
         ids = check_ids(representation_ids, len(vectors))
         if len(np.unique(ids)) != len(ids):
@@ -228,7 +234,7 @@ class BulkCatalog:
         for modality in sorted({rows[int(i)][0] for i in ids}):
             mine = np.array([i for i in ids if rows[int(i)][0] == modality], dtype=np.int64)
             vectors = np.stack([self._pending[int(i)] for i in mine])
-            self.catalog._register_set(self.model, modality, vectors.shape[1])
+            self.catalog._register_set(self.model, modality, vectors.shape[1], self._weights.get(modality))
             extra = {"modality": [modality] * len(mine), "kind": [rows[int(i)][1] for i in mine],
                      "offset": [float("nan") if rows[int(i)][2] is None else float(rows[int(i)][2]) for i in mine],
                      "item_id": [int(rows[int(i)][3]) for i in mine], "uri": [rows[int(i)][4] for i in mine]}
