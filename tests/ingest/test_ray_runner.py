@@ -5,6 +5,7 @@ nothing doubled. (About 2-5 minutes on the busy 2-core machine: every Ray worker
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -56,6 +57,23 @@ def _dump(store: Path) -> dict[str, tuple]:
                           "ORDER BY i.uri, r.kind, r.offset_seconds, r.text")
         for uri, kind, modality, offset, text, blob in rows:
             items[Path(uri).name][3].append((kind, modality, offset, text, np.frombuffer(blob, np.float32)))
+    return items
+
+
+def _dump_bulk(store: Path) -> dict[str, tuple]:
+    """``_dump`` of a bulk store: each vector read from the Parquet file the catalog names for it."""
+    from index import iter_shard
+
+    with sqlite3.connect(store / "catalog.db") as db:
+        items = {Path(uri).name: (status, error, sha, []) for uri, status, error, sha in
+                 db.execute("SELECT uri, status, error, sha256 FROM items")}
+        rows = db.execute("SELECT i.uri, r.kind, r.modality, r.offset_seconds, r.text, v.representation_id, v.file "
+                          "FROM representations r JOIN items i ON i.id = r.item_id JOIN bulk_vectors v ON "
+                          "v.representation_id = r.id ORDER BY i.uri, r.kind, r.offset_seconds, r.text").fetchall()
+        assert db.execute("SELECT count(*) FROM vectors").fetchone()[0] == 0
+    stored = {int(i): v for f in {r[6] for r in rows} for ids, vs in iter_shard(f) for i, v in zip(ids, vs)}
+    for uri, kind, modality, offset, text, rep, _ in rows:
+        items[Path(uri).name][3].append((kind, modality, offset, text, stored[int(rep)]))
     return items
 
 
@@ -151,6 +169,14 @@ def test_ray_equals_local_with_a_decode_worker_and_the_encoder_actor_killed_mid_
     assert counts["duplicate_files"] == counts["duplicate_vectors"] == 0  # nothing doubled
     _same_catalog(_dump(store), local_catalog)  # the local runner's items, failures and vectors
     assert check_store(store).ok
+
+
+def test_ray_bulk_equals_local(ray_cluster, media, local_catalog, tmp_path):
+    """``--runner ray --bulk``: the same items and failures, every vector read back from Parquet."""
+    with Engine.open(tmp_path / "store", "tiny-random") as engine:
+        summary = engine.ingest([media], dataclasses.replace(OPTIONS, bulk=str(tmp_path / "pq")), enrich=())
+    assert (summary.added, summary.reused, summary.failed) == (GOOD, 1, 1), summary.failures
+    _same_catalog(_dump_bulk(tmp_path / "store"), local_catalog)
 
 
 def _generation(db: Path) -> int:
