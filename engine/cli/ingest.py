@@ -146,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
         threads = EnrichOptions(device=str(engine.encoder.device), threads=args.enrich_threads,
                                 models={"transcribe": args.transcribe_model} if args.transcribe_model else {})
         if args.enrich_only:
+            done = engine.reembed(options) if args.reembed else None
             summary = engine.enrich(enrich, options, threads)
+            if done is not None:  # items that could not be read again stay failed: no folder is scanned here
+                summary.reembedded, summary.failures[:0] = done.swapped, done.failures
+                summary.failed += len(done.failures)
         else:
             with IngestProgress(enabled=not (args.no_progress or args.json)) as progress:
                 summary = engine.ingest(args.paths, options, scan, progress.update, enrich, threads,

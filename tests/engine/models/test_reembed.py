@@ -229,3 +229,12 @@ def dataclass_options(**changes):
     from ingest.pipeline import IngestOptions
 
     return IngestOptions(**changes)
+
+
+@pytest.mark.slow
+def test_reembed_with_enrich_only_scans_nothing_and_re_embeds(world, capsys):
+    store = _old_store(world, "enrich-only")
+    assert main(["ingest", str(world["media"]), "--store", str(store), "--preset", str(world["v2"]), "--reembed",
+                 "--enrich-only", "--no-progress"]) == 0
+    assert "re-embedded" in capsys.readouterr().out
+    _assert_equal_vectors(store, world["fresh"])
