@@ -17,6 +17,7 @@ from PIL import Image
 
 from core.errors import WeightsChanged, XmodalError
 from engine.api.facade import Engine
+from engine.datasets.videos import write_video
 from engine.cli import main
 from engine.models import Head, load_encoder
 from engine.models.fingerprint import modality_fingerprint
@@ -26,6 +27,7 @@ from index import open_store
 from index.persist import read_meta
 from index.schema import MIGRATIONS, migrate
 from index.settings import read_settings, write_settings
+from tests.videos import SHOTS, SOUNDS
 
 MODEL = "tiny-fp"
 HEAD_IN = {"image": 64, "text": 64, "audio": 32}  # tiny-random's tower widths
@@ -61,6 +63,7 @@ def world(tmp_path_factory):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(media / f"p{i}.png")
     sf.write(media / "tone.wav", np.sin(np.arange(16000) / 5).astype(np.float32), 16000)
     (media / "note.txt").write_text("a red circle beside a blue square")
+    write_video(media / "scenes.mp4", SHOTS, SOUNDS)  # frames and soundtrack windows, matched again by offset
     (media / "captions.csv").write_text("image,caption\np0.png,a noisy photo of static\n")
     fresh = tmp / "fresh-v2"
     with Engine.open(fresh, preset=v2) as engine:
@@ -96,6 +99,7 @@ def _vectors(store: Path) -> dict[tuple, np.ndarray]:
 def _assert_equal_vectors(a: Path, b: Path) -> None:
     va, vb = _vectors(a), _vectors(b)
     assert set(va) == set(vb) and len(va) >= 5
+    assert {k[2] for k in va if "scenes.mp4" in k[0]} == {"image", "audio"}
     for key in va:
         np.testing.assert_allclose(va[key], vb[key], atol=1e-5, err_msg=str(key))
 
