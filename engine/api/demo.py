@@ -51,7 +51,7 @@ def build_corpus(folder: Path, n_scenes: int = 12) -> list[Path]:
     return [DEMO_DIR / "sounds", DEMO_DIR / "speech", folder / "digits", folder / "scenes", folder / "texts.jsonl"]
 
 
-LEGEND = ("Each list is ordered by its first number: \"rerank\" = calibrated first-stage score plus the re-ranker's "
+LEGEND = ("Each list is ordered by its first number: \"rerank\" = the fused score's log-odds plus the re-ranker's "
           "bounded correction, \"fused\" = the fusion's score (with the default fusion, the probability of a match); "
           "\"cosine\" is the matched item's raw cosine.")
 

@@ -3,8 +3,8 @@
 The re-ranked order starts from the score that ordered the fused list (with probability fusion, the log-odds of a
 match behind ``Result.score``; with calibrated fusion, the z-score itself) and adds the re-ranker's correction,
 centred on the candidates' median, clipped to ``±max_correction`` calibrated units and converted into the start's
-units. Where the query or a candidate lies outside the re-ranker's training domain (``engine.rerank.domain``) that
-candidate keeps its first-stage score, so out of its domain the first-stage order stands.
+units. A query outside the re-ranker's training domain (``engine.rerank.domain``) gets no correction at all: its
+first-stage order stands.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def starts(results: list[Result], query_modality: str, calibration: Callable[[st
 
     Probability fusion: the log-odds of ``Result.probability`` (what orders it), one calibrated unit being
     ``slope * background std`` log-odds of the pair's fitted curve. Calibrated fusion (also probability fusion's
-    fallback without curves): ``Result.score`` (already a z-score). Otherwise (``rrf``, whose score has no units): the calibrated cosine, as before fusion had curves.
+    fallback without curves): ``Result.score`` (already a z-score). Otherwise (``rrf``, whose score has no units):
+    the calibrated cosine, as before fusion had curves.
     """
     n = len(results)
     start, units, first = np.empty(n), np.ones(n), np.empty(n)
@@ -105,15 +106,18 @@ def rerank(reranker: Reranker, catalog: Catalog, model: str, results: list[Resul
     """Score each result's matched representation against the query; the top ``k`` by bounded re-ranked score.
 
     Every result gets ``rerank_score``, the score that orders the list: its first-stage ordering score (``starts``)
-    plus the bounded correction where query and candidate are in the re-ranker's domain, so a query outside it
-    keeps the fused order and candidates of different target modalities stay comparable. ``fits`` and ``fusion``
+    plus the bounded correction, in the start's units, so candidates of different target modalities stay
+    comparable. A query outside the re-ranker's domain gets the fused top ``k`` as they are (no ``rerank_score``). ``fits`` and ``fusion``
     are the searcher's curves and the fusion that ordered ``results``.
     """
     if not results:
         return []
+    # bench.rerank_domain: gating candidates as well as the query cost in-domain text->image R@1 and gained nothing
+    # out of the domain, so only the query is checked
+    if not reranker.in_domain(query.modality, query.vectors.numpy())[0]:
+        return results[:k]  # the fused order, shown as such (no rerank_score)
     begin = starts(results, query.modality, calibration, fits, fusion)
     scores = begin.start.astype(np.float32)
-    query_inside = bool(reranker.in_domain(query.modality, query.vectors.numpy())[0])
     by_modality: dict[str, list[int]] = {}
     for i, r in enumerate(results):
         by_modality.setdefault(r.match.modality, []).append(i)
@@ -126,11 +130,10 @@ def rerank(reranker: Reranker, catalog: Catalog, model: str, results: list[Resul
                 f"{len(missing)} candidate(s) have no stored token features for {model} (e.g. representation "
                 f"{missing[0]}); run `xmodal ingest --tokens` again on those files to add them")
         vectors = catalog.vectors_for(model, rep_ids)
-        keep = begin.usable[rows] & reranker.in_domain(modality, vectors) & query_inside
-        if not keep.any():
-            continue
+        keep = begin.usable[rows]
         first = begin.first[rows]
-        candidates = TokenBatch.from_arrays([stored[int(r)] for r in rep_ids], vectors, modality, reranker.config.max_tokens)
+        candidates = TokenBatch.from_arrays([stored[int(r)] for r in rep_ids], vectors, modality,
+                                            reranker.config.max_tokens)
         correction = corrections(reranker, query, candidates, first)
         scores[rows] = ordering(begin.start[rows], correction, begin.units[rows], keep, reranker.config.max_correction)
     order = sorted(range(len(results)), key=lambda i: (-float(scores[i]), i))[:k]

@@ -111,7 +111,7 @@ class Result:
 
     @property
     def ordered_by(self) -> str:
-        """What ``order_score`` is: "rerank" (calibrated first stage plus the bounded re-ranker correction) or
+        """What ``order_score`` is: "rerank" (the fused score, as log-odds, plus the bounded re-ranker correction) or
         "fused" (the fusion's score)."""
         return "fused" if self.rerank_score is None else "rerank"
 

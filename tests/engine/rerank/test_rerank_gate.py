@@ -95,3 +95,19 @@ def test_starts_follow_the_fusion_that_ordered_the_list():
     assert np.allclose(s.start, [2.0, 4.0])  # rrf has no units: the calibrated cosine, as before
     unfitted = [_result(0, 0.7, 0.5, 0.7)]
     assert not starts(unfitted, "audio", background, fits, "probability").usable[0]  # no curve: no correction
+
+
+def test_a_query_outside_the_domain_keeps_the_fused_order_unlabelled(domain):
+    import torch
+
+    from engine.query.rerank import rerank
+    from engine.rerank.model import TokenBatch
+
+    model = Reranker(RerankerConfig(token_dims={"text": 8, "image": 8}, vector_dim=16, width=16, layers=1, heads=2))
+    model.domain = domain
+    far = _unit(np.eye(16, dtype=np.float32)[5:6] - 0.5 * np.eye(16, dtype=np.float32)[:1])
+    query = TokenBatch(torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool), torch.from_numpy(far), "text")
+    results = [_result(i, p, c, p) for i, (p, c) in enumerate([(0.9, 0.2), (0.8, 0.6), (0.1, 0.7)])]
+    fits = Calibrations({"text->text": PairFit(slope=20.0, intercept=-10.0)})
+    out = rerank(model, None, "m", results, query, lambda q, t: Calibration(0.1, 0.05), 2, fits=fits)
+    assert out == results[:2] and all(r.ordered_by == "fused" for r in out)  # no catalog read, no correction
