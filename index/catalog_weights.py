@@ -29,6 +29,11 @@ class CatalogWeights:
                               (model, modality)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    def weights_of(self, model: str) -> dict[str, str | None]:
+        """Every vector set of ``model``: modality -> fingerprint (one small read, cheap enough for every search)."""
+        rows = self.db.execute("SELECT modality, weights FROM vector_sets WHERE model = ?", (model,)).fetchall()
+        return {str(m): None if w is None else str(w) for m, w in rows}
+
     def set_vector_weights(self, model: str, modality: str, weights: str) -> None:
         """Record the fingerprint of an existing set (adopting an older store's); searchable state is unchanged."""
         with self.atomic():

@@ -56,6 +56,7 @@ class Engine:
         self._searcher: Searcher | None = None
         self.speech: SpeechQueries | None = None  # made on the first audio query of a transcribed store
         self.changed: list[str] = []  # modalities whose stored vectors other weights made (searching refuses them)
+        self.fingerprints: dict[str, str] = {}  # modality -> fingerprint of this preset's weights, as checked so far
 
     @classmethod
     def open(cls, store: str | Path | None = None, preset: str | Path | None = None, device: str = "cpu",
@@ -100,6 +101,7 @@ class Engine:
         made_by = {m: sets[m].weights or mirror.get(m) or current[m] for m in held}  # unknown: adopted as current
         changed = [m for m in held if made_by[m] != current[m]]
         self.changed = changed
+        self.fingerprints = {**self.fingerprints, **{m: current[m] for m in held if m not in changed}}
         if changed and not allow_changed:
             raise WeightsChanged(self._changed_message(changed))
         if self.store.read_only:
@@ -278,8 +280,10 @@ class Engine:
         return self.speech.expand(request)
 
     def _decide(self, request: SearchRequest, available: list[str]) -> SearchPlan:
-        if self.changed:
-            raise WeightsChanged(self._changed_message(self.changed))
+        stamped = self.store.catalog.weights_of(self.model)  # another process may have re-embedded since open
+        stale = [m for m, fp in self.fingerprints.items() if stamped.get(m) not in (None, fp)]
+        if self.changed or stale:
+            raise WeightsChanged(self._changed_message(self.changed or stale))
         return decide(request, available, self.reranker, self.model, lambda: self.store.catalog.has_tokens(self.model))
 
     @contextmanager

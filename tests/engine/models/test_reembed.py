@@ -166,9 +166,13 @@ def test_reembed_equals_a_fresh_ingest(world, capsys):
     store = _old_store(world, "reembed")
     with pytest.raises(WeightsChanged):
         Engine.open(store, preset=world["v2"])
+    running = Engine.open(store, preset=world["v1"])  # a server still holding the old weights
+    assert running.search("a red circle", k=2)
     assert main(["ingest", *map(str, _paths(world["media"])), "--store", str(store), "--preset", str(world["v2"]), "--reembed",
                  "--no-progress"]) == 0
     assert "re-embedded" in capsys.readouterr().out
+    with running, pytest.raises(WeightsChanged):
+        running.search("a red circle", k=2)  # its queries would meet vectors of the new weights: refused
     _assert_equal_vectors(store, world["fresh"])
     fp = modality_fingerprint(load_preset(world["v2"]), "image")
     assert read_meta(store, MODEL, "image").weights == fp  # the index was rebuilt from the new vectors
