@@ -16,15 +16,19 @@ def test_average_precision_counts_unreturned_relevant_items_as_zero():
 
 
 def test_cached_transcripts_transcribe_each_distinct_clip_once():
+    from types import SimpleNamespace
+
     calls = []
 
     class Enricher:
-        def text(self, clip):
-            calls.append(clip.sample_rate)
-            return f"{len(clip.samples)} samples"
+        def heard(self, samples):  # 16 kHz samples; one kept segment and one the speech gate dropped
+            calls.append(len(samples))
+            return [SimpleNamespace(text=f"{len(samples)} samples", kept=True, score=0.9),
+                    SimpleNamespace(text="Thank you.", kept=False, score=0.01)]
 
     cache = CachedTranscripts(Enricher())
-    a = AudioClip(np.ones(10, dtype=np.float32), 8000)
-    assert cache.text(a) == cache.text(AudioClip(np.ones(10, dtype=np.float32), 8000)) == "10 samples"
-    assert cache.text(AudioClip(np.ones(10, dtype=np.float32), 16000)) == "10 samples"
-    assert calls == [8000, 16000]
+    a = AudioClip(np.ones(1000, dtype=np.float32), 8000)
+    assert cache.text(a) == cache.text(AudioClip(np.ones(1000, dtype=np.float32), 8000)) == "2000 samples"
+    assert cache.text(AudioClip(np.ones(1000, dtype=np.float32), 16000)) == "1000 samples"
+    assert cache.dropped(a) == [("Thank you.", 0.01)]
+    assert calls == [2000, 1000]
