@@ -24,8 +24,8 @@ from bench.rerank import _store
 from bench.report import machine_info, write_json
 from engine.api import Engine
 from engine.models import Encoder, load_encoder
-from engine.query import DEFAULT_FUSION, Filters, QueryPart, bounded, corrections, encode_query_with_tokens
-from engine.query.rerank import ordering, starts
+from engine.query import (DEFAULT_FUSION, Filters, QueryPart, bounded, corrections, encode_query_with_tokens,
+                          ordering, starts)
 from engine.rerank import Reranker, TokenBatch
 from engine.train import encode_items
 from index import open_store

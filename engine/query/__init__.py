@@ -7,7 +7,7 @@ from engine.query.search import PASSAGE, SNIPPET_CHARS, Filters, Match, Result, 
 from engine.query.targets import plan_search
 from engine.query.policy import RERANK_DEPTH, SearchPlan, SearchRequest, Searched, decide, execute
 from engine.query.calibrate import HUB_K, calibration_path, fit_pair, hubs_path, pair_key, top_mean
-from engine.query.rerank import bounded, corrections
+from engine.query.rerank import bounded, corrections, ordering, starts
 from engine.query.threads import query_threads
 from engine.query.keyword import DEFAULT_MODE, MODES, KeywordScale
 
@@ -18,6 +18,7 @@ __all__ = [
     "snippet",
 ]
 __all__ += ["bounded", "calibration_path", "corrections", "fit_pair", "pair_key", "query_threads"]
+__all__ += ["ordering", "starts"]
 __all__ += ["HUB_K", "hubs_path", "top_mean"]
 __all__ += ["RERANK_DEPTH", "SearchPlan", "SearchRequest", "Searched", "decide", "execute"]
 __all__ += ["DEFAULT_MODE", "MODES", "KeywordScale"]
