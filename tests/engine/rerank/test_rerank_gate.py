@@ -111,3 +111,24 @@ def test_a_query_outside_the_domain_keeps_the_fused_order_unlabelled(domain):
     fits = Calibrations({"text->text": PairFit(slope=20.0, intercept=-10.0)})
     out = rerank(model, None, "m", results, query, lambda q, t: Calibration(0.1, 0.05), 2, fits=fits)
     assert out == results[:2] and all(r.ordered_by == "fused" for r in out)  # no catalog read, no correction
+
+
+def test_build_and_attach_a_domain_to_a_saved_reranker(tmp_path, tiny_encoder):
+    from engine.datasets import SceneConfig, generate_scenes
+    from engine.train.rerank_domain import attach, build_domain
+
+    scenes = generate_scenes(SceneConfig(n_scenes=80, seed=7, image_size=32))
+    built = build_domain(tiny_encoder, [(scenes, ["image", "text"])], sample=12, held_out=20, percentile=10.0)
+    assert {m: len(v) for m, v in built.samples.items()} == {"image": 12, "text": 12}
+    assert set(built.thresholds) == {"image", "text"}
+    assert built.extra["held_out_percentiles"]["text"]["10.0"] == built.thresholds["text"]
+    width = built.samples["text"].shape[1]  # the token widths do not matter to the domain
+    model = Reranker(RerankerConfig(token_dims={"text": 8, "image": 8}, vector_dim=width, width=16, layers=1, heads=2))
+    model.save(tmp_path / "r")
+    weights = (tmp_path / "r" / "model.safetensors").read_bytes()
+    attach(tmp_path / "r", built, "test", max_correction=1.0)
+    loaded = Reranker.load(tmp_path / "r")
+    assert loaded.config.max_correction == 1.0 and loaded.domain.thresholds == built.thresholds
+    assert (tmp_path / "r" / "model.safetensors").read_bytes() == weights  # the weights are not touched
+    inside = loaded.in_domain("text", built.samples["text"])
+    assert inside.mean() > 0.5  # training items themselves are (mostly) in the domain
