@@ -3,10 +3,11 @@
 Every Whisper segment (tiny.en, VAD on, gate off) of the training clips is described by the gate's features
 (``engine.models.speech_gate.FEATURES``): non-speech from ESC-10 folds 1-4, speech from FSDD speakers other than
 nicolas and theo and from sentences and single words spoken by espeak-ng (none of them the sentences bench.transcripts
-uses). A logistic model over the standardised features is fitted on those; the single-feature rules on Silero's frame
+uses); the FSDD clips and the words are also read placed inside 20 s of near-silence ("_padded" sets), as a word in a
+long recording is heard. A logistic model over the standardised features is fitted on those; the single-feature rules on Silero's frame
 probabilities (a stricter VAD: max, mean or fraction of speech frames over the segment) are fitted alongside as the
 simpler candidates. All are reported on the evaluation data the gate never saw: ESC-10 fold 5, FSDD nicolas and theo
-(takes 0-2) and bench.transcripts' ten sentences, as segments and clips kept. The fitted constants are printed in the
+(takes 0-2), both also padded, and bench.transcripts' ten sentences, as segments and clips kept. The fitted constants are printed in the
 form ``engine/models/speech_gate.py`` holds them.
 """
 
@@ -62,8 +63,25 @@ def espeak(folder: Path, name: str, text: str, voice: str, speed: int) -> Path:
     return path
 
 
+PAD_SECONDS = 20.0  # a "_padded" set places each clip at a random second of this much near-silence
+
+
+def padded(samples: np.ndarray, key: str) -> np.ndarray:
+    """``samples`` placed 2-10 s into ``PAD_SECONDS`` of faint noise (seeded by ``key``): a word inside a long
+    recording, where Whisper's segment times take in the silence around it."""
+    import zlib
+
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    out = (rng.standard_normal(int(PAD_SECONDS * 16_000)) * 1e-4).astype(np.float32)
+    at = int(rng.uniform(2.0, 10.0) * 16_000)
+    part = samples[: len(out) - at]
+    out[at : at + len(part)] += part
+    return out
+
+
 def clip_lists(data: Path, work: Path, takes: int) -> dict[str, list[tuple[str, Path, int]]]:
-    """Per set: (id, file, 1 for speech / 0 for not) for the training sets and the held-out ones."""
+    """Per set: (id, file, 1 for speech / 0 for not) for the training sets and the held-out ones; a set whose name
+    ends in "_padded" is read through ``padded``."""
     esc = sorted((data / "esc10").glob("*/*.ogg"))
     fsdd = sorted((data / "fsdd" / "recordings").glob("*.wav"))
 
@@ -71,15 +89,18 @@ def clip_lists(data: Path, work: Path, takes: int) -> dict[str, list[tuple[str, 
         out = []
         for p in fsdd:
             _, speaker, take = p.stem.split("_")
-            if (speaker in HELD_OUT_SPEAKERS) == held_out and int(take) < takes:
+            if (speaker in HELD_OUT_SPEAKERS) == held_out and int(take) < (3 if held_out else takes):
                 out.append((p.name, p, 1))
         return out
 
     sets: dict[str, list[tuple[str, Path, int]]] = {
         "train_esc_folds_1_4": [(p.name, p, 0) for p in esc if not p.name.startswith("5-")],
         "train_fsdd_other_speakers": fsdd_clips(False),
+        "train_fsdd_other_speakers_padded": fsdd_clips(False),
         "test_esc_fold_5": [(p.name, p, 0) for p in esc if p.name.startswith("5-")],
+        "test_esc_fold_5_padded": [(p.name, p, 0) for p in esc if p.name.startswith("5-")],
         "test_fsdd_nicolas_theo": fsdd_clips(True),
+        "test_fsdd_nicolas_theo_padded": fsdd_clips(True),
     }
     if shutil.which("espeak-ng"):
         gen = work / "espeak"
@@ -89,6 +110,7 @@ def clip_lists(data: Path, work: Path, takes: int) -> dict[str, list[tuple[str, 
         train += [(f"w{i}", espeak(gen, f"train_w{i}", w, VOICES[i % len(VOICES)], 140), 1)
                   for i, w in enumerate(TRAIN_WORDS)]
         sets["train_espeak"] = train
+        sets["train_espeak_padded"] = [c for c in train if c[0].startswith("w")]  # the single words
         sets["test_sentences"] = [(f"sentence_{i:02d}", espeak(gen, f"test_{i}", said, "en", 175), 1)
                                   for i, (said, _) in enumerate(SENTENCES)]
     return sets
@@ -100,7 +122,8 @@ def collect(enricher: Any, sets: dict[str, list[tuple[str, Path, int]]]) -> list
     rows = []
     for name, clips in sets.items():
         for n, (cid, path, label) in enumerate(clips, 1):
-            heard = enricher.heard(load16k(path), features=True)
+            samples = load16k(path)
+            heard = enricher.heard(padded(samples, cid) if name.endswith("_padded") else samples, features=True)
             for h in heard:
                 rows.append({"set": name, "clip": cid, "label": label, "text": h.text,
                              "features": [round(float(v), 5) for v in h.features]})
@@ -118,6 +141,32 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float) -> dict[str, Any]:
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit((x - mean) / scale, y)
     return {"mean": mean, "scale": scale, "coef": model.coef_[0], "intercept": float(model.intercept_[0])}
+
+
+C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+TRAIN_SPEAKERS = ("jackson", "yweweler", "george", "lucas")
+
+
+def cv_group(row: dict[str, Any]) -> int:
+    """The cross-validation fold (0-3) of a training row: its ESC-10 fold, its FSDD speaker, or its espeak-ng index."""
+    if "esc" in row["set"]:
+        return int(row["clip"][0]) - 1
+    if "fsdd" in row["set"]:
+        return TRAIN_SPEAKERS.index(row["clip"].split("_")[1])
+    return int(row["clip"][1:]) % 4
+
+
+def choose_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The C of ``C_GRID`` with the lowest class-balanced log loss over 4 grouped folds of the training rows."""
+    losses = {}
+    for c in C_GRID:
+        p = np.zeros(len(y))
+        for k in range(4):
+            p[groups == k] = logistic_scores(fit_logistic(x[groups != k], y[groups != k], c), x[groups == k])
+        weight = np.where(y == 1, 0.5 / np.mean(y == 1), 0.5 / np.mean(y == 0))
+        losses[f"{c:g}"] = round(float(-np.mean(weight * np.where(y == 1, np.log(p + 1e-12), np.log(1 - p + 1e-12)))), 5)
+    best = min(C_GRID, key=lambda c: losses[f"{c:g}"])
+    return best, losses
 
 
 def logistic_scores(gate: dict[str, Any], x: np.ndarray) -> np.ndarray:
@@ -158,9 +207,10 @@ def report(rows: list[dict[str, Any]], keep: np.ndarray) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Collect segment features, fit the gates, report them on held-out data; print and write."""
     parser = argparse.ArgumentParser(prog="python -m bench.speech_gate", description=__doc__.splitlines()[0])
-    parser.add_argument("--takes", type=int, default=3, help="FSDD takes per digit and speaker (0..N-1)")
+    parser.add_argument("--takes", type=int, default=2, help="FSDD takes per digit and training speaker (0..N-1; held out: 0-2)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the speech model")
-    parser.add_argument("--c", type=float, default=1.0, help="inverse L2 strength of the logistic fit")
+    parser.add_argument("--c", type=float, default=None,
+                        help="inverse L2 strength of the logistic fit (default: chosen by grouped cross-validation)")
     parser.add_argument("--rows", help="segment rows (JSON) to reuse instead of transcribing; written when missing")
     parser.add_argument("--json", dest="json_out", help="write results to this JSON file")
     args = parser.parse_args(argv)
@@ -207,11 +257,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                       "test_balanced_accuracy": round(0.5 * (keep[~train & (y == 1)].mean()
                                                                              + (~keep[~train & (y == 0)]).mean()), 4),
                                       "report": report(rows, keep_rows(keep))}
-    gate = fit_logistic(x[train], y[train], args.c)
+    cv_losses: dict[str, float] = {}
+    c = args.c
+    if c is None:
+        c, cv_losses = choose_c(x[train], y[train], np.asarray([cv_group(r) for r, t in zip(seg, train) if t]))
+        print(f"C by grouped 4-fold cross-validation (balanced log loss): {c:g} of {cv_losses}")
+    gate = fit_logistic(x[train], y[train], c)
     score = logistic_scores(gate, x)
     keep = score >= 0.5
     candidates["logistic"] = {
-        "c": args.c, "threshold": 0.5,
+        "c": c, "cv_log_loss": cv_losses, "threshold": 0.5,
         "train_balanced_accuracy": round(0.5 * (keep[train & (y == 1)].mean() + (~keep[train & (y == 0)]).mean()), 4),
         "test_balanced_accuracy": round(0.5 * (keep[~train & (y == 1)].mean() + (~keep[~train & (y == 0)]).mean()), 4),
         "coef": dict(zip(FEATURES, np.round(gate["coef"], 4).tolist())),
