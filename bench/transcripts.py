@@ -3,11 +3,12 @@
 One store of held-out data (the shipped ``xmodal-mini`` by default): FSDD spoken digits of the held-out speakers
 nicolas and theo, scikit-learn digit images of the test split, ESC-10 fold 5 clips, the ten ESC class captions as
 text items and ten generated spoken sentences. It is searched through ``Engine`` (the default hybrid mode) once before transcription and once after
-``Engine.enrich(["transcribe"])`` (Whisper tiny.en, VAD on), in one run:
+``Engine.enrich(["transcribe"])`` (Whisper tiny.en, VAD on, the speech gate on unless ``--no-speech-gate``), in one run:
 - digits, class-level mAP over the whole ranking: speech->image (query clips transcribed too, their transcript fused
   with the acoustic vector at several weights; 0 = acoustic only), image->speech and text->speech (the digit words);
 - ESC-10 fold 5: each clip's nearest class caption (accuracy) and text->clip mAP, with and without transcripts, and
-  how many clips got any transcript (the VAD check);
+  how many clips got any transcript (the VAD check); how many ESC, FSDD and sentence clips kept a transcript, and the
+  segments the speech gate dropped with their scores;
 - ten sentences spoken by espeak-ng, each looked for by a short description of what it says: R@1 and mAP;
 - cost: transcription real-time factor (CPU and wall seconds per second of audio) on the short FSDD clips, the 5 s
   ESC clips and about half a minute of continuous generated speech (espeak-ng), with the threads stated.
