@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 RETRIES = 8
 BACKOFF_S = 0.02
+WARM_UP = ["warm up", "a longer warm-up query, padded beside the short one"]
 ENCODERS = 2  # measured on 2 cores (bench/results/serve-*.json): 2 threads beat 1 under 32 distinct clients
 
 
@@ -207,6 +208,7 @@ class EngineWorker:
             if self.threads:
                 set_compute_threads(self.threads)
             self.engine = self._factory()
+            self._warm_up(self.engine)
             gc.collect()
             gc.freeze()  # the models' many long-lived objects leave the GC's view: no ~0.5 s full collections later
         except BaseException as exc:  # noqa: BLE001  (reported by every job and by /health)
@@ -220,7 +222,12 @@ class EngineWorker:
                 self._refuse_jobs(live)
             elif live:
                 start = time.thread_time()
-                self._run(live)
+                try:
+                    self._run(live)
+                except Exception as exc:  # noqa: BLE001  (a bug must not end the thread and leave every later job waiting)
+                    log.exception("a batch of searches failed")
+                    for job in live:
+                        job.outcome = job.outcome or (True, exc)
                 _finish(live)
                 self._add_cpu("engine_cpu_ms", start)
             if stop:
@@ -228,6 +235,19 @@ class EngineWorker:
         self._refuse(self._jobs)
         if self.engine is not None:
             self.engine.close()
+
+    @staticmethod
+    def _warm_up(engine: Engine) -> None:
+        """Encode a text query once before the server answers: the text tower's query session (ONNX Runtime: 1-5 s to
+        open or export) is built now, not by the first requests. A failure only means the first query pays (or
+        reports) it."""
+        start = time.perf_counter()
+        try:
+            engine.encoder.encode("text", WARM_UP, query=True)
+        except Exception as exc:  # noqa: BLE001  (no text tower, missing weights: that query's error, later)
+            log.info("no text query warm-up: %s: %s", type(exc).__name__, exc)
+        else:
+            log.info("text query encoder warmed up in %.2f s", time.perf_counter() - start)
 
     def _add_cpu(self, counter: str, start: float) -> None:
         with self._lock:

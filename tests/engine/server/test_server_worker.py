@@ -123,6 +123,69 @@ def test_worker_results_equal_engine_search(store, encoders):
     assert worker.counters["hits_cached"] > 0  # the same few representations: hydrated once per catalog state
 
 
+def test_text_encoder_is_warmed_up_before_the_worker_answers(store):
+    calls: list = []
+
+    def opened() -> Engine:
+        engine = Engine.open(store, "tiny-random")
+        real = engine.encoder.encode
+        engine.encoder.encode = lambda modality, texts, **kw: calls.append(  # type: ignore[method-assign]
+            (modality, len(texts), kw.get("query"), threading.current_thread().name)) or real(modality, texts, **kw)
+        return engine
+
+    worker = EngineWorker(opened)
+    worker.start()
+    try:
+        assert calls == [("text", 2, True, "xmodal-engine")] and worker.open_error is None  # before start returned
+        assert worker.counters["batched_texts"] == 0  # the warm-up is no query: nothing counted, nothing cached
+        asyncio.run(_searches(worker, QUERIES[:1]))
+    finally:
+        worker.stop()
+    assert len(calls) == 2
+
+
+class _NoText:
+    """An encoder that cannot encode anything (the rest is the real one's)."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+    def encode(self, *args, **kwargs):
+        raise RuntimeError("no text tower here")
+
+
+def test_a_failed_warm_up_does_not_stop_the_server(store):
+    def opened() -> Engine:
+        engine = Engine.open(store, "tiny-random")
+        engine.encoder = _NoText(engine.encoder)  # type: ignore[assignment]
+        return engine
+
+    worker = EngineWorker(opened, encoders=0)
+    worker.start()
+    try:
+        assert worker.open_error is None
+        assert asyncio.run(worker.run(lambda e: e.store.catalog.generation)) >= 0
+    finally:
+        worker.stop()
+
+
+def test_an_unexpected_error_fails_its_batch_not_the_engine_thread(store):
+    worker = EngineWorker(lambda: Engine.open(store, "tiny-random"), encoders=0)
+    worker.start()
+    try:
+        real = worker.engine.hydration_counts
+        worker.engine.hydration_counts = lambda: 1 / 0  # type: ignore[method-assign]  (after every batch)
+        assert asyncio.run(asyncio.wait_for(worker.run(lambda e: 1), 10)) == 1  # its job had its answer already
+        assert asyncio.run(asyncio.wait_for(worker.run(lambda e: 2), 10)) == 2  # the thread still answers
+        worker.engine.hydration_counts = real  # type: ignore[method-assign]
+        assert asyncio.run(asyncio.wait_for(worker.run(lambda e: 3), 10)) == 3
+    finally:
+        worker.stop()
+
+
 def test_stop_refuses_queued_jobs_promptly(store):
     worker = EngineWorker(lambda: Engine.open(store, "tiny-random"))
     worker.start()
