@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     name = preset.replace("/", "_") + ("-random" if args.random_weights else "")
     trees = [("after", ROOT, Path(args.store) / name, {})]
     if args.baseline:
-        trees.insert(0, ("before", args.baseline.resolve(), Path(args.store) / f"{name}-baseline", baseline_env))
+        tree = args.baseline.resolve()  # a store per baseline commit: a newer checkout migrates a store past an older one
+        trees.insert(0, ("before", tree, Path(args.store) / f"{name}-baseline-{_commit(tree).split()[0]}", baseline_env))
     load_before = os.getloadavg()
     served: list[Served] = []
     try:
