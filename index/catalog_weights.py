@@ -16,6 +16,10 @@ from index.errors import DimensionMismatch, WrongShape
 from index.validate import check_ids, check_vectors
 
 
+BULK_REEMBED = ("`--reembed` does not re-embed a bulk store's Parquet vectors: ingest the files again into a new "
+                "store with a new --bulk folder (`xmodal ingest PATHS --store NEW_DIR --bulk NEW_FOLDER`)")
+
+
 class CatalogWeights:
     """Fingerprints per vector set and re-embed staging (mixed into ``Catalog``; uses its ``db`` and ``atomic``)."""
 
@@ -40,15 +44,27 @@ class CatalogWeights:
             self.db.execute("UPDATE vector_sets SET weights = ? WHERE model = ? AND modality = ?",
                             (weights, model, modality))
 
+    def _set_held(self, model: str, modality: str) -> str | None:
+        """Where a set holds vectors: "vectors" (the catalog), "bulk_vectors" (a bulk store's Parquet files) or None."""
+        for table in ("vectors", "bulk_vectors"):
+            if table == "bulk_vectors" and not self.db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bulk_vectors'").fetchone():
+                continue
+            if self.db.execute(f"SELECT 1 FROM {table} WHERE model = ? AND modality = ? LIMIT 1",
+                               (model, modality)).fetchone():
+                return table
+        return None
+
     def _check_set_weights(self, model: str, modality: str, stored: str | None, weights: str | None) -> None:
-        """Refuse vectors of other weights into a set that holds some; an empty or unstamped set takes ``weights``."""
+        """Refuse vectors of other weights into a set that holds some (in the catalog or in Parquet); an empty or
+        unstamped set takes ``weights``."""
         if not weights or stored == weights:
             return
-        held = self.db.execute("SELECT 1 FROM vectors WHERE model = ? AND modality = ? LIMIT 1",
-                               (model, modality)).fetchone()
+        held = self._set_held(model, modality)
         if stored is not None and held:
+            fix = (BULK_REEMBED if held == "bulk_vectors" else "`xmodal ingest --reembed`")
             raise WeightsChanged(f"the {modality} vectors of {model} were made by weights {stored}, these by "
-                                 f"{weights}: they are not mixed in one index (`xmodal ingest --reembed`)")
+                                 f"{weights}: they are not mixed in one index ({fix})")
         self.db.execute("UPDATE vector_sets SET weights = ? WHERE model = ? AND modality = ?", (weights, model, modality))
 
     # ---- re-embed staging ---------------------------------------------------------------------------
@@ -103,6 +119,8 @@ class CatalogWeights:
         ``weights``, the staging emptied; ``WrongShape`` when some vector has no staged replacement (nothing
         changes then). Returns how many vectors were replaced."""
         with self.atomic():
+            if self._set_held(model, modality) == "bulk_vectors":  # its Parquet vectors would keep the old weights
+                raise WeightsChanged(f"the {modality} vectors of {model} are a bulk set: {BULK_REEMBED}")
             missing = self.unstaged(model, modality, weights)
             if missing:
                 raise WrongShape(f"{len(missing)} {modality} vectors of {model} are not re-embedded yet "

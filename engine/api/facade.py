@@ -25,6 +25,8 @@ from engine.query.policy import SearchPlan, SearchRequest, Searched, decide, exe
 from engine.query.speech import SpeechQueries, speech_queries
 from engine.rerank import Reranker
 from index import Store, StoreEmpty, open_store
+from index.bulk import bulk_sets
+from index.catalog_weights import BULK_REEMBED
 from index.settings import read_settings, write_settings
 from ingest.pipeline import IngestOptions, Pipeline
 from ingest.reembed import ReembedSummary
@@ -96,7 +98,8 @@ class Engine:
         stored = settings.get("weights") if isinstance(settings.get("weights"), dict) else {}
         mirror = dict(stored.get(self.model) or {})
         sets = {s.modality: s for s in catalog.vector_sets() if s.model == self.model}
-        held = [m for m, s in sets.items() if s.count > 0 and m in preset.towers]
+        bulk = {m for _, m, n in bulk_sets(catalog, self.model) if n}  # a bulk set's vectors are in Parquet files
+        held = [m for m, s in sets.items() if (s.count > 0 or m in bulk) and m in preset.towers]
         current = {m: modality_fingerprint(preset, m) for m in dict.fromkeys([*modalities, *held]) if m in preset.towers}
         made_by = {m: sets[m].weights or mirror.get(m) or current[m] for m in held}  # unknown: adopted as current
         changed = [m for m in held if made_by[m] != current[m]]
@@ -118,6 +121,10 @@ class Engine:
 
     def _changed_message(self, changed: list[str]) -> str:
         root = self.store.root
+        if {m for _, m, n in bulk_sets(self.store.catalog, self.model) if n} & set(changed):
+            return (f"the {', '.join(changed)} vectors in {root} were made by other weights than preset {self.model} "
+                    f"names now (retrained or re-pointed); they are not mixed with new ones. {BULK_REEMBED}; or "
+                    f"search them with the weights that made them")
         return (f"the {', '.join(changed)} vectors in {root} were made by other weights than preset {self.model} "
                 f"names now (retrained or re-pointed); they are not mixed with new ones: re-embed them in place with "
                 f"`xmodal ingest PATHS --reembed --store {root}` (Engine.ingest(..., reembed=True)), search them with "
@@ -133,6 +140,9 @@ class Engine:
         changed = self.verify_weights(allow_changed=True)
         if not changed:
             return ReembedSummary()
+        bulk = [m for _, m, n in bulk_sets(self.store.catalog, self.model) if n and m in changed]
+        if bulk:
+            raise WeightsChanged(f"the {', '.join(bulk)} vectors in {self.store.root} are a bulk set: {BULK_REEMBED}")
         self.encoder.require(changed)
         tokens = options.tokens or self.store.catalog.has_tokens(self.model)
         weights = {m: modality_fingerprint(self.encoder.preset, m) for m in changed}
@@ -190,8 +200,8 @@ class Engine:
         from ingest.bulk import make_sink
 
         sink = make_sink(self.store, self.model, options)
-        if not getattr(options, "bulk", None):  # every vector written is stamped with the weights that made it
-            sink.weights = {m: modality_fingerprint(self.encoder.preset, m) for m in self.encoder.supported}
+        # every vector written (to the catalog or a bulk store's Parquet files) is stamped with the weights that made it
+        sink.weights = {m: modality_fingerprint(self.encoder.preset, m) for m in self.encoder.supported}
         return Pipeline(self.encoder, sink, options, on_progress, enrichers)
 
     def ingest(self, paths: Iterable[str | Path], options=None, scan=None,

@@ -210,3 +210,29 @@ def test_sigkill_then_resume_loses_and_doubles_nothing(tmp_path):
         assert len(rows) == len(set(rows))  # no vector written twice, even in dead rows
         on_disk = {str(p) for p in parquet_files(pq / f"{PRESET}.image")}
         assert on_disk == {f[0] for f in files}  # the killed commit's file, if any, is gone
+
+
+def test_bulk_sets_are_stamped_and_other_weights_refused(tmp_path):
+    """A bulk ingest stamps its sets like a catalog ingest; vectors of other weights are refused, and ``--reembed``
+    names the alternative for a bulk set (a new store with a new --bulk folder) instead of re-embedding."""
+    from core.errors import WeightsChanged
+    from engine.models.fingerprint import modality_fingerprint
+
+    media, store, pq = _media(tmp_path / "media", 3), tmp_path / "store", tmp_path / "pq"
+    with Engine.open(store, PRESET) as engine:
+        assert engine.ingest([media], IngestOptions(workers=0, bulk=str(pq))).failed == 0
+        catalog = engine.store.catalog
+        assert catalog.weights_of(engine.model)["image"] == modality_fingerprint(engine.encoder.preset, "image")
+        rep = catalog.representations_of(catalog.items("ok")[0].id)[0].id
+        vector = BulkCatalog(catalog, engine.model).vectors_for(engine.model, np.array([rep]))
+        files = sorted(pq.rglob("*.parquet"))
+        with pytest.raises(WeightsChanged, match="--bulk"):
+            BulkCatalog(catalog, engine.model, pq).write_vectors(engine.model, [rep], vector, weights={"image": "f00"})
+        assert sorted(pq.rglob("*.parquet")) == files  # refused before any file was written
+        catalog.set_vector_weights(engine.model, "image", "0123456789abcdef")  # as if another head made them
+    with pytest.raises(WeightsChanged, match="new --bulk folder"):
+        Engine.open(store, PRESET)
+    with Engine.open(store, PRESET, reembed=True) as engine, pytest.raises(WeightsChanged, match="bulk set"):
+        engine.ingest([media], IngestOptions(workers=0, bulk=str(pq)), reembed=True)
+    with Engine.open(store, PRESET, reembed=True) as engine, pytest.raises(WeightsChanged, match="bulk set"):
+        engine.store.catalog.swap_staged(engine.model, "image", "fedcba9876543210")
