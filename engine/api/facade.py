@@ -182,6 +182,17 @@ class Engine:
             write_settings(self.store.root, {**settings, "enrich_models": chosen})
         return chosen
 
+    def speech_gate(self, gate: bool | None = None, remember: bool = True) -> bool:
+        """Whether transcripts pass the speech gate (``xmodal.json`` ``speech_gate``; on unless the store was ingested
+        with it off): ``gate`` when given (and then remembered: later ingests and speech queries follow it)."""
+        settings = read_settings(self.store.root)
+        if gate is None:
+            return settings.get("speech_gate") is not False
+        if remember and settings.get("speech_gate", True) != gate and not self.store.read_only:
+            write_settings(self.store.root, {**settings, "speech_gate": bool(gate)})
+            self.speech = None  # speech queries are transcribed as the store's items now are
+        return bool(gate)
+
     def _pipeline(self, options, on_progress: Callable | None, enrich: Iterable[str] | None,
                   enrich_options: EnrichOptions | None, modalities: Iterable[str]) -> Pipeline:
         options = options or IngestOptions()
@@ -192,11 +203,12 @@ class Engine:
         needed = list(dict.fromkeys([*modalities, *(["text"] if names else [])]))
         self.encoder.require(needed)  # every missing tower and head in one error, before any file is read
         self.verify_weights(needed, record=True)
-        options_ = enrich_options or EnrichOptions(device=str(self.encoder.device))
+        options_ = enrich_options or EnrichOptions(device=str(self.encoder.device), speech_gate=self.speech_gate())
         models = self.enrich_models(options_.models, remember=False)
         enrichers = make_enrichers(names, dataclasses.replace(options_, models=models))
         self.enrichment(enrich)  # remembered once every enricher (and its model) loaded: a bad choice is not kept
         self.enrich_models(options_.models)
+        self.speech_gate(options_.speech_gate)
         from ingest.bulk import make_sink
 
         sink = make_sink(self.store, self.model, options)
@@ -286,7 +298,8 @@ class Engine:
         if not any(p.modality == "audio" for p in request.parts) or "transcribe" not in self.enrichment():
             return request
         if self.speech is None:
-            self.speech = speech_queries(str(self.encoder.device), model=self.enrich_models().get("transcribe"))
+            self.speech = speech_queries(str(self.encoder.device), model=self.enrich_models().get("transcribe"),
+                                         gate=self.speech_gate())
         return self.speech.expand(request)
 
     def _decide(self, request: SearchRequest, available: list[str]) -> SearchPlan:

@@ -92,6 +92,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--transcribe-model", metavar="MODEL",
                         help="another faster-whisper model for --transcribe: a model folder, or a size or hub id "
                              "already on this machine (never downloaded); the store remembers it")
+    parser.add_argument("--speech-gate", action=argparse.BooleanOptionalAction, default=None,
+                        help="drop transcript segments the speech gate finds are not speech (a sneeze or a bark that "
+                             "Whisper wrote words over; on by default); the store remembers the choice, its audio "
+                             "queries follow it, and clips transcribed the other way are transcribed again")
     parser.add_argument("--ocr", action=argparse.BooleanOptionalAction, default=None,
                         help="text read from images and video frames (PP-OCR); the store remembers the choice")
     parser.add_argument("--enrich-only", action="store_true",
@@ -144,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
             print(note, file=sys.stderr)
         enrich = _enrich_choice(engine.enrichment(), args)
         threads = EnrichOptions(device=str(engine.encoder.device), threads=args.enrich_threads,
-                                models={"transcribe": args.transcribe_model} if args.transcribe_model else {})
+                                models={"transcribe": args.transcribe_model} if args.transcribe_model else {},
+                                speech_gate=engine.speech_gate(args.speech_gate, remember=False))
         if args.enrich_only:
             done = engine.reembed(options) if args.reembed else None
             summary = engine.enrich(enrich, options, threads)

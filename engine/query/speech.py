@@ -90,13 +90,15 @@ class SpeechQueries:
 
 
 def speech_queries(device: str = "cpu", threads: int = 1, model: str | None = None,
-                   weight: float = TRANSCRIPT_WEIGHT) -> SpeechQueries:
-    """Speech queries with the ``transcribe`` enricher as the store's ingest builds it (loaded on first use)."""
+                   weight: float = TRANSCRIPT_WEIGHT, gate: bool = True) -> SpeechQueries:
+    """Speech queries with the ``transcribe`` enricher as the store's ingest builds it (loaded on first use; ``gate``:
+    the store's speech gate setting, so a store transcribed without the gate hears its queries without it too)."""
 
     def load() -> Transcriber:
         from engine.models.enrichers import EnrichOptions, make_enrichers
 
-        (enricher,) = make_enrichers(["transcribe"], EnrichOptions(device=device, threads=threads, model=model))
+        options = EnrichOptions(device=device, threads=threads, model=model, speech_gate=gate)
+        (enricher,) = make_enrichers(["transcribe"], options)
         return enricher  # type: ignore[return-value]
 
     return SpeechQueries(load, weight)
