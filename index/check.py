@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.check_bulk import DAMAGE_KINDS, bulk_counts, bulk_findings, staged_findings
 from index.connect import REPAIR_CATALOG
 from index.errors import CatalogCorrupt, CatalogLostWrites, IndexCorrupt
 from index.keyword import keyword_problems, rebuild_keywords
@@ -48,9 +49,18 @@ class CheckReport:
         """No unrepaired error."""
         return not any(p.severity == "error" and not p.repaired for p in self.problems)
 
+    @property
+    def damaged(self) -> bool:
+        """An unrepaired problem lost vectors that were the only copy (a bulk store's Parquet files): exit 5."""
+        return any(p.kind in DAMAGE_KINDS and not p.repaired for p in self.problems)
+
     def to_dict(self) -> dict:
         """JSON-ready form."""
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "damaged": self.damaged}
+
+
+def _problem(finding) -> Problem:
+    return Problem(finding.model, finding.modality, finding.kind, finding.detail, finding.severity, finding.repaired)
 
 
 def _catalog_vector_problems(store: Store, model: str, modality: str, dim: int) -> tuple[list[Problem], list[int]]:
@@ -225,16 +235,22 @@ def check_store(root: str | Path, *, repair: bool = False) -> CheckReport:
         return CheckReport(str(root), 0, problems=fixed)
     try:
         report = CheckReport(str(root), store.catalog.generation, problems=fixed)
+        report.problems.extend(_problem(f) for f in bulk_findings(store.catalog, repair=repair,
+                                                                   stale_seconds=STALE_TEMP_SECONDS))
+        report.problems.extend(_problem(f) for f in staged_findings(store.catalog, root))
+        in_parquet = bulk_counts(store.catalog)
         for vs in store.catalog.vector_sets():
             seen: dict = {}
             problems, bad_ids = _catalog_vector_problems(store, vs.model, vs.modality, vs.dim)
-            problems += _index_problems(store, vs.model, vs.modality, vs.dim, report.generation, seen)
+            problems += [p for p in _index_problems(store, vs.model, vs.modality, vs.dim, report.generation, seen)
+                         if not (p.kind == "index-missing" and in_parquet.get((vs.model, vs.modality)))]  # shards serve it
             if repair and problems:
                 problems = _repair(store, vs.model, vs.modality, problems, bad_ids)
             report.problems.extend(problems)
             report.problems.extend(_token_problems(store, vs.model, vs.modality, repair))
-            report.vector_sets.append({"model": vs.model, "modality": vs.modality, "dim": vs.dim, "vectors": vs.count,
-                                       **seen})
+            bulk = in_parquet.get((vs.model, vs.modality), 0)
+            report.vector_sets.append({"model": vs.model, "modality": vs.modality, "dim": vs.dim,
+                                       "vectors": vs.count + bulk, **({"in_parquet": bulk} if bulk else {}), **seen})
         keyword = keyword_problems(store.catalog)  # FTS5's own integrity check of the keyword tables
         if repair and keyword:
             with store.catalog.atomic():

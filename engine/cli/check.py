@@ -8,6 +8,7 @@ import json
 from engine.api.defaults import default_store
 
 EXIT_PROBLEMS = 1
+EXIT_DAMAGED = 5  # as a damaged store's error: vectors that were the only copy are lost (a bulk store's Parquet files)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
         for vs in report.vector_sets:
             compared = f" ({vs['compared']} compared with the catalog{'' if vs.get('exact') else ', approximately'})" \
                 if "compared" in vs else ""
-            print(f"{vs['model']}/{vs['modality']}: {vs['vectors']} vectors of dim {vs['dim']}{compared}")
+            parquet = f" ({vs['in_parquet']} in Parquet files)" if vs.get("in_parquet") else ""
+            print(f"{vs['model']}/{vs['modality']}: {vs['vectors']} vectors of dim {vs['dim']}{parquet}{compared}")
         for p in report.problems:
             where = f"{p.model}/{p.modality}: " if p.model else ""
             state = " [repaired]" if p.repaired else ""
             print(f"{p.severity}: {where}{p.kind}: {p.detail}{state}")
         print(f"{'ok' if report.ok else 'problems remain'} (catalog generation {report.generation})")
-    return 0 if report.ok else EXIT_PROBLEMS
+    return 0 if report.ok else EXIT_DAMAGED if report.damaged else EXIT_PROBLEMS
