@@ -159,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
 
         refuse_single_machine(engine.store.catalog, engine.model, engine.store_modalities())
         searched = engine.run_search(request)  # the note below reads the plan this search ran
-        note, results = rerank_note(searched.plan, engine.model), searched.results
+        # a planned re-rank that kept the fused order (query outside its domain) says so, as a default-off one does
+        note = f"note: {searched.note}" if searched.note else rerank_note(searched.plan, engine.model)
+        results = searched.results
     weak = sum(r.weak for r in results)
     if not args.show_all:
         results = [r for r in results if not r.weak]

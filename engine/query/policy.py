@@ -7,7 +7,7 @@ The library (``Engine``), the server's engine thread and the CLI's note all read
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,6 +35,9 @@ NO_TOKENS = "no-tokens"  # the default, and the store holds no token features fo
 ON_BY_DEFAULT = "on-by-default"  # the default, on for every searched direction, tokens stored
 NOTHING_SEARCHED = "nothing-searched"  # the default, and no direction is searched
 UNMATCHABLE = "unmatchable"  # the requested kinds and the modality filter exclude each other: nothing runs
+
+# ``Searched.note`` when a planned re-rank keeps the fused order by design (``engine.rerank.domain``)
+OUTSIDE_DOMAIN = "query outside the re-ranker's domain: fused order kept"
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,15 @@ class SearchPlan:
 
 @dataclass(frozen=True)
 class Searched:
-    """A search's results and how they came about: its plan, whether the re-ranker ordered them, and why a default
-    re-rank fell back to the first-stage order (None when it did not)."""
+    """A search's results and how they came about: its plan, whether the re-ranker ordered them, why a default
+    re-rank fell back to the first-stage order (``skipped``: it could not run) and why a planned re-rank kept the
+    fused order by design (``note``: ``OUTSIDE_DOMAIN``, also on each result's ``rerank_note``); None when not."""
 
     plan: SearchPlan
     results: list[Result]
     reranked: bool = False
     skipped: str | None = None
+    note: str | None = None
 
 
 def decide(request: SearchRequest, available: Sequence[str], reranker: Reranker | None, model: str,
@@ -161,35 +166,42 @@ def execute(plan: SearchPlan, request: SearchRequest, encoder: Encoder, searcher
     if not plan.matchable:
         return Searched(plan, [])
     fusion = request.fusion or DEFAULT_FUSION
-    skipped = None
+    skipped = note = None
     if plan.rerank:
         try:
-            found = _reranked(plan, request, encoder, searcher, reranker, fusion)
+            found, encoded = _reranked(plan, request, encoder, searcher, reranker, fusion)
         except RerankerUnavailable as exc:
             if plan.forced:
                 raise
             skipped = str(exc)
         else:
-            return Searched(plan, found if request.show_all else [r for r in found if not r.weak], True)
+            if found is not None:
+                return Searched(plan, found if request.show_all else [r for r in found if not r.weak], True)
+            note, vector = OUTSIDE_DOMAIN, encoded  # the search a --no-rerank one runs, with the vector in hand
     if vector is None:
         with query_threads(threads) if threads else nullcontext():
             vector = encode_query(encoder, request.parts)
     results = searcher.search(vector, request.parts[0].modality, list(plan.searched), request.k, plan.filters,
                               request.depth, fusion, request.show_all, **_keyword_args(request))
-    return Searched(plan, results, False, skipped)
+    if note:
+        results = [replace(r, rerank_note=note) for r in results]
+    return Searched(plan, results, False, skipped, note)
 
 
 def _reranked(plan: SearchPlan, request: SearchRequest, encoder: Encoder, searcher: Searcher,
-              reranker: Reranker | None, fusion: str) -> list[Result]:
-    """First stage to ``rerank_depth`` (default ``RERANK_DEPTH``), then the attention re-ranker's top ``k``."""
+              reranker: Reranker | None, fusion: str) -> tuple[list[Result] | None, np.ndarray]:
+    """First stage to ``rerank_depth`` (default ``RERANK_DEPTH``), then the attention re-ranker's top ``k``; None
+    (and the query vector) when the query lies outside the re-ranker's domain, so nothing is re-ranked."""
     if reranker is None:
         raise RerankerUnavailable(f"preset {searcher.model!r} has no attention re-ranker")
     with query_threads():
         vector, modality, tokens = encode_query_with_tokens(encoder, request.parts)
+    if not reranker.in_domain(modality, vector)[0]:
+        return None, vector
     pool = max(request.k, request.rerank_depth or RERANK_DEPTH)
     results = searcher.search(vector, modality, list(plan.searched), pool, plan.filters, max(request.depth, pool),
                               fusion, **_keyword_args(request))
     query_side = TokenBatch.from_arrays([tokens], vector, modality, reranker.config.max_tokens)
     with query_threads():
         return rerank_results(reranker, searcher.store.catalog, searcher.model, results, query_side,
-                              searcher.calibration, request.k, fits=searcher.calibrations, fusion=fusion)
+                              searcher.calibration, request.k, fits=searcher.calibrations, fusion=fusion), vector

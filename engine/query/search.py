@@ -103,6 +103,7 @@ class Result:
     rerank_score: float | None = None
     probability: float | None = None
     weak: bool = False
+    rerank_note: str | None = None  # why a search that was to be re-ranked kept the fused order (``Searched.note``)
 
     @property
     def order_score(self) -> float:

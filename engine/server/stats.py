@@ -31,7 +31,7 @@ def result_json(result: Result) -> dict[str, Any]:
     """One search result as JSON, with links to its media and thumbnail."""
     return {"item_id": result.item_id, "uri": result.uri, "name": _name(result.uri), "modality": result.modality,
             "score": result.score, "first_stage": result.first_stage, "rerank_score": result.rerank_score,
-            "probability": result.probability, "weak": result.weak,
+            "probability": result.probability, "weak": result.weak, "rerank_note": result.rerank_note,
             "match": asdict(result.match),
             "metadata": dict(result.metadata),
             **_links(result.item_id, result.modality, result.uri, result.match.offset_seconds)}
