@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Train a small transformer that attends between query tokens and candidate tokens, on the "
         "datasets' train splits, with hard negatives mined from the preset's first-stage results. Each direction "
         "is evaluated on the val split (test where there is none) against the first stage; re-ranking is on by "
-        "default only where it gained. Writes config.json, model.safetensors and report.json to --out; point a "
+        "default only where it gained. Writes config.json, model.safetensors and report.json to --out, then its domain "
+        "check (domain.npz: queries unlike its training items keep the fused order; bound 1 once they do); point a "
         f"preset's \"reranker\" key at that folder to use it. Data kinds: {', '.join(DATA_KINDS)}.",
     )
     parser.add_argument("--preset", required=True, help="preset whose towers give the tokens and first stage")
@@ -41,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float_range(0.0, 10.0), default=RerankTrainConfig.lr, help="AdamW learning rate")
     parser.add_argument("--seed", type=int, default=RerankTrainConfig.seed, help="seed for data and weights")
     parser.add_argument("--cache", help="token cache directory (default OUT/cache)")
+    parser.add_argument("--domain", action=argparse.BooleanOptionalAction, default=True,
+                        help="after training, build the domain check from the same data (engine.train.rerank_domain: "
+                             "held-out 10th percentile, bound 1); --no-domain re-ranks every query of its directions "
+                             "at bound 0.25")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
     return parser
@@ -57,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.preset)
     out = Path(args.out)
     cache = TensorCache(args.cache or out / "cache")
-    train, val = [], []
+    train, val, domain_data = [], [], []
     for text in args.data:
         spec = parse_data_spec(text)
-        dataset = with_counterfactuals(load_dataset(spec, seed=args.seed + 7))
+        loaded = load_dataset(spec, seed=args.seed + 7)
+        dataset = with_counterfactuals(loaded)
         modalities = [m for m in (spec.modalities or dataset.modalities()) if m in encoder.modalities]
+        domain_data.append((text, loaded, modalities))  # the domain is of the data itself, not its counterfactuals
         pairs = [(q, c) for q, c in itertools.permutations(modalities, 2)]
         if not pairs:
             raise InvalidInput(f"{text}: fewer than two modalities the preset can encode")
@@ -72,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
                                kind=args.kind, dropout=args.dropout)
     _, report = train_and_save(encoder, train, val, out, config,
                                on_step=lambda s, loss: print(f"step {s}: loss {loss:.4f}", flush=True))
+    domain = None
+    if args.domain:
+        from engine.train.rerank_domain import give_domain
+
+        domain = give_domain(encoder, args.preset, domain_data, out, args.seed)
+        report = {**report, "domain": {"thresholds": dict(domain.thresholds), **dict(domain.extra)}}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -80,4 +93,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<28} first stage R@1 {f['R@1']:.4f} R@5 {f['R@5']:.4f} R@10 {f['R@10']:.4f} | "
               f"re-ranked R@1 {r['R@1']:.4f} R@5 {r['R@5']:.4f} R@10 {r['R@10']:.4f}")
     print(f"on by default for: {', '.join(report['enabled']) or 'nothing (no held-out gain)'}; saved to {out}")
+    if domain is not None:
+        from engine.train.rerank_domain import describe
+
+        print("domain check: " + "; ".join(describe(domain)))
     return 0
