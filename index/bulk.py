@@ -8,10 +8,10 @@ writing); a crash after it leaves both. Reads (``vector_sets``, ``vector_ids``, 
 ``items_with_vectors``) see catalog and Parquet vectors together, so search policy, calibration and twin copies
 work unchanged over a bulk store. Everything else is the wrapped catalog's.
 
-Tables (``TABLES``, created by the first bulk write; a catalog never written in bulk mode has none):
-``bulk_files`` (one row per Parquet file) and ``bulk_vectors`` (one
-row per live vector: representation, model, modality, file, generation). A representation removed from the catalog
-takes its ``bulk_vectors`` row with it (``ON DELETE CASCADE``); its Parquet row stays, dead, and index builds skip it.
+Tables (schema migration 10; empty in a catalog never written in bulk mode): ``bulk_files`` (one row per Parquet
+file) and ``bulk_vectors`` (one row per live vector: representation, model, modality, file, generation). A
+representation removed from the catalog takes its ``bulk_vectors`` row with it (``ON DELETE CASCADE``); its Parquet
+row stays, dead, and index builds skip it.
 """
 
 from __future__ import annotations
@@ -31,28 +31,6 @@ from index.persist import TMP_MARK
 from index.records import VectorSet
 from index.schema import now
 from index.validate import check_ids, check_vectors
-
-TABLES = [
-    """CREATE TABLE IF NOT EXISTS bulk_files (
-        path TEXT PRIMARY KEY,
-        model TEXT NOT NULL,
-        modality TEXT NOT NULL,
-        dim INTEGER NOT NULL,
-        rows INTEGER NOT NULL,
-        generation INTEGER NOT NULL,
-        created_at TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS bulk_vectors (
-        representation_id INTEGER NOT NULL REFERENCES representations (id) ON DELETE CASCADE,
-        model TEXT NOT NULL,
-        modality TEXT NOT NULL,
-        file TEXT NOT NULL REFERENCES bulk_files (path),
-        generation INTEGER NOT NULL,
-        PRIMARY KEY (representation_id, model)
-    )""",
-    "CREATE INDEX IF NOT EXISTS bulk_vectors_set ON bulk_vectors (model, modality, generation)",
-    "CREATE INDEX IF NOT EXISTS bulk_vectors_file ON bulk_vectors (file)",
-]
 
 ROWS_PER_FILE = 1_000_000
 MARKER = "xmodal-bulk.json"  # in a bulk folder: the catalog it belongs to (its orphan sweep must not touch others)
@@ -79,11 +57,6 @@ def refuse_single_machine(catalog: Any, model: str, held: list[str]) -> None:
             f"`xmodal shards search QUERY --store S`")
 
 
-def _has_tables(catalog: Any) -> bool:
-    return catalog.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bulk_vectors'").fetchone() \
-        is not None
-
-
 def set_folder(folder: str | Path, model: str, modality: str) -> Path:
     """``<folder>/<model>.<modality>`` with a safe model name."""
     return Path(folder) / f"{re.sub(r'[^A-Za-z0-9._-]', '_', model)}.{modality}"
@@ -91,8 +64,6 @@ def set_folder(folder: str | Path, model: str, modality: str) -> Path:
 
 def bulk_sets(catalog: Any, model: str | None = None) -> list[tuple[str, str, int]]:
     """(model, modality, live vectors) of every bulk vector set (of ``model`` when given)."""
-    if not _has_tables(catalog):
-        return []
     sql = "SELECT model, modality, COUNT(*) FROM bulk_vectors"
     rows = catalog.db.execute(sql + (" WHERE model = ?" if model else "") + " GROUP BY model, modality ORDER BY 1, 2",
                               [model] if model else []).fetchall()
@@ -101,8 +72,6 @@ def bulk_sets(catalog: Any, model: str | None = None) -> list[tuple[str, str, in
 
 def bulk_folders(catalog: Any, model: str) -> list[str]:
     """The bulk folders ``model``'s Parquet files were written under (the parents of their set folders)."""
-    if not _has_tables(catalog):
-        return []
     rows = catalog.db.execute("SELECT DISTINCT path FROM bulk_files WHERE model = ?", (model,)).fetchall()
     return sorted({str(Path(r[0]).parent.parent) for r in rows})
 
@@ -110,8 +79,6 @@ def bulk_folders(catalog: Any, model: str) -> list[str]:
 def bulk_state(catalog: Any, model: str, modality: str) -> tuple[int, int]:
     """(live vectors, highest generation among them) of one bulk set: an index built from it is stale when either
     moved (a removal lowers the count, a write raises the generation)."""
-    if not _has_tables(catalog):
-        return 0, 0
     n, gen = catalog.db.execute("SELECT COUNT(*), MAX(generation) FROM bulk_vectors WHERE model = ? AND modality = ?",
                                 (model, modality)).fetchone()
     return int(n), int(gen or 0)
@@ -119,8 +86,6 @@ def bulk_state(catalog: Any, model: str, modality: str) -> tuple[int, int]:
 
 def bulk_files(catalog: Any, model: str, modality: str) -> list[tuple[str, int, np.ndarray]]:
     """(path, rows in the file, sorted live representation ids) of each Parquet file of a set, in path order."""
-    if not _has_tables(catalog):
-        return []
     files = catalog.db.execute("SELECT path, rows FROM bulk_files WHERE model = ? AND modality = ? ORDER BY path",
                                (model, modality)).fetchall()
     live: dict[str, list[int]] = {}
@@ -144,10 +109,6 @@ class BulkCatalog:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._claim()
-            if not _has_tables(catalog):
-                with catalog.atomic():
-                    for sql in TABLES:
-                        catalog.db.execute(sql)
             self.orphans_removed = self.remove_orphans()
 
     def __getattr__(self, name: str) -> Any:
@@ -279,14 +240,12 @@ class BulkCatalog:
     def vector_ids(self, model: str, modality: str) -> np.ndarray:
         """Sorted ids of a set's vectors, in the catalog and in Parquet."""
         rows = self.catalog.db.execute("SELECT representation_id FROM bulk_vectors WHERE model = ? AND modality = ?",
-                                       (model, modality)).fetchall() if _has_tables(self.catalog) else []
+                                       (model, modality)).fetchall()
         return np.union1d(self.catalog.vector_ids(model, modality), np.array([r[0] for r in rows], dtype=np.int64))
 
     def items_with_vectors(self, model: str, *, with_tokens: bool = False) -> set[int]:
         """Items with a vector of ``model`` in the catalog or in Parquet (``with_tokens``: and all their tokens)."""
         items = self.catalog.items_with_vectors(model, with_tokens=with_tokens)
-        if not _has_tables(self.catalog):
-            return items
         joined = "FROM bulk_vectors v JOIN representations r ON r.id = v.representation_id"
         bulk = {int(r[0]) for r in self.catalog.db.execute(f"SELECT DISTINCT r.item_id {joined} WHERE v.model = ?",
                                                            (model,))}
@@ -300,12 +259,11 @@ class BulkCatalog:
         """Vectors for these representation ids, in order, read from their Parquet files (or the catalog)."""
         ids = [int(i) for i in ids]
         where: dict[int, str] = {}
-        if _has_tables(self.catalog):
-            for start in range(0, len(ids), 500):
-                part = ids[start : start + 500]
-                where.update((int(r), str(f)) for r, f in self.catalog.db.execute(
-                    f"SELECT representation_id, file FROM bulk_vectors WHERE model = ? AND representation_id IN "
-                    f"({','.join('?' * len(part))})", [model, *part]))
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            where.update((int(r), str(f)) for r, f in self.catalog.db.execute(
+                f"SELECT representation_id, file FROM bulk_vectors WHERE model = ? AND representation_id IN "
+                f"({','.join('?' * len(part))})", [model, *part]))
         rest = [i for i in ids if i not in where]
         found: dict[int, np.ndarray] = {}
         if rest:

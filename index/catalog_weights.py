@@ -47,9 +47,6 @@ class CatalogWeights:
     def _set_held(self, model: str, modality: str) -> str | None:
         """Where a set holds vectors: "vectors" (the catalog), "bulk_vectors" (a bulk store's Parquet files) or None."""
         for table in ("vectors", "bulk_vectors"):
-            if table == "bulk_vectors" and not self.db.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bulk_vectors'").fetchone():
-                continue
             if self.db.execute(f"SELECT 1 FROM {table} WHERE model = ? AND modality = ? LIMIT 1",
                                (model, modality)).fetchone():
                 return table

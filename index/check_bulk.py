@@ -39,14 +39,8 @@ class BulkFinding:
     lost: list[int] = field(default_factory=list)
 
 
-def _has_bulk(db) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bulk_files'").fetchone() is not None
-
-
 def bulk_counts(catalog) -> dict[tuple[str, str], int]:
     """(model, modality) -> live vectors held in Parquet files."""
-    if not _has_bulk(catalog.db):
-        return {}
     rows = catalog.db.execute("SELECT model, modality, COUNT(*) FROM bulk_vectors GROUP BY model, modality")
     return {(str(m), str(d)): int(n) for m, d, n in rows}
 
@@ -139,8 +133,6 @@ def _repair_files(catalog, findings: list[BulkFinding], missing: list[str], corr
 
 def bulk_findings(catalog, *, repair: bool = False, stale_seconds: float = 600) -> list[BulkFinding]:
     """Everything wrong with a bulk store's Parquet files (none for a store never written in bulk mode)."""
-    if not _has_bulk(catalog.db):
-        return []
     findings, missing, corrupt = _file_findings(catalog)
     if repair and findings:
         _repair_files(catalog, findings, missing, corrupt)

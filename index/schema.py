@@ -172,8 +172,32 @@ _V9 = [
     )""",
 ]
 
+# Bulk mode (index.bulk): which Parquet file holds each vector of a bulk store. Stores written in bulk mode before
+# this migration created these tables on their first bulk write, hence IF NOT EXISTS (same definitions).
+_V10 = [
+    """CREATE TABLE IF NOT EXISTS bulk_files (
+        path TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS bulk_vectors (
+        representation_id INTEGER NOT NULL REFERENCES representations (id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        file TEXT NOT NULL REFERENCES bulk_files (path),
+        generation INTEGER NOT NULL,
+        PRIMARY KEY (representation_id, model)
+    )""",
+    "CREATE INDEX IF NOT EXISTS bulk_vectors_set ON bulk_vectors (model, modality, generation)",
+    "CREATE INDEX IF NOT EXISTS bulk_vectors_file ON bulk_vectors (file)",
+]
+
 # Append new migrations here; never edit one that has shipped.
-MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
+MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -236,3 +236,34 @@ def test_bulk_sets_are_stamped_and_other_weights_refused(tmp_path):
         engine.ingest([media], IngestOptions(workers=0, bulk=str(pq)), reembed=True)
     with Engine.open(store, PRESET, reembed=True) as engine, pytest.raises(WeightsChanged, match="bulk set"):
         engine.store.catalog.swap_staged(engine.model, "image", "fedcba9876543210")
+
+
+def test_migration_10_adds_the_bulk_tables_to_a_schema_9_catalog(tmp_path):
+    from index.schema import MIGRATIONS, migrate
+
+    conn = sqlite3.connect(tmp_path / "catalog.db", isolation_level=None)
+    migrate(conn, MIGRATIONS[:9])
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'bulk_%'").fetchall() == []
+    assert migrate(conn) == len(MIGRATIONS) == 10
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'bulk_%'")}
+    assert names == {"bulk_files", "bulk_vectors", "bulk_vectors_set", "bulk_vectors_file"}
+    conn.close()
+
+
+def test_a_schema_9_bulk_store_keeps_its_tables_and_vectors(tmp_path):
+    """A store written in bulk mode at schema 9 made the tables on its first bulk write: migration 10 keeps them."""
+    from index import check_store
+
+    media, store, pq = _media(tmp_path / "media", 3), tmp_path / "store", tmp_path / "pq"
+    with Engine.open(store, PRESET) as engine:
+        engine.ingest([media], IngestOptions(workers=0, bulk=str(pq)))
+        before = {s.modality: s.count for s in BulkCatalog(engine.store.catalog, engine.model).vector_sets()}
+    conn = sqlite3.connect(store / "catalog.db", isolation_level=None)
+    conn.execute("DELETE FROM schema_version WHERE version = 10")  # as the previous code left it
+    conn.close()
+    with Engine.open(store, PRESET) as engine:
+        catalog = engine.store.catalog
+        assert catalog.db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 10
+        assert {s.modality: s.count for s in BulkCatalog(catalog, engine.model).vector_sets()} == before
+        assert before["image"] == 3 and engine.ingest([media], IngestOptions(workers=0, bulk=str(pq))).unchanged == 3
+    assert check_store(store).ok
