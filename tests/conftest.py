@@ -122,3 +122,12 @@ def ray_cluster():
             yield cluster
         finally:
             cluster.shutdown()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (`-n 2 --dist loadgroup`), every test that uses the session's Ray cluster runs in one
+    worker, so the cluster starts once (~30 s) and two clusters never compete for the two cores."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "ray_cluster" in getattr(item, "fixturenames", ()) or any(isinstance(v, str) and v == "ray" for v in params.values()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
