@@ -75,12 +75,15 @@ def test_a_catalog_made_before_the_registry_opens_and_loses_only_the_modality_ch
         with pytest.raises(InvalidStatus, match=r"modality must be one of \('image', 'text', 'audio', 'video'\)"):
             catalog.upsert_item("file:///d/f.pcd", "lidar")  # the registry, not SQL, refuses an unknown modality
     # migration 6 removed exactly the two modality CHECKs; every other table, index and column is as it was, but for
-    # what later migrations added (7: representations.end_seconds and enrichments; 8: keyword tables)
+    # what later migrations added (7: representations.end_seconds and enrichments; 8: keyword tables; 9:
+    # vector_sets.weights and staged_vectors; 10: bulk tables)
     after, expected = _schema_sql(old), _without_modality_checks(before)
     assert after == _schema_sql(tmp_path / "new.sqlite")
-    assert {n: after[n] for n in expected if n != "representations"} == {
-        n: sql for n, sql in expected.items() if n != "representations"}
+    altered = ("representations", "vector_sets")
+    assert {n: after[n] for n in expected if n not in altered} == {
+        n: sql for n, sql in expected.items() if n not in altered}
     assert after["representations"].replace(", end_seconds REAL", "") == expected["representations"]
+    assert after["vector_sets"].replace(" weights TEXT,", "") == expected["vector_sets"]
     with Catalog(old) as catalog:
         assert catalog.count_vectors("m", "audio") == 2
 

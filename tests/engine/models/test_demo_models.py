@@ -95,6 +95,8 @@ def test_engine_search_encodes_the_query_on_one_thread(monkeypatch):
     engine = object.__new__(Engine)
     engine.reranker, engine._searcher = None, FakeSearcher()
     engine.encoder = SimpleNamespace(preset=SimpleNamespace(name="fake"))
+    engine.store = SimpleNamespace(catalog=SimpleNamespace(weights_of=lambda model: {}, has_tokens=lambda model: False))
+    engine.fingerprints, engine.changed = {}, []
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
