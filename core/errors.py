@@ -65,6 +65,12 @@ class DeviceUnavailable(XmodalError):
     exit_code = 4
 
 
+class ClusterUnavailable(XmodalError):
+    """The Ray cluster could not place or start what was asked of it in time (too few CPUs, GPUs or nodes)."""
+
+    exit_code = 4
+
+
 class RerankerUnavailable(XmodalError):
     """Re-ranking was asked for but the preset has no re-ranker, or the store holds no tokens for the candidates."""
 

@@ -120,17 +120,27 @@ def _folders(engine: Any, sets: list[str]) -> dict[str, Any]:
     return folders
 
 
-def _options(args: argparse.Namespace) -> Any:
-    from index import ServerOptions
+def _options(args: argparse.Namespace, folders: dict[str, Any]) -> Any:
+    """Shard-server options whose CPU reservations fit the cluster: every server of every set must be placed at
+    once (three sets of two shards at 0.5 CPU each never all start on a 2-CPU local instance), so each asks for at
+    most its share of the cluster's CPUs."""
+    import ray
 
-    return ServerOptions(threads=args.threads, num_cpus=args.server_cpus)
+    from index import ServerOptions, read_manifest
+
+    servers = sum(len(read_manifest(folder).shards) for folder in folders.values()) * args.replicas
+    cpus = float(ray.cluster_resources().get("CPU", 0.0))
+    share = min(args.server_cpus, cpus / servers) if servers and cpus > 0 else args.server_cpus
+    return ServerOptions(threads=args.threads, num_cpus=round(share, 4))
 
 
 def _serve(engine: Any, sets: list[str], args: argparse.Namespace) -> int:
     from engine.query import start_shard_servers
 
-    for modality, folder in _folders(engine, sets).items():
-        handles = start_shard_servers(folder, args.replicas, _options(args), prefix=f"{args.prefix}-{modality}",
+    folders = _folders(engine, sets)
+    options = _options(args, folders)
+    for modality, folder in folders.items():
+        handles = start_shard_servers(folder, args.replicas, options, prefix=f"{args.prefix}-{modality}",
                                       detached=True)
         print(f"{engine.model}/{modality}: {len(handles)} shards x {args.replicas} replicas serving as "
               f"{args.prefix}-{modality}-<shard>-<replica>")
@@ -155,13 +165,15 @@ def _search(engine: Any, sets: list[str], args: argparse.Namespace) -> int:
 
     catalog = BulkCatalog(engine.store.catalog, engine.model)
     started, coordinators = [], {}
+    folders = _folders(engine, sets)
+    options = None if args.prefix else _options(args, folders)
     try:
-        for modality, folder in _folders(engine, sets).items():
+        for modality, folder in folders.items():
             if args.prefix:
                 handles = connect_shard_servers(f"{args.prefix}-{modality}", len(read_manifest(folder).shards),
                                                 args.replicas)
             else:
-                handles = start_shard_servers(folder, args.replicas, _options(args))
+                handles = start_shard_servers(folder, args.replicas, options)
                 started.append(handles)
             coordinators[(engine.model, modality)] = Coordinator(handles, args.timeout,
                                                                  catalog_rescore(catalog, engine.model))

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.errors import ClusterUnavailable
 from index.shard_server import ServerOptions, ShardServer
 from index.shards import read_manifest
 
@@ -56,7 +57,14 @@ def wait_ready(handles: Sequence[Sequence[Any]], timeout_s: float = 120.0) -> li
     """Wait until every shard server has loaded its shard; what each holds (``ShardServer.info``)."""
     import ray
 
-    return ray.get([h.info.remote() for row in handles for h in row], timeout=timeout_s)
+    try:
+        return ray.get([h.info.remote() for row in handles for h in row], timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        resources = ray.cluster_resources()
+        raise ClusterUnavailable(
+            f"{sum(map(len, handles))} shard servers did not all start within {timeout_s:g} s; the cluster has "
+            f"{resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs (ask less per server with "
+            f"--server-cpus, or give the cluster more)") from None
 
 
 def connect_shard_servers(prefix: str, shards: int, replicas: int) -> Replicas:
