@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.bulk import MARKER
+from index.bulk import MARKER, bulk_sets
 from index.errors import IndexStoreError
 from index.persist import TMP_MARK
 from index.repair import move_aside
@@ -41,8 +41,7 @@ class BulkFinding:
 
 def bulk_counts(catalog) -> dict[tuple[str, str], int]:
     """(model, modality) -> live vectors held in Parquet files."""
-    rows = catalog.db.execute("SELECT model, modality, COUNT(*) FROM bulk_vectors GROUP BY model, modality")
-    return {(str(m), str(d)): int(n) for m, d, n in rows}
+    return {(m, d): n for m, d, n in bulk_sets(catalog)}
 
 
 def _read_ids(path: Path, dim: int, rows: int) -> tuple[np.ndarray | None, str, np.ndarray]:

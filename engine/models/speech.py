@@ -223,12 +223,12 @@ class SpeechEnricher:
             return []
         found, _info = self.model.transcribe(samples, beam_size=self.settings.beam_size,
                                              vad_filter=self.settings.vad)
-        segments = [seg for seg in found if clean_text(seg.text, self.settings.max_segment_chars)]  # decodes here
+        cleaned = ((seg, clean_text(seg.text, self.settings.max_segment_chars)) for seg in found)  # decodes here
+        segments = [(seg, text) for seg, text in cleaned if text]
         want = self.settings.gate if features is None else features
         probs = vad_probs(samples) if segments and want else None
         out = []
-        for seg in segments:
-            text = clean_text(seg.text, self.settings.max_segment_chars)
+        for seg, text in segments:
             x = segment_features(samples, probs, segment_info(seg, text)) if probs is not None else None
             score = GATE.score(x) if x is not None else None
             kept = not self.settings.gate or (score is not None and score >= GATE.threshold)
